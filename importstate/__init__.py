@@ -1,0 +1,51 @@
+"""importstate: the lifecycle of data-import operations, in Rocket.Chat's import model."""
+
+from importstate.errors import (
+    ImporterNotDefined,
+    ImportStateError,
+    InvalidOperationStatus,
+    InvalidRoles,
+    InvalidTransition,
+    InvalidUserList,
+    MissingUserData,
+    OperationAlreadyFinished,
+    OperationCannotReceiveData,
+    OperationNotFound,
+    OperationNotInitialized,
+    WireFormatError,
+)
+from importstate.importers import BatchImporter, Importer
+from importstate.model import Count, Failure, Operation
+from importstate.service import ImportService
+from importstate.steps import ProgressStep, State, state_of
+from importstate.stores import MemoryStore, SQLiteStore, StagedRecord, Store
+
+__all__ = [
+    "BatchImporter",
+    "Count",
+    "Failure",
+    "ImportService",
+    "ImportStateError",
+    "Importer",
+    "ImporterNotDefined",
+    "InvalidOperationStatus",
+    "InvalidRoles",
+    "InvalidTransition",
+    "InvalidUserList",
+    "MemoryStore",
+    "MissingUserData",
+    "Operation",
+    "OperationAlreadyFinished",
+    "OperationCannotReceiveData",
+    "OperationNotFound",
+    "OperationNotInitialized",
+    "ProgressStep",
+    "SQLiteStore",
+    "StagedRecord",
+    "State",
+    "Store",
+    "WireFormatError",
+    "state_of",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,7 @@
+"""``python -m importstate``."""
+
+import sys
+
+from importstate.cli import main
+
+sys.exit(main())

@@ -1,0 +1,137 @@
+"""Errors a caller can catch by type.
+
+Every error whose wording the specification fixes has exactly that wording as
+its ``str()`` (it is what the REST API returns); details a program may want
+(the field, the state, the user's index) are attributes.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ImportStateError(Exception):
+    """Base class of every error importstate raises on purpose."""
+
+    #: The wire message (SPEC §4) when the class has a fixed one.
+    message: ClassVar[str] = "importstate error"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message if message is not None else self.message)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class OperationNotInitialized(ImportStateError):
+    """``add_users`` without a current, valid operation."""
+
+    message = "Import operation not initialized."
+
+
+class OperationCannotReceiveData(ImportStateError):
+    """``add_users`` while the current operation is loading or importing."""
+
+    message = "The current import operation can not receive new data."
+
+
+class OperationAlreadyFinished(ImportStateError):
+    """The current operation is ``done``, ``error`` or ``canceled``."""
+
+    message = "The current import operation is already finished."
+
+
+class InvalidUserList(ImportStateError):
+    """``add_users`` was given something other than a list of users.
+
+    Attributes:
+        got: the type name of what was given.
+    """
+
+    def __init__(self, got: str) -> None:
+        super().__init__(f"users must be a list, got {got}")
+        self.got = got
+
+
+class MissingUserData(ImportStateError):
+    """A user lacks a non-empty ``emails`` or ``importIds`` entry, or is not an object.
+
+    Attributes:
+        index: position of the first offending entry in the list given.
+    """
+
+    message = "Users are missing required data."
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.index = index
+
+
+class InvalidRoles(ImportStateError):
+    """A user has a role outside the service's known roles.
+
+    Attributes:
+        index: position of the first offending user.
+        role: the unknown role (or the non-list ``roles`` value).
+    """
+
+    message = "One or more of the users have been assigned invalid roles."
+
+    def __init__(self, index: int, role: object) -> None:
+        super().__init__()
+        self.index = index
+        self.role = role
+
+
+class OperationNotFound(ImportStateError):
+    """No current operation, or it is no longer valid."""
+
+    message = "error-operation-not-found"
+
+
+class InvalidOperationStatus(ImportStateError):
+    """``run`` on an operation that is not waiting in user selection."""
+
+    message = "error-invalid-operation-status"
+
+
+class ImporterNotDefined(ImportStateError):
+    """The operation's importer key is not registered with the service.
+
+    Attributes:
+        key: the importer key that was looked up.
+    """
+
+    message = "error-importer-not-defined"
+
+    def __init__(self, key: str) -> None:
+        super().__init__()
+        self.key = key
+
+
+class InvalidTransition(ImportStateError):
+    """The machine does not allow ``event`` from the operation's state.
+
+    Attributes:
+        state: the state the operation was in.
+        event: the event that was refused.
+    """
+
+    def __init__(self, state: str, event: str, detail: str = "") -> None:
+        suffix = f": {detail}" if detail else ""
+        super().__init__(f"event {event!r} is not allowed in state {state!r}{suffix}")
+        self.state = state
+        self.event = event
+
+
+class WireFormatError(ImportStateError, ValueError):
+    """A document does not fit the wire format of SPEC §3.
+
+    Attributes:
+        field: the wire name of the field at fault (``"$"`` for the document itself).
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason

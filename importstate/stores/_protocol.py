@@ -1,0 +1,119 @@
+"""What a store must do: the contract every built-in and third-party store meets."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+from importstate.model import Operation
+
+
+class StagedRecord(NamedTuple):
+    """One staged user, in staging order.
+
+    Attributes:
+        position: the store's staging order; the run loop's checkpoint is the
+            position of the last record done.
+        id: the record's ``_id``.
+        data: the user as given to ``add_users`` (plus merged roles).
+        data_type: ``"user"``.
+        errors: ``[{message, ...}]`` for each failed import attempt.
+    """
+
+    position: int
+    id: str
+    data: dict[str, Any]
+    data_type: str
+    errors: tuple[dict[str, Any], ...]
+
+    def to_wire(self) -> dict[str, Any]:
+        """``{_id, data, dataType, errors?}`` as Rocket.Chat's staging holds it."""
+        doc: dict[str, Any] = {"_id": self.id, "data": self.data, "dataType": self.data_type}
+        if self.errors:
+            doc["errors"] = list(self.errors)
+        return doc
+
+
+class NewRecord(NamedTuple):
+    """A record to stage: its ``_id``, the user's data and its type."""
+
+    id: str
+    data: Mapping[str, Any]
+    data_type: str
+
+
+class Transaction(Protocol):
+    """Reads and writes inside one store transaction.
+
+    Everything a transaction wrote becomes visible to other handles together
+    when it commits, or not at all when the ``with`` block raises.
+    """
+
+    def current(self) -> Operation | None:
+        """The newest operation by ``ts`` (ties: the later created), valid or not."""
+
+    def get(self, operation_id: str) -> Operation | None:
+        """The operation with this ``_id``."""
+
+    def latest(self, limit: int) -> list[Operation]:
+        """Up to ``limit`` operations, newest ``_updatedAt`` first.
+
+        Ties go to the newer ``ts``, then to the later created.
+        """
+
+    def valid_operations(self) -> list[Operation]:
+        """Every operation whose ``valid`` is true, in creation order."""
+
+    def insert(self, operation: Operation) -> None:
+        """Add a new operation (its creation order is now)."""
+
+    def update(self, operation: Operation) -> None:
+        """Replace the stored operation that has ``operation.id``."""
+
+    def stage(self, operation_id: str, records: Sequence[NewRecord]) -> None:
+        """Append records to ``operation_id``'s staging, in order."""
+
+    def staged(self, operation_id: str, *, after: int | None, limit: int) -> list[StagedRecord]:
+        """Up to ``limit`` of the operation's records with a position after ``after``."""
+
+    def record_errors(
+        self, operation_id: str, errors: Sequence[tuple[int, Mapping[str, Any]]],
+    ) -> None:
+        """Append each ``(position, error)`` to that record's ``errors``."""
+
+    def remove_succeeded(self, operation_id: str) -> int:
+        """Delete the operation's records that have no errors; return how many."""
+
+    def unstage_all(self) -> int:
+        """Delete every staged record of every operation; return how many."""
+
+    def checkpoint(self, operation_id: str) -> int | None:
+        """The position of the last record the run committed (``None`` before the first batch)."""
+
+    def set_checkpoint(
+        self, operation_id: str, position: int | None, heartbeat: dt.datetime,
+    ) -> None:
+        """Store the run's checkpoint and heartbeat (bookkeeping outside the wire document)."""
+
+    def heartbeat(self, operation_id: str) -> dt.datetime | None:
+        """When the operation's run last reported progress."""
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A place operations and staged users live; safe to share between threads.
+
+    ``transaction()`` serialises writers (on SQLite across processes too);
+    ``reading()`` is a consistent snapshot that does not wait for writers.
+    """
+
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        """A read-write transaction; writers run one at a time."""
+
+    def reading(self) -> AbstractContextManager[Transaction]:
+        """A read-only snapshot; must not write."""
+
+    def close(self) -> None:
+        """Release the store's resources; the store is not used afterwards."""
