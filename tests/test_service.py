@@ -1,0 +1,687 @@
+import datetime as dt
+import itertools
+import multiprocessing
+import threading
+import time
+
+import pytest
+
+from importstate import (
+    ImporterNotDefined,
+    ImportService,
+    InvalidOperationStatus,
+    InvalidRoles,
+    InvalidTransition,
+    InvalidUserList,
+    MemoryStore,
+    MissingUserData,
+    OperationAlreadyFinished,
+    OperationCannotReceiveData,
+    OperationNotFound,
+    OperationNotInitialized,
+    ProgressStep,
+    SQLiteStore,
+    State,
+)
+
+
+class Clock:
+    """A clock that moves one millisecond per reading."""
+
+    def __init__(self):
+        self.now = dt.datetime(2024, 3, 1, 12, 0, tzinfo=dt.UTC)
+
+    def __call__(self):
+        self.now += dt.timedelta(milliseconds=1)
+        return self.now
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request, tmp_path):
+    made = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "t.db")
+    yield made
+    made.close()
+
+
+def user(n, **extra):
+    return {"username": f"user{n}", "emails": [f"user{n}@example.com"], "importIds": [str(n)],
+            **extra}
+
+
+def failing_on(*ids):
+    """An importer that fails the users whose first importIds entry is in ``ids``."""
+    def import_user(data):
+        if data["importIds"][0] in ids:
+            raise ValueError(f"cannot import {data['username']}")
+    return import_user
+
+
+def service(store, importer=None, **options):
+    return ImportService(store, {"api": importer or (lambda _user: None)}, clock=Clock(),
+                         **options)
+
+
+# -- new, clear, status ------------------------------------------------------------------
+
+
+def test_status_without_operations(store):
+    svc = service(store)
+    assert svc.status() == {"state": "none"}
+    assert svc.current_operation() is None
+    assert svc.latest_operations() == []
+
+
+def test_new_operation(store):
+    svc = service(store)
+    op = svc.new_operation("rbAXPnMktTFbNpwtJ")
+    doc = op.to_wire()
+    assert {k: doc[k] for k in ("type", "importerKey", "status", "valid", "user")} == {
+        "type": "api", "importerKey": "api", "status": "importer_new", "valid": True,
+        "user": "rbAXPnMktTFbNpwtJ",
+    }
+    assert svc.status() == {"state": "new", "operation": doc}
+
+
+def test_new_operation_invalidates_the_old_one_and_clears_staging(store):
+    svc = service(store)
+    first = svc.new_operation("u")
+    svc.add_users([user(1), user(2)])
+    second = svc.new_operation("u")
+    assert svc.current_operation().id == second.id
+    old = next(op for op in svc.latest_operations() if op.id == first.id)
+    assert not old.valid
+    assert old.state is State.ERROR
+    assert old.updated_at > first.updated_at
+    assert list(svc.staged_users()) == []
+    with store.reading() as tx:
+        assert tx.staged(first.id, after=None, limit=10) == []
+    assert [op.valid for op in svc.latest_operations()].count(True) == 1
+
+
+def test_clear_leaves_invalid_operations_alone_and_done_stays_done(store):
+    svc = service(store)
+    svc.new_operation("u")
+    svc.add_users([user(1)])
+    done = svc.run()
+    svc.clear()
+    cleared = svc.current_operation()
+    assert cleared.state is State.DONE
+    assert not cleared.valid
+    stamp = cleared.updated_at
+    svc.clear()
+    assert svc.current_operation().updated_at == stamp  # already invalid: not written again
+    assert done.id == cleared.id
+
+
+def test_clear_turns_a_ready_operation_into_error(store):
+    svc = service(store)
+    svc.new_operation("u")
+    svc.add_users([user(1)])
+    svc.clear()
+    assert svc.status()["state"] == "error"
+    assert list(svc.staged_users()) == []
+
+
+# -- add_users: every check of SPEC §4, in order -----------------------------------------
+
+
+def test_empty_list_does_nothing_even_without_an_operation(store):
+    svc = service(store)
+    assert svc.add_users([]) is None
+    assert svc.status() == {"state": "none"}
+
+
+def test_add_users_needs_an_operation(store):
+    svc = service(store)
+    with pytest.raises(OperationNotInitialized) as caught:
+        svc.add_users([user(1)])
+    assert str(caught.value) == "Import operation not initialized."
+
+
+def test_add_users_needs_a_valid_operation(store):
+    svc = service(store)
+    svc.new_operation("u")
+    svc.clear()
+    with pytest.raises(OperationNotInitialized):
+        svc.add_users([user(1)])
+
+
+def test_add_users_refused_while_loading(store):
+    svc = service(store)
+    svc.new_operation("u")
+    svc.begin_loading(file="users.csv", content_type="text/csv")
+    with pytest.raises(OperationCannotReceiveData) as caught:
+        svc.add_users([user(1)])
+    assert str(caught.value) == "The current import operation can not receive new data."
+
+
+def test_add_users_refused_while_importing(store):
+    svc = service(store)
+    svc.new_operation("u")
+    svc.add_users([user(1)])
+    seen = []
+
+    def importer(data):
+        with pytest.raises(OperationCannotReceiveData):
+            svc.add_users([user(2)])
+        seen.append(data)
+
+    svc.run(importer)
+    assert len(seen) == 1
+
+
+@pytest.mark.parametrize("finish", ["done", "cancel"])
+def test_add_users_refused_when_finished(store, finish):
+    svc = service(store)
+    svc.new_operation("u")
+    svc.add_users([user(1)])
+    svc.run() if finish == "done" else svc.cancel()
+    with pytest.raises(OperationAlreadyFinished) as caught:
+        svc.add_users([user(2)])
+    assert str(caught.value) == "The current import operation is already finished."
+
+
+def test_add_users_refused_when_failed(store):
+    svc = service(store)
+    svc.new_operation("u")
+    svc.add_users([user(1)])
+    with store.transaction() as tx:  # a run that failed, as a crashed library would leave it
+        op = tx.current()
+        op = op.fire("start", at=op.updated_at).fire("fail", at=op.updated_at)
+        tx.update(op)
+    with pytest.raises(OperationAlreadyFinished):
+        svc.add_users([user(2)])
+
+
+@pytest.mark.parametrize("bad", [
+    "not a user",
+    None,
+    ["emails"],
+    {"importIds": ["1"]},
+    {"emails": ["a@example.com"]},
+    {"emails": [], "importIds": ["1"]},
+    {"emails": [""], "importIds": ["1"]},
+    {"emails": ["a@example.com"], "importIds": [""]},
+    {"emails": "a@example.com", "importIds": ["1"]},
+    {"emails": ["a@example.com"], "importIds": [1]},
+])
+def test_users_missing_required_data_stage_nothing(store, bad):
+    svc = service(store)
+    svc.new_operation("u")
+    with pytest.raises(MissingUserData) as caught:
+        svc.add_users([user(1), user(2), bad])
+    assert str(caught.value) == "Users are missing required data."
+    assert caught.value.index == 2
+    assert list(svc.staged_users()) == []
+    assert svc.status()["state"] == "new"
+
+
+@pytest.mark.parametrize("roles", [["owner"], ["user", "superuser"], "admin", [7]])
+def test_invalid_roles_stage_nothing(store, roles):
+    svc = service(store)
+    svc.new_operation("u")
+    with pytest.raises(InvalidRoles) as caught:
+        svc.add_users([user(1), user(2, roles=roles)])
+    assert str(caught.value) == "One or more of the users have been assigned invalid roles."
+    assert caught.value.index == 1
+    assert list(svc.staged_users()) == []
+
+
+def test_missing_data_is_checked_before_roles(store):
+    svc = service(store)
+    svc.new_operation("u")
+    with pytest.raises(MissingUserData):
+        svc.add_users([user(1, roles=["owner"]), {"emails": ["x@example.com"]}])
+
+
+def test_the_operation_is_checked_before_the_users(store):
+    svc = service(store)
+    with pytest.raises(OperationNotInitialized):
+        svc.add_users([{"no": "data"}])
+
+
+@pytest.mark.parametrize("users", [{"users": []}, "users", 5, None])
+def test_users_must_be_a_list(store, users):
+    svc = service(store)
+    svc.new_operation("u")
+    with pytest.raises(InvalidUserList):
+        svc.add_users(users)
+
+
+def test_add_users_stages_with_default_roles_and_counts(store):
+    svc = service(store)
+    svc.new_operation("u")
+    svc.add_users([user(1, roles=["admin"]), user(2, roles=["user", "bot"]), user(3)])
+    op = svc.add_users([user(4)])
+    assert op.state is State.READY
+    assert op.count.to_wire() == {"total": 4, "users": 4}
+    staged = list(svc.staged_users())
+    assert [r["data"]["roles"] for r in staged] == [
+        ["admin", "user"], ["user", "bot"], ["user"], ["user"],
+    ]
+    assert {r["dataType"] for r in staged} == {"user"}
+    assert len({r["_id"] for r in staged}) == 4
+    assert all("errors" not in r for r in staged)
+    assert svc.status()["operation"]["status"] == "importer_user_selection"
+
+
+def test_custom_role_policy(store):
+    svc = service(store, known_roles=["user", "importer"], default_roles=["importer"])
+    svc.new_operation("u")
+    svc.add_users([user(1, roles=["user"])])
+    assert next(svc.staged_users())["data"]["roles"] == ["user", "importer"]
+    with pytest.raises(InvalidRoles):
+        svc.add_users([user(2, roles=["admin"])])
+
+
+def test_staged_data_is_a_copy(store):
+    svc = service(store)
+    svc.new_operation("u")
+    given = user(1)
+    svc.add_users([given])
+    given["emails"].append("changed@example.com")
+    assert next(svc.staged_users())["data"]["emails"] == ["user1@example.com"]
+
+
+# -- run ---------------------------------------------------------------------------------
+
+
+def test_run_without_operation(store):
+    with pytest.raises(OperationNotFound) as caught:
+        service(store).run()
+    assert str(caught.value) == "error-operation-not-found"
+
+
+def test_run_on_an_invalid_operation(store):
+    svc = service(store)
+    svc.new_operation("u")
+    svc.add_users([user(1)])
+    svc.clear()
+    with pytest.raises(OperationNotFound):
+        svc.run()
+
+
+@pytest.mark.parametrize("setup", ["new", "done"])
+def test_run_needs_user_selection(store, setup):
+    svc = service(store)
+    svc.new_operation("u")
+    if setup == "done":
+        svc.add_users([user(1)])
+        svc.run()
+    with pytest.raises(InvalidOperationStatus) as caught:
+        svc.run()
+    assert str(caught.value) == "error-invalid-operation-status"
+
+
+def test_run_with_an_unknown_importer(store):
+    svc = ImportService(store, {}, clock=Clock())
+    svc.new_operation("u", type="CSV", importer_key="csv")
+    with store.transaction() as tx:
+        op = tx.current()
+        tx.update(op.fire("stage", at=op.updated_at))
+    with pytest.raises(ImporterNotDefined) as caught:
+        svc.run()
+    assert str(caught.value) == "error-importer-not-defined"
+    assert caught.value.key == "csv"
+    assert svc.status()["state"] == "ready"  # nothing changed
+    assert svc.run(importer=lambda _u: None).status is ProgressStep.DONE
+
+
+def test_run_imports_in_batches_and_keeps_failures(store):
+    batches = []
+
+    class Recorder:
+        def import_batch(self, users):
+            batches.append([u["importIds"][0] for u in users])
+            return [ValueError("duplicate") if u["importIds"][0] in {"7", "120"} else None
+                    for u in users]
+
+    svc = service(store)
+    svc.new_operation("u")
+    svc.add_users([user(n) for n in range(123)])
+    op = svc.run(Recorder())
+    assert [len(b) for b in batches] == [50, 50, 23]
+    assert [i for b in batches for i in b] == [str(n) for n in range(123)]
+    assert op.state is State.DONE
+    assert op.count.to_wire() == {"total": 123, "users": 123, "completed": 121, "error": 2}
+    failed = list(svc.staged_users())
+    assert [r["data"]["importIds"][0] for r in failed] == ["7", "120"]
+    assert failed[0]["errors"] == [{"message": "duplicate", "type": "ValueError"}]
+    assert svc.status() == {"state": "done", "operation": op.to_wire()}
+
+
+def test_done_even_when_no_user_was_imported(store):
+    def refuse(_data):
+        raise RuntimeError
+
+    svc = service(store, refuse)
+    svc.new_operation("u")
+    svc.add_users([user(n) for n in range(3)])
+    op = svc.run()
+    assert op.state is State.DONE
+    assert op.count.get("completed") == 0
+    assert op.count.get("error") == 3
+    assert [r["errors"] for r in svc.staged_users()] == [[{"message": "RuntimeError",
+                                                           "type": "RuntimeError"}]] * 3
+
+
+def test_run_walks_the_importing_steps(store):
+    seen = []
+
+    def importer(_data):
+        seen.append(svc.current_operation().status)
+
+    svc = service(store, importer)
+    svc.new_operation("u")
+    svc.add_users([user(1)])
+    svc.run()
+    assert seen == [ProgressStep.IMPORTING_USERS]
+    assert svc.current_operation().status is ProgressStep.DONE
+
+
+def test_a_batch_importer_that_raises_fails_its_batch_only(store):
+    class Flaky:
+        calls = 0
+
+        def import_batch(self, users):
+            self.calls += 1
+            if self.calls == 2:
+                raise ConnectionError("target went away")
+            return [None] * len(users)
+
+    svc = service(store)
+    svc.new_operation("u")
+    svc.add_users([user(n) for n in range(120)])
+    op = svc.run(Flaky())
+    assert op.state is State.DONE
+    assert (op.count.get("completed"), op.count.get("error")) == (70, 50)
+    failed = list(svc.staged_users())
+    assert [r["data"]["importIds"][0] for r in failed] == [str(n) for n in range(50, 100)]
+    assert failed[0]["errors"] == [{"message": "target went away", "type": "ConnectionError"}]
+
+
+def test_a_batch_importer_with_the_wrong_number_of_results_fails_the_batch(store):
+    class Short:
+        def import_batch(self, users):
+            return [None] * (len(users) - 1)
+
+    svc = service(store)
+    svc.new_operation("u")
+    svc.add_users([user(1), user(2)])
+    op = svc.run(Short())
+    assert op.count.get("error") == 2
+    assert "returned 1 results for 2 users" in next(svc.staged_users())["errors"][0]["message"]
+
+
+def test_huge_error_messages_are_cut(store):
+    def verbose(_data):
+        raise ValueError("x" * 100_000)
+
+    svc = service(store, verbose)
+    svc.new_operation("u")
+    svc.add_users([user(1)])
+    svc.run()
+    message = next(svc.staged_users())["errors"][0]["message"]
+    assert len(message) < 2100
+    assert message.endswith("(truncated)")
+
+
+def test_a_store_error_fails_the_run_with_its_message(store, monkeypatch):
+    svc = service(store)
+    svc.new_operation("u")
+    svc.add_users([user(n) for n in range(60)])
+    with store.reading() as tx:
+        transaction_type = type(tx)
+    real = transaction_type.set_checkpoint
+    calls = itertools.count()
+
+    def breaking(self, *args, **kwargs):
+        if next(calls) == 2:  # the run's start, the first batch, then the second batch
+            raise OSError("disk I/O error")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(transaction_type, "set_checkpoint", breaking)
+    op = svc.run()
+    assert op.status is ProgressStep.IMPORT_FAILED
+    assert op.failure.message == "disk I/O error"
+    assert op.count.get("completed") == 50
+    assert svc.status()["operation"]["failure"]["message"] == "disk I/O error"
+
+
+# -- cancel and invalidation at batch boundaries ------------------------------------------
+
+
+def test_cancel_without_operation(store):
+    with pytest.raises(OperationNotFound):
+        service(store).cancel()
+
+
+def test_cancel_a_ready_operation_keeps_staging(store):
+    svc = service(store)
+    svc.new_operation("u")
+    svc.add_users([user(1), user(2)])
+    op = svc.cancel()
+    assert op.state is State.CANCELED
+    assert svc.status()["state"] == "canceled"
+    assert len(list(svc.staged_users())) == 2
+    with pytest.raises(OperationAlreadyFinished):
+        svc.cancel()
+
+
+def test_cancel_while_running_stops_after_the_batch_in_hand(store):
+    calls = []
+
+    def importer(data):
+        calls.append(data)
+        if len(calls) == 60:  # inside the second batch
+            svc.cancel()
+            assert svc.status()["state"] == "canceled"  # at once
+
+    svc = service(store, importer)
+    svc.new_operation("u")
+    svc.add_users([user(n) for n in range(500)])
+    op = svc.run()
+    assert len(calls) == 100
+    assert op.status is ProgressStep.IMPORT_CANCELLED
+    assert (op.count.get("completed"), op.count.get("error")) == (100, 0)
+    assert len(list(svc.staged_users())) == 500  # staged records stay
+
+
+def test_new_operation_while_running_fails_the_old_run(store):
+    calls = []
+    holder = {}
+
+    def importer(data):
+        calls.append(data)
+        if len(calls) == 10:
+            holder["new"] = svc.new_operation("other")
+            svc.add_users([user(n) for n in range(1000, 1003)])
+
+    svc = service(store, importer)
+    old = svc.new_operation("u")
+    svc.add_users([user(n) for n in range(300)])
+    op = svc.run()
+    assert op.id == old.id
+    assert len(calls) == 50  # at most the batch in hand
+    assert op.status is ProgressStep.IMPORT_FAILED
+    assert not op.valid
+    assert op.failure is not None
+    assert op.count.get("completed") == 50
+    current = svc.current_operation()
+    assert current.id == holder["new"].id
+    assert current.state is State.READY
+    assert [r["data"]["importIds"][0] for r in svc.staged_users()] == ["1000", "1001", "1002"]
+
+
+def test_clear_at_the_last_batch_fails_instead_of_finishing(store):
+    def importer(_data):
+        svc.clear()
+
+    svc = service(store, importer)
+    svc.new_operation("u")
+    svc.add_users([user(1)])
+    op = svc.run()
+    assert op.status is ProgressStep.IMPORT_FAILED
+    assert op.state is State.ERROR
+
+
+# -- loading path (file importers) ---------------------------------------------------------
+
+
+def test_file_importer_loading_path(store):
+    svc = service(store, names={"csv": "CSV"})
+    svc.importers["csv"] = lambda _u: None
+    svc.new_operation("u", type="CSV", importer_key="csv")
+    op = svc.begin_loading(file="users.csv", content_type="text/csv")
+    assert (op.status, op.file, op.content_type) == (ProgressStep.UPLOADING, "users.csv",
+                                                      "text/csv")
+    for step in (ProgressStep.DOWNLOADING_FILE, ProgressStep.FILE_LOADED,
+                 ProgressStep.PREPARING_STARTED, ProgressStep.PREPARING_USERS):
+        assert svc.advance(step).state is State.LOADING
+    svc.stage([user(1), user(2)])
+    with pytest.raises(MissingUserData):
+        svc.stage([user(3), {"emails": []}])
+    with pytest.raises(InvalidTransition) as caught:
+        svc.advance(ProgressStep.FILE_LOADED)
+    assert caught.value.state == "loading"
+    assert caught.value.event == "advance"
+    op = svc.finish_loading()
+    assert op.state is State.READY
+    assert op.count.to_wire() == {"total": 2, "users": 2}
+    assert svc.progress()["name"] == "CSV"
+    assert svc.run().state is State.DONE
+
+
+def test_stage_only_while_loading(store):
+    svc = service(store)
+    svc.new_operation("u")
+    with pytest.raises(InvalidTransition):
+        svc.stage([user(1)])
+    with pytest.raises(InvalidTransition):
+        svc.finish_loading()
+    with pytest.raises(InvalidTransition):
+        svc.advance(ProgressStep.IMPORTING_USERS)
+
+
+def test_loading_needs_a_valid_operation(store):
+    svc = service(store)
+    with pytest.raises(OperationNotFound):
+        svc.begin_loading()
+
+
+# -- reading: progress, latest operations ------------------------------------------------
+
+
+def test_progress(store):
+    svc = service(store)
+    with pytest.raises(OperationNotFound):
+        svc.progress()
+    svc.new_operation("u")
+    svc.add_users([user(n) for n in range(3)])
+    assert svc.progress() == {"key": "api", "name": "API", "step": "importer_user_selection",
+                              "count": {"completed": 0, "total": 3, "error": 0}}
+    svc.run(failing_on("1"))
+    svc.clear()  # progress still answers for an invalid current operation
+    assert svc.progress()["count"] == {"completed": 2, "total": 3, "error": 1}
+
+
+def test_progress_of_an_unregistered_importer(store):
+    svc = ImportService(store, {}, clock=Clock())
+    svc.new_operation("u")
+    with pytest.raises(ImporterNotDefined):
+        svc.progress()
+
+
+def test_latest_operations_newest_update_first_at_most_twenty(store):
+    svc = service(store)
+    made = [svc.new_operation("u").id for _ in range(25)]
+    latest = svc.latest_operations()
+    assert len(latest) == 20
+    # each new operation invalidated the previous one, so the order is by creation
+    assert latest[0].id == made[-1]
+    assert [op.updated_at for op in latest] == sorted((op.updated_at for op in latest),
+                                                      reverse=True)
+    assert len(svc.latest_operations(limit=100)) == 25
+
+
+def test_current_is_the_newest_by_ts_with_creation_order_for_ties(store):
+    frozen = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    svc = ImportService(store, {"api": lambda _u: None}, clock=lambda: frozen)
+    svc.new_operation("a")
+    second = svc.new_operation("b")
+    assert svc.current_operation().id == second.id
+    assert svc.latest_operations()[0].id == second.id
+
+
+# -- the flush property, observed from another process -------------------------------------
+
+
+def _watch(path, queue):
+    reader = ImportService(SQLiteStore(path))
+    seen = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = reader.status()
+        op = status.get("operation")
+        if op is not None and op["status"] != "importer_user_selection":
+            count = op.get("count", {})
+            seen.append((op["status"], count.get("completed", 0), count.get("error", 0)))
+            if status["state"] in {"done", "error", "canceled"}:
+                break
+    queue.put(seen)
+
+
+def test_a_concurrent_reader_only_sees_whole_batches(tmp_path):
+    path = tmp_path / "flush.db"
+    svc = ImportService(SQLiteStore(path), {"api": failing_on(*map(str, range(0, 2013, 7)))})
+    svc.new_operation("u")
+    total = 2013
+    svc.add_users([user(n) for n in range(total)])
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    watcher = context.Process(target=_watch, args=(path, queue))
+    watcher.start()
+    time.sleep(1.0)  # let the watcher start polling before the run begins
+
+    slow = failing_on(*map(str, range(0, 2013, 7)))
+
+    def importer(data):
+        if data["importIds"][0].endswith("00"):
+            time.sleep(0.02)  # give the reader time to look mid-run
+        slow(data)
+
+    final = svc.run(importer)
+    seen = queue.get(timeout=90)
+    watcher.join(timeout=30)
+    assert final.state is State.DONE
+    assert (final.count.get("completed"), final.count.get("error")) == (total - 288, 288)
+    processed = [c + e for _, c, e in seen]
+    assert len(set(processed)) > 5, "the reader should have seen the run progress"
+    for (status, completed, error), done in zip(seen, processed, strict=True):
+        assert done % 50 == 0 or done == total, (status, completed, error)
+        if status == "importer_done":
+            assert done == total
+    assert seen[-1][0] == "importer_done"
+
+
+def test_a_reader_thread_never_sees_a_partial_batch(tmp_path):
+    path = tmp_path / "threads.db"
+    svc = ImportService(SQLiteStore(path), {"api": lambda _u: time.sleep(0.0002)})
+    svc.new_operation("u")
+    svc.add_users([user(n) for n in range(777)])
+    reader = ImportService(SQLiteStore(path))
+    seen = []
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            count = reader.status()["operation"].get("count", {})
+            seen.append(count.get("completed", 0) + count.get("error", 0))
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    svc.run()
+    stop.set()
+    thread.join()
+    assert {n % 50 for n in seen if n != 777} <= {0}
+    assert len(set(seen)) > 3
