@@ -1,69 +1,470 @@
-"""The ``importstate`` command line."""
+"""The ``importstate`` command line (also ``python -m importstate``).
+
+Each subcommand is one function taking a :class:`Context` and returning the
+exit status, registered with :func:`command`; arguments are declared with
+:func:`option`. A name with a space (``"users add"``) registers a
+subcommand of a group. Every subcommand gets ``--db`` and ``--json``.
+
+User errors (an :class:`~importstate.errors.ImportStateError`, a
+:class:`CommandError`, an unreadable file) end the command with one line on
+stderr and exit status 1, never a traceback; Ctrl-C exits with 130.
+"""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import os
 import sys
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-from importstate.service import ImportService
+import attrs
+from rich.console import Console
+from rich.json import JSON
+from rich.rule import Rule
+from rich.table import Table
+from rich.text import Text
+
+from importstate import _demo, _userfile, _watch
+from importstate.errors import ImportStateError
+from importstate.model import Operation
+from importstate.service import LATEST_LIMIT, ImportService
+from importstate.steps import ProgressStep, State
 from importstate.stores import SQLiteStore
+from importstate.users_table import UsersTableImporter
+
+#: The database used when neither ``--db`` nor ``IMPORTSTATE_DB`` is given.
+DEFAULT_DB: Final = "importstate.db"
+#: Exit status after Ctrl-C (128 + SIGINT).
+INTERRUPTED: Final = 130
 
 
-def _print_status(title: str, service: ImportService) -> None:
-    print(f"== {title}")
-    print(json.dumps(service.status(), indent=2))
+class CommandError(Exception):
+    """A user error the command line reports as one line (exit status 1)."""
 
 
-def _demo(args: argparse.Namespace) -> int:
-    with tempfile.TemporaryDirectory() as scratch:
-        store = SQLiteStore(Path(scratch) / "demo.db")
-        seen: set[str] = set()
+@attrs.define
+class Context:
+    """What a subcommand works with: its arguments, the consoles, and the service.
 
-        def import_user(user: dict[str, Any]) -> None:
-            email = user["emails"][0].lower()
-            if email in seen:
-                msg = f"duplicate email {email}"
-                raise ValueError(msg)
-            seen.add(email)
+    The service (an :class:`ImportService` over the ``--db`` SQLite file,
+    with the built-in importer registered as ``api``) is opened on first use
+    and closed when the command ends.
+    """
 
-        service = ImportService(store, {"api": import_user})
-        _print_status("no operation yet", service)
-        service.new_operation("demo")
-        _print_status("import.new", service)
-        users = [
-            {
-                "username": f"user{n}",
-                "emails": [f"user{n % (args.users - 5)}@example.com"],
-                "importIds": [str(n)],
-            }
-            for n in range(args.users)
-        ]
-        service.add_users(users)
-        _print_status("import.addUsers", service)
-        service.run()
-        _print_status("import.run finished", service)
-        for record in service.staged_users():
-            print(f"failed: {record['data']['username']}: {record['errors'][0]['message']}")
-        store.close()
-    return 0
+    args: argparse.Namespace
+    out: Console
+    err: Console
+    _store: SQLiteStore | None = None
+    _importer: UsersTableImporter | None = None
+    _service: ImportService | None = None
+
+    @property
+    def json(self) -> bool:
+        """``--json`` was given: print machine-readable output only."""
+        return bool(self.args.json)
+
+    @property
+    def db(self) -> Path:
+        """The database file of ``--db`` (or ``IMPORTSTATE_DB``, or ``./importstate.db``)."""
+        return Path(self.args.db or os.environ.get("IMPORTSTATE_DB") or DEFAULT_DB)
+
+    def service(self) -> ImportService:
+        """The import service over :attr:`db`, opened on first call."""
+        if self._service is None:
+            self._service = self.open(self.db)
+        return self._service
+
+    def open(self, path: Path) -> ImportService:
+        """An import service over the SQLite file ``path``, closed with the context."""
+        self.close()
+        self._store = SQLiteStore(path)
+        self._importer = UsersTableImporter(path)
+        self._service = ImportService(self._store, {"api": self._importer})
+        return self._service
+
+    @property
+    def importer(self) -> UsersTableImporter:
+        """The built-in importer of the open service."""
+        self.service()
+        assert self._importer is not None  # noqa: S101 - opened with the service
+        return self._importer
+
+    def close(self) -> None:
+        """Close the store and the importer, if open."""
+        if self._importer is not None:
+            self._importer.close()
+        if self._store is not None:
+            self._store.close()
+        self._store = self._importer = self._service = None
+
+    def print_json(self, value: object) -> None:
+        """Write ``value`` as indented JSON to stdout, unstyled, for scripts."""
+        sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
+    def say(self, *parts: str | Text) -> None:
+        """Print one line for people (not in ``--json`` mode); ``str`` parts are not markup."""
+        if not self.json:
+            self.out.print(Text.assemble(*parts))
+
+
+Handler = Callable[[Context], int]
+
+
+@attrs.frozen
+class Option:
+    """One argument of a subcommand: ``argparse.add_argument``'s arguments."""
+
+    flags: tuple[str, ...]
+    settings: dict[str, Any]
+
+
+def option(*flags: str, **settings: Any) -> Option:  # noqa: ANN401 - argparse's keywords
+    """Declare an argument of a subcommand, as ``argparse.add_argument`` takes it."""
+    return Option(flags, settings)
+
+
+@attrs.frozen
+class Command:
+    """A registered subcommand."""
+
+    name: str
+    help: str
+    handler: Handler
+    options: tuple[Option, ...]
+
+
+#: Every subcommand, by name (``"users add"`` for one inside a group).
+COMMANDS: Final[dict[str, Command]] = {}
+
+
+def command(name: str, help: str, *options: Option) -> Callable[[Handler], Handler]:  # noqa: A002
+    """Register the decorated function as the subcommand ``name``."""
+
+    def register(handler: Handler) -> Handler:
+        if name in COMMANDS:
+            msg = f"subcommand {name!r} is registered twice"
+            raise ValueError(msg)
+        COMMANDS[name] = Command(name, help, handler, options)
+        return handler
+
+    return register
+
+
+# -- parsing and dispatch ------------------------------------------------------------------
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--db",
+        default=None,
+        help="SQLite database file (default: $IMPORTSTATE_DB or ./importstate.db)",
+    )
+    common.add_argument("--json", action="store_true", help="print JSON for scripts")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every registered subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="importstate",
+        description="Run and inspect data-import operations (the Rocket.Chat import model).",
+    )
+    common = _common()
+    top = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    groups: dict[str, Any] = {}
+    for cmd in COMMANDS.values():
+        *group, leaf = cmd.name.split(" ")
+        parent = top
+        if group:
+            parent = groups.get(group[0]) or _add_group(top, group[0], groups)
+        sub = parent.add_parser(leaf, help=cmd.help, description=cmd.help, parents=[common])
+        for opt in cmd.options:
+            sub.add_argument(*opt.flags, **opt.settings)
+        sub.set_defaults(handler=cmd.handler)
+    return parser
+
+
+def _add_group(top: Any, name: str, groups: dict[str, Any]) -> Any:  # noqa: ANN401 - argparse's private types
+    group = top.add_parser(name, help=f"{name} commands")
+    groups[name] = group.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
+    return groups[name]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    parser = argparse.ArgumentParser(prog="importstate")
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="a short scripted import on a temporary SQLite file")
-    demo.add_argument("--users", type=int, default=120)
-    demo.set_defaults(handler=_demo)
-    args = parser.parse_args(argv)
-    status: int = args.handler(args)
+    args = build_parser().parse_args(argv)
+    ctx = Context(args, Console(highlight=False), Console(stderr=True, highlight=False))
+    try:
+        status: int = args.handler(ctx)
+    except (ImportStateError, CommandError, _userfile.UserFileError) as exc:
+        _fail(str(exc))
+        return 1
+    except OSError as exc:
+        _fail(f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc))
+        return 1
+    except KeyboardInterrupt:
+        _fail("interrupted")
+        return INTERRUPTED
+    finally:
+        ctx.close()
     return status
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _fail(message: str) -> None:
+    sys.stderr.write(f"importstate: {message}\n")
+
+
+# -- rendering -----------------------------------------------------------------------------
+
+
+def _counts(operation: Operation) -> str:
+    count = operation.count
+    return (
+        f"{count.get('completed'):,} imported, {count.get('error'):,} failed,"
+        f" {count.get('total'):,} total"
+    )
+
+
+def _status_table(status: dict[str, Any]) -> Table:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("state", Text(status["state"], style=_STATE_STYLE.get(status["state"], "")))
+    for key, value in status.get("operation", {}).items():
+        shown = json.dumps(value) if isinstance(value, dict) else str(value)
+        table.add_row(key, Text(shown))
+    return table
+
+
+_STATE_STYLE: Final = {
+    State.DONE: "green",
+    State.ERROR: "red",
+    State.CANCELED: "yellow",
+    State.IMPORTING: "cyan",
+    State.READY: "blue",
+}
+
+
+def _operations_table(operations: Iterable[Operation]) -> Table:
+    table = Table("_id", "state", "status", "valid", "user", "ts", "_updatedAt",
+                  "total", "completed", "error", title="latest import operations")
+    for op in operations:
+        wire = op.to_wire()
+        table.add_row(
+            Text(op.id), Text(op.state, style=_STATE_STYLE.get(op.state, "")), Text(op.status),
+            str(op.valid).lower(), Text(op.user), wire["ts"], wire["_updatedAt"],
+            *(f"{op.count.get(name):,}" for name in ("total", "completed", "error")),
+        )
+    return table
+
+
+def _failures_table(records: Iterable[dict[str, Any]], *, limit: int | None = None) -> Table:
+    table = Table("importId", "username", "email", "error", title="failed users still staged")
+    for shown, record in enumerate(records):
+        if limit is not None and shown >= limit:
+            break
+        data = record["data"]
+        table.add_row(
+            Text(_first(data.get("importIds"))),
+            Text(str(data.get("username", ""))),
+            Text(_first(data.get("emails"))),
+            Text("; ".join(str(e.get("message", "")) for e in record["errors"])),
+        )
+    return table
+
+
+def _first(values: object) -> str:
+    return str(values[0]) if isinstance(values, list) and values else ""
+
+
+def _failed_records(service: ImportService) -> list[dict[str, Any]]:
+    return [record for record in service.staged_users() if record.get("errors")]
+
+
+# -- subcommands ---------------------------------------------------------------------------
+
+
+@command("status", "show the state of the current operation (import.status)")
+def _status(ctx: Context) -> int:
+    status = ctx.service().status()
+    if ctx.json:
+        ctx.print_json(status)
+    else:
+        ctx.out.print(_status_table(status))
+    return 0
+
+
+@command(
+    "operations",
+    "list the latest operations, newest first (getLatestImportOperations)",
+    option("--limit", type=int, default=LATEST_LIMIT, help="how many (default: 20)"),
+)
+def _operations(ctx: Context) -> int:
+    operations = ctx.service().latest_operations(ctx.args.limit)
+    if ctx.json:
+        ctx.print_json([op.to_wire() for op in operations])
+    elif operations:
+        ctx.out.print(_operations_table(operations))
+    else:
+        ctx.say("no import operations yet")
+    return 0
+
+
+@command("failures", "list the current operation's staged users that failed, with their errors")
+def _failures(ctx: Context) -> int:
+    records = _failed_records(ctx.service())
+    if ctx.json:
+        ctx.print_json(records)
+    elif records:
+        ctx.out.print(_failures_table(records))
+    else:
+        ctx.say("no failed users in staging")
+    return 0
+
+
+@command(
+    "new",
+    "clear every operation and start a new one (import.new)",
+    option("--user", default=None, help="user id recorded on the operation (default: login name)"),
+)
+def _new(ctx: Context) -> int:
+    user = ctx.args.user if ctx.args.user is not None else getpass.getuser()
+    operation = ctx.service().new_operation(user)
+    if ctx.json:
+        ctx.print_json(operation.to_wire())
+    ctx.say("created operation ", Text(operation.id, style="bold"), f" for user {user} (state new)")
+    return 0
+
+
+@command(
+    "add-users",
+    "stage users from a JSON array or JSON Lines file (import.addUsers); all or none",
+    option("file", metavar="FILE", help="the users file; - reads standard input"),
+)
+def _add_users(ctx: Context) -> int:
+    stdin = sys.stdin.read() if ctx.args.file == "-" else None
+    users = _userfile.read_users(ctx.args.file, stdin)
+    operation = ctx.service().add_users(users)
+    if ctx.json:
+        ctx.print_json(ctx.service().status())
+    elif operation is None:
+        ctx.say(f"no users in {ctx.args.file}; nothing staged")
+    else:
+        ctx.say(f"staged {len(users):,} users; operation {operation.id} is {operation.state}",
+                f" with {operation.count.get('total'):,} users in total")
+    return 0
+
+
+@command("run", "import the staged users of the current operation, with a progress bar")
+def _run(ctx: Context) -> int:
+    service = ctx.service()
+    if ctx.json:
+        outcome = _watch.run_with_progress(service, Console(quiet=True))
+        ctx.print_json(service.status())
+    else:
+        outcome = _watch.run_with_progress(service, ctx.err)
+        _report(ctx, outcome)
+    return _exit_status(outcome)
+
+
+def _report(ctx: Context, outcome: _watch.Outcome) -> None:
+    op = outcome.operation
+    style = _STATE_STYLE.get(op.state, "")
+    ctx.say(f"operation {op.id}: ", Text(str(op.state), style=style), f" ({_counts(op)})")
+    if op.failure is not None:
+        ctx.say(Text(f"failure: {op.failure.message}", style="red"))
+    if op.count.get("error"):
+        ctx.say("the failed users stay in staging: see `importstate failures`")
+
+
+def _exit_status(outcome: _watch.Outcome) -> int:
+    if outcome.interrupted:
+        return INTERRUPTED
+    return 0 if outcome.operation.status is ProgressStep.DONE else 1
+
+
+@command("cancel", "cancel the current operation; a running import stops at its next batch")
+def _cancel(ctx: Context) -> int:
+    operation = ctx.service().cancel()
+    if ctx.json:
+        ctx.print_json(operation.to_wire())
+    ctx.say(f"cancelled operation {operation.id}")
+    return 0
+
+
+@command("clear", "invalidate every operation and delete all staged users (import.clear)")
+def _clear(ctx: Context) -> int:
+    service = ctx.service()
+    service.clear()
+    if ctx.json:
+        ctx.print_json(service.status())
+    ctx.say(f"cleared: every operation is now invalid and staging is empty ({ctx.db})")
+    return 0
+
+
+@command(
+    "demo",
+    "show a whole import lifecycle on synthetic users, with a live progress bar",
+    option("--users", type=int, default=10_000, help="how many users to stage (default: 10000)"),
+    option("--fail-rate", type=float, default=0.05,
+           help="share of users the importer rejects as duplicates (default: 0.05)"),
+)
+def _demo_command(ctx: Context) -> int:
+    # Without --db the demo must not touch (and so abort) the import in the usual database.
+    if ctx.args.db is not None:
+        return _run_demo(ctx, ctx.db)
+    with tempfile.TemporaryDirectory(prefix="importstate-demo-") as scratch:
+        return _run_demo(ctx, Path(scratch) / "demo.db")
+
+
+def _run_demo(ctx: Context, db: Path) -> int:
+    args = ctx.args
+    try:
+        users = _demo.synthetic_users(args.users, args.fail_rate)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    service = ctx.open(db)
+    show = ctx.out.print
+    show(Rule(f"importstate demo: {len(users):,} users, {args.fail_rate:.0%} rejected"))
+    ctx.say(f"database {db}")
+    _step(ctx, "1. no operation yet (import.status)", service.status())
+    service.new_operation(getpass.getuser())
+    _step(ctx, "2. a new operation (import.new)", service.status())
+    started = time.perf_counter()
+    service.add_users(users)
+    _step(ctx, f"3. {len(users):,} users staged (import.addUsers) "
+          f"in {time.perf_counter() - started:.2f}s", service.status())
+    show(Rule("4. import.run: the bar follows the counts as they are committed"))
+    started = time.perf_counter()
+    outcome = _watch.run_with_progress(service, ctx.out)
+    elapsed = time.perf_counter() - started
+    _step(ctx, "5. the final status document", service.status())
+    _demo_failures(ctx, service)
+    show(Rule())
+    _report(ctx, outcome)
+    ctx.say(f"{ctx.importer.count():,} users in the users table; the run took {elapsed:.2f}s"
+            f" ({len(users) / max(elapsed, 1e-9):,.0f} users/s)")
+    return _exit_status(outcome)
+
+
+def _step(ctx: Context, title: str, status: dict[str, Any]) -> None:
+    ctx.out.print(Rule(title))
+    ctx.out.print(JSON.from_data(status))
+
+
+def _demo_failures(ctx: Context, service: ImportService, shown: int = 10) -> None:
+    records = _failed_records(service)
+    if not records:
+        return
+    ctx.out.print(Rule(f"6. {len(records):,} failed users stay in staging with their errors"))
+    ctx.out.print(_failures_table(records, limit=shown))
+    if len(records) > shown:
+        ctx.say(f"... and {len(records) - shown:,} more (`importstate failures` lists them all)")

@@ -135,3 +135,19 @@ class WireFormatError(ImportStateError, ValueError):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+
+
+class DuplicateUser(ImportStateError):
+    """The built-in importer already holds a user with this username or first email.
+
+    Attributes:
+        field: ``"username"`` or ``"email"``.
+        value: the value as the failing user gave it.
+        taken_by: the first ``importIds`` entry of the user who holds it.
+    """
+
+    def __init__(self, field: str, value: str, taken_by: str) -> None:
+        super().__init__(f"{field} {value!r} is already taken by user {taken_by!r}")
+        self.field = field
+        self.value = value
+        self.taken_by = taken_by

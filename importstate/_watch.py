@@ -1,0 +1,144 @@
+"""Running an import with a live progress bar that follows the persisted counts.
+
+``ImportService.run`` works in a worker thread while the caller's thread
+reads the operation back from the store, so the bar shows what a second
+process would see: counts that move once per batch. Ctrl-C in the caller's
+thread cancels the operation; the run stops at its next batch boundary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Final
+
+import attrs
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from importstate.errors import ImportStateError, OperationAlreadyFinished, OperationNotFound
+from importstate.model import Operation
+from importstate.service import ImportService
+
+#: Seconds between two reads of the operation while the run works.
+POLL_INTERVAL: Final = 0.1
+
+
+@attrs.frozen
+class Outcome:
+    """How a watched run ended.
+
+    Attributes:
+        operation: the operation as the run left it.
+        interrupted: Ctrl-C asked for a cancel.
+    """
+
+    operation: Operation
+    interrupted: bool
+
+
+class _Rate(ProgressColumn):
+    """Users per second, from the bar's own speed estimate."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("-- users/s" if speed is None else f"{speed:,.0f} users/s")
+
+
+class _Errors(ProgressColumn):
+    """Users that failed so far."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.fields.get('errors', 0):,} failed", style="red")
+
+
+@attrs.define
+class _Worker:
+    service: ImportService
+    result: Operation | None = None
+    error: BaseException | None = None
+
+    def __call__(self) -> None:
+        try:
+            self.result = self.service.run()
+        except BaseException as exc:  # noqa: BLE001 - handed back to the watching thread
+            self.error = exc
+
+
+def run_with_progress(
+    service: ImportService, console: Console, *, poll: float = POLL_INTERVAL,
+) -> Outcome:
+    """Run the current operation's import, drawing progress on ``console``.
+
+    Raises:
+        ImportStateError: ``run`` refused to start (no operation, wrong status,
+            unknown importer), unless Ctrl-C cancelled it first.
+    """
+    operation = service.current_operation()
+    total = operation.count.get("total") if operation is not None else 0
+    worker = _Worker(service)
+    thread = threading.Thread(target=worker, name="importstate-run", daemon=True)
+    interrupted = False
+    with _progress(console) as progress:
+        task = progress.add_task("importing users", total=total, errors=0)
+        thread.start()
+        try:
+            while thread.is_alive():
+                thread.join(poll)
+                _show(progress, task, service.current_operation())
+        except KeyboardInterrupt:
+            interrupted = True
+            _cancel(service)
+            thread.join()
+        _show(progress, task, service.current_operation())
+    if worker.error is not None:
+        if interrupted and isinstance(worker.error, ImportStateError):
+            latest = service.current_operation()
+            if latest is not None:
+                return Outcome(latest, interrupted=True)
+        raise worker.error
+    assert worker.result is not None  # noqa: S101 - the worker sets one of the two
+    return Outcome(worker.result, interrupted=interrupted)
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _Errors(),
+        _Rate(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+def _show(progress: Progress, task: TaskID, operation: Operation | None) -> None:
+    if operation is None:
+        return
+    count = operation.count
+    progress.update(
+        task,
+        completed=count.get("completed") + count.get("error"),
+        total=count.get("total"),
+        errors=count.get("error"),
+    )
+
+
+def _cancel(service: ImportService) -> None:
+    # The run may have ended (or been replaced) between the key press and the cancel.
+    with contextlib.suppress(OperationAlreadyFinished, OperationNotFound):
+        service.cancel()
