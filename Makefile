@@ -29,5 +29,19 @@ unit: $(INSTALLED)
 bench: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_core.py
 
+# Mermaid and DOT always; SVG only where Graphviz's `dot` is installed.
+diagrams: $(INSTALLED)
+	$(BIN)/python -m importstate diagram --format mermaid --output diagrams/states.mmd
+	$(BIN)/python -m importstate diagram --format dot --output diagrams/states.dot
+	$(BIN)/python -m importstate diagram --steps --format mermaid --output diagrams/steps.mmd
+	$(BIN)/python -m importstate diagram --steps --format dot --output diagrams/steps.dot
+	@if command -v dot >/dev/null 2>&1; then \
+		$(BIN)/python -m importstate diagram --format svg --output diagrams/states.svg && \
+		$(BIN)/python -m importstate diagram --steps --format svg --output diagrams/steps.svg; \
+	else \
+		echo "make diagrams: SVG skipped: Graphviz's dot program is not installed" \
+			"(apt install graphviz, or brew install graphviz); .mmd and .dot are up to date"; \
+	fi
+
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -30,7 +30,7 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from importstate import _demo, _userfile, _watch
+from importstate import _demo, _userfile, _watch, diagrams
 from importstate.errors import ImportStateError
 from importstate.model import Operation
 from importstate.service import LATEST_LIMIT, ImportService
@@ -468,3 +468,30 @@ def _demo_failures(ctx: Context, service: ImportService, shown: int = 10) -> Non
     ctx.out.print(_failures_table(records, limit=shown))
     if len(records) > shown:
         ctx.say(f"... and {len(records) - shown:,} more (`importstate failures` lists them all)")
+
+
+@command(
+    "diagram",
+    "draw the state machine (or the steps inside each state) as Mermaid, DOT or SVG",
+    option("--format", choices=[str(f) for f in diagrams.Format], default="mermaid",
+           help="mermaid (default), dot (Graphviz source) or svg (needs Graphviz's dot)"),
+    option("--steps", action="store_true", help="draw the progress steps inside their states"),
+    option("--current", action="store_true",
+           help="highlight the state of the current operation in --db"),
+    option("--output", metavar="PATH", help="write to PATH instead of standard output"),
+)
+def _diagram(ctx: Context) -> int:
+    args = ctx.args
+    highlight = ctx.service().current_operation() if args.current else None
+    if args.current and highlight is None:
+        highlight = State.NONE
+    draw = diagrams.steps_diagram if args.steps else diagrams.state_diagram
+    text = draw(format=args.format, highlight=highlight)
+    if ctx.json:
+        ctx.print_json({"format": args.format, "steps": args.steps, "diagram": text})
+    elif args.output is None:
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text, encoding="utf-8", newline="\n")
+        ctx.err.print(Text(f"wrote {args.output}"))
+    return 0

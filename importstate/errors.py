@@ -151,3 +151,13 @@ class DuplicateUser(ImportStateError):
         self.field = field
         self.value = value
         self.taken_by = taken_by
+
+
+class GraphvizNotFound(ImportStateError):
+    """An SVG diagram was asked for, but Graphviz's ``dot`` program is not on ``PATH``."""
+
+    message = (
+        "SVG needs Graphviz's `dot` program, which is not on PATH; install Graphviz"
+        " (apt install graphviz, brew install graphviz, or https://graphviz.org/download/)"
+        " or choose the mermaid or dot format"
+    )
