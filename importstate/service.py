@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from importstate import _users
+from importstate._claim import Claim
 from importstate.errors import (
     ImporterNotDefined,
     InvalidOperationStatus,
@@ -17,7 +18,7 @@ from importstate.errors import (
     OperationNotInitialized,
 )
 from importstate.importers import BatchCall, Importer, batch_call
-from importstate.model import Failure, Operation, utc_now
+from importstate.model import Failure, Operation, format_time, utc_now
 from importstate.steps import FINISHED_STATES, ProgressStep, State
 from importstate.stores import NewRecord, StagedRecord, Store, Transaction
 
@@ -34,6 +35,8 @@ _TERMINAL_STEPS: Final = frozenset(
     {ProgressStep.DONE, ProgressStep.IMPORT_FAILED, ProgressStep.IMPORT_CANCELLED},
 )
 _INVALIDATED = "The import operation was cleared or replaced while it was running."
+#: What a user's password is replaced with in a stored error message.
+_MASK: Final = "[password]"
 
 
 class ImportService:
@@ -238,8 +241,8 @@ class ImportService:
                 "start", at=now, count=operation.count.added(completed=0, error=0),
             )
             tx.update(started)
-            tx.set_checkpoint(started.id, None, now)
-        return self._drive(started.id, call)
+            claim = Claim.take(tx, started.id, now)
+        return self._drive(claim, call)
 
     def _importer(self, operation: Operation) -> Importer:
         try:
@@ -247,23 +250,30 @@ class ImportService:
         except KeyError:
             raise ImporterNotDefined(operation.importer_key) from None
 
-    def _drive(self, operation_id: str, call: BatchCall, after: int | None = None) -> Operation:
+    def _drive(self, claim: Claim, call: BatchCall) -> Operation:
+        """Run the claimed operation from its checkpoint to the end, or until it must stop."""
         try:
-            self._advance_to(operation_id, ProgressStep.IMPORTING_USERS)
-            for records in self._batches(operation_id, after):
-                stopped = self._commit(operation_id, records, _outcomes(call, records))
+            stopped = self._advance_to(claim, ProgressStep.IMPORTING_USERS)
+            if stopped is not None:
+                return stopped
+            for records in self._batches(claim.operation_id, claim.checkpoint):
+                stopped = self._commit(claim, records, _outcomes(call, records))
                 if stopped is not None:
                     return stopped
-            return self._finish(operation_id)
+            return self._finish(claim)
         except Exception as exc:  # noqa: BLE001 - a library or store error fails the run, kept
-            return self._fail(operation_id, exc)
+            return self._fail(claim, exc)
 
-    def _advance_to(self, operation_id: str, step: ProgressStep) -> Operation | None:
+    def _advance_to(self, claim: Claim, step: ProgressStep) -> Operation | None:
+        """Move to ``step`` unless a resumed run is there already; the operation if it must stop."""
         with self.store.transaction() as tx:
-            operation = _get(tx, operation_id)
+            operation = _get(tx, claim.operation_id)
+            if not claim.holds(tx):
+                return operation
             if _should_stop(operation):
                 return self._stop(tx, operation)
-            tx.update(operation.fire("advance", at=self.clock(), step=step))
+            if operation.status.position < step.position:
+                tx.update(operation.fire("advance", at=self.clock(), step=step))
         return None
 
     def _batches(self, operation_id: str, after: int | None) -> Iterator[list[StagedRecord]]:
@@ -280,30 +290,37 @@ class ImportService:
 
     def _commit(
         self,
-        operation_id: str,
+        claim: Claim,
         records: list[StagedRecord],
         outcomes: Sequence[BaseException | None],
     ) -> Operation | None:
-        """Write one batch's counts, errors and checkpoint in one transaction.
+        """Write one batch's counts, errors, checkpoint and heartbeat in one transaction.
 
-        Returns the operation if the run must stop here, else ``None``.
+        Returns the operation if the run must stop here (cancelled,
+        invalidated, or claimed by another worker: then nothing is written),
+        else ``None``.
         """
+        secrets = _secrets(records)
         failures = [
-            (record.position, _error_doc(exc))
+            (record.position, _error_doc(exc, secrets))
             for record, exc in zip(records, outcomes, strict=True)
             if exc is not None
         ]
         now = self.clock()
+        operation_id = claim.operation_id
         with self.store.transaction() as tx:
             operation = _get(tx, operation_id)
+            if not claim.holds(tx):
+                return operation
             counted = operation.touched(now, count=operation.count.added(
                 completed=len(records) - len(failures), error=len(failures),
             ))
             tx.update(counted)
             tx.record_errors(operation_id, failures)
-            tx.set_checkpoint(operation_id, records[-1].position, now)
+            beat = claim.renew(tx, records[-1].position, now)
             if _should_stop(counted):
                 return self._stop(tx, counted)
+        claim.renewed(records[-1].position, beat)
         return None
 
     def _stop(self, tx: Transaction, operation: Operation) -> Operation:
@@ -315,12 +332,15 @@ class ImportService:
         tx.update(failed)
         return failed
 
-    def _finish(self, operation_id: str) -> Operation:
-        stopped = self._advance_to(operation_id, ProgressStep.FINISHING)
+    def _finish(self, claim: Claim) -> Operation:
+        stopped = self._advance_to(claim, ProgressStep.FINISHING)
         if stopped is not None:
             return stopped
+        operation_id = claim.operation_id
         with self.store.transaction() as tx:
             operation = _get(tx, operation_id)
+            if not claim.holds(tx):
+                return operation
             if _should_stop(operation):
                 return self._stop(tx, operation)
             tx.remove_succeeded(operation_id)
@@ -328,11 +348,11 @@ class ImportService:
             tx.update(done)
         return done
 
-    def _fail(self, operation_id: str, error: Exception) -> Operation:
+    def _fail(self, claim: Claim, error: Exception) -> Operation:
         now = self.clock()
         with self.store.transaction() as tx:
-            operation = _get(tx, operation_id)
-            if operation.status in _TERMINAL_STEPS:
+            operation = _get(tx, claim.operation_id)
+            if operation.status in _TERMINAL_STEPS or not claim.holds(tx):
                 return operation
             failed = operation.fire("fail", at=now, failure=Failure(_message(error), now))
             tx.update(failed)
@@ -354,6 +374,93 @@ class ImportService:
             cancelled = operation.fire("cancel", at=self.clock())
             tx.update(cancelled)
         return cancelled
+
+    # -- recovering ------------------------------------------------------------------------
+
+    def resume(self, importer: Importer | None = None) -> Operation:
+        """Continue the current importing operation from its checkpoint; return the final operation.
+
+        For a run whose worker died: every committed batch is skipped, the
+        batch that was in flight reaches the importer again (at least once
+        per batch: importers are idempotent, keyed by the user's first
+        ``importIds`` entry), and the final counts are those of an
+        uninterrupted run. A worker still running the operation stops at its
+        next batch boundary without committing it, so one worker commits.
+
+        Raises:
+            OperationNotFound: no current valid operation.
+            InvalidOperationStatus: it is not importing.
+            ImporterNotDefined: no ``importer`` given and its key is not registered.
+        """
+        with self.store.transaction() as tx:
+            operation = self._valid_current(tx)
+            if operation.state is not State.IMPORTING:
+                raise InvalidOperationStatus
+            call = batch_call(importer if importer is not None else self._importer(operation))
+            claim = Claim.take(tx, operation.id, self.clock())
+        return self._drive(claim, call)
+
+    def stale_operations(self, older_than: dt.timedelta) -> list[Operation]:
+        """Importing operations whose heartbeat is older than ``older_than``: their worker is gone.
+
+        A run stores a heartbeat with every batch, so ``older_than`` must be
+        longer than the importer ever takes for one batch.
+        """
+        with self.store.reading() as tx:
+            return [op for op in tx.valid_operations() if self._is_stale(tx, op, older_than)]
+
+    def _is_stale(self, tx: Transaction, operation: Operation, older_than: dt.timedelta) -> bool:
+        if operation.state is not State.IMPORTING:
+            return False
+        beat = tx.heartbeat(operation.id)
+        return beat is None or beat < self.clock() - older_than
+
+    def sweep_stale(
+        self,
+        older_than: dt.timedelta,
+        action: Literal["resume", "fail"] = "resume",
+        importer: Importer | None = None,
+    ) -> list[Operation]:
+        """Resume or fail every stale operation; return each as it ended.
+
+        ``"resume"`` runs each in the caller's thread, as :meth:`resume`;
+        ``"fail"`` moves each to ``importer_import_failed`` with the reason
+        kept in its ``failure``. Staleness is checked again in the
+        transaction that acts, so of several sweepers one acts on an operation.
+
+        Raises:
+            ValueError: ``action`` is neither ``"resume"`` nor ``"fail"``.
+            ImporterNotDefined: resuming an operation whose key is not
+                registered, and no ``importer`` given.
+        """
+        if action not in {"resume", "fail"}:
+            msg = f"action must be 'resume' or 'fail', not {action!r}"
+            raise ValueError(msg)
+        swept = []
+        for stale in self.stale_operations(older_than):
+            ended = self._sweep(stale.id, older_than, action, importer)
+            if ended is not None:
+                swept.append(ended)
+        return swept
+
+    def _sweep(
+        self, operation_id: str, older_than: dt.timedelta, action: str, importer: Importer | None,
+    ) -> Operation | None:
+        with self.store.transaction() as tx:
+            operation = _get(tx, operation_id)
+            if not self._is_stale(tx, operation, older_than):
+                return None
+            if action == "fail":
+                now = self.clock()
+                beat = tx.heartbeat(operation_id)
+                last = format_time(beat) if beat is not None else "never"
+                reason = f"The import stopped: no heartbeat for {older_than} (last: {last})."
+                failed = operation.fire("fail", at=now, failure=Failure(reason, now))
+                tx.update(failed)
+                return failed
+            call = batch_call(importer if importer is not None else self._importer(operation))
+            claim = Claim.take(tx, operation_id, self.clock())
+        return self._drive(claim, call)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -435,12 +542,27 @@ def _outcomes(call: BatchCall, records: list[StagedRecord]) -> Sequence[BaseExce
     return outcomes
 
 
-def _message(error: BaseException) -> str:
-    text = str(error) or type(error).__name__
+def _message(error: BaseException, secrets: Collection[str] = ()) -> str:
+    """The error's text with every secret masked, then cut to ``MAX_ERROR_MESSAGE``."""
+    try:
+        text = str(error) or type(error).__name__
+    except Exception:  # noqa: BLE001 - a broken __str__ must not lose the failure
+        text = type(error).__name__
+    # Longest first, so a password that contains another is masked whole.
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, _MASK)
     if len(text) > MAX_ERROR_MESSAGE:
         text = text[:MAX_ERROR_MESSAGE] + "… (truncated)"
     return text
 
 
-def _error_doc(error: BaseException) -> dict[str, str]:
-    return {"message": _message(error), "type": type(error).__name__}
+def _secrets(records: Sequence[StagedRecord]) -> set[str]:
+    """The batch's passwords: an importer's message may echo any user of its batch."""
+    return {
+        password for record in records
+        if isinstance(password := record.data.get("password"), str) and password
+    }
+
+
+def _error_doc(error: BaseException, secrets: Collection[str] = ()) -> dict[str, str]:
+    return {"message": _message(error, secrets), "type": type(error).__name__}
