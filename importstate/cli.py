@@ -482,9 +482,9 @@ def _demo_failures(ctx: Context, service: ImportService, shown: int = 10) -> Non
 )
 def _diagram(ctx: Context) -> int:
     args = ctx.args
-    highlight = ctx.service().current_operation() if args.current else None
-    if args.current and highlight is None:
-        highlight = State.NONE
+    highlight: diagrams.Highlight = None
+    if args.current:
+        highlight = ctx.service().current_operation() or State.NONE
     draw = diagrams.steps_diagram if args.steps else diagrams.state_diagram
     text = draw(format=args.format, highlight=highlight)
     if ctx.json:

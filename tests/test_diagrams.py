@@ -1,0 +1,208 @@
+import datetime as dt
+import itertools
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import attrs
+import pytest
+
+from importstate import Operation, ProgressStep, State, diagrams
+from importstate.errors import GraphvizNotFound
+from importstate.machine import DEFINITION, Transition
+from importstate.steps import steps_of
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMITTED = ROOT / "diagrams"
+EDGE = re.compile(r"^\s*(\w+) --> (\w+): (.+)$", re.MULTILINE)
+DOT_EDGE = re.compile(r'^\s*(\w+) -> (\w+) \[label=(?:"([^"]*)"|(\w+))', re.MULTILINE)
+NOW = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
+
+
+def table_edges(definition=DEFINITION):
+    return {
+        (str(source), str(row.dest), row.event)
+        for row in definition.transitions
+        for source in row.sources
+    }
+
+
+def drawn_edges(text, pattern=EDGE):
+    return {
+        (source, dest, event.strip())
+        for source, dest, *labels in pattern.findall(text)
+        for event in "".join(labels).split(" | ")
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "draw"),
+    [
+        ("states.mmd", lambda: diagrams.state_diagram(format="mermaid")),
+        ("states.dot", lambda: diagrams.state_diagram(format="dot")),
+        ("steps.mmd", lambda: diagrams.steps_diagram(format="mermaid")),
+        ("steps.dot", lambda: diagrams.steps_diagram(format="dot")),
+    ],
+)
+def test_committed_diagrams_match_the_machine(name, draw):
+    committed = (COMMITTED / name).read_text(encoding="utf-8")
+    assert committed == draw(), f"diagrams/{name} is stale: run `make diagrams`"
+
+
+def test_readme_shows_the_current_state_diagram():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```mermaid\n(.*?)```", readme, re.DOTALL)
+    assert diagrams.state_diagram() in blocks, "README is stale: paste diagrams/states.mmd in"
+
+
+def test_every_state_and_event_of_the_table_is_drawn():
+    text = diagrams.state_diagram()
+    for state in State:
+        assert f'state "{state}" as {state}' in text
+    assert drawn_edges(text) == table_edges()
+    assert ("none", "new", "create") in drawn_edges(text)
+    invalidations = {(s, d) for s, d, e in drawn_edges(text) if e == "invalidate"}
+    assert {(str(s), "error") for s in (State.NEW, State.LOADING, State.READY,
+                                         State.IMPORTING, State.CANCELED)} <= invalidations
+    assert "[*] --> none" in text
+
+
+def test_the_dot_diagram_has_the_same_edges():
+    text = diagrams.state_diagram(format="dot")
+    assert text.startswith('digraph "importstate: operation states" {')
+    assert drawn_edges(text, DOT_EDGE) == table_edges()
+
+
+def test_steps_are_drawn_inside_their_states():
+    text = diagrams.steps_diagram()
+    blocks = dict(re.findall(r"^  state (\w+) \{\n(.*?)^  \}", text, re.DOTALL | re.MULTILINE))
+    for state in State:
+        inside = re.findall(r'state "(\w+)" as ', blocks.get(str(state), ""))
+        assert inside == [str(step) for step in steps_of(state)]
+    assert sum(len(steps_of(s)) for s in State) == len(ProgressStep) == 20
+    # Consecutive steps of loading and importing are joined in their natural order.
+    advances = {(s, d) for s, d, e in drawn_edges(text) if e == "advance" and s != d}
+    for state in (State.LOADING, State.IMPORTING):
+        names = [f"{state}__{step}" for step in steps_of(state)]
+        assert set(itertools.pairwise(names)) <= advances
+    # The state-level events are all still there.
+    assert table_edges() <= drawn_edges(text)
+
+
+def test_steps_dot_puts_each_state_in_a_cluster():
+    text = diagrams.steps_diagram(format="dot")
+    assert "compound=true" in text
+    for state in State:
+        if steps_of(state):
+            assert f"subgraph cluster_{state} {{" in text
+    for step in ProgressStep:
+        assert f'[label="{step}\\l"' in text
+
+
+def test_output_is_byte_identical_across_calls_and_hash_seeds():
+    code = (
+        "import sys; from importstate import diagrams as d;"
+        "sys.stdout.write(d.state_diagram() + d.steps_diagram(format='dot'))"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("0", "1", "12345")
+    }
+    assert len(outputs) == 1
+    assert outputs.pop().decode() == diagrams.state_diagram() + diagrams.steps_diagram(format="dot")
+
+
+def operation(status, *, valid=True):
+    created = Operation.create(user="admin", at=NOW)
+    return attrs.evolve(created, status=ProgressStep(status), valid=valid)
+
+
+def test_highlight_marks_the_operations_state():
+    plain = diagrams.state_diagram()
+    assert "s_active\n" not in plain.split("classDef s_active")[1]
+    text = diagrams.state_diagram(highlight=operation("importer_importing_users"))
+    assert "Class importing s_active" in text
+    assert text.count(" s_active\n") == 1
+    invalid = diagrams.state_diagram(highlight=operation("importer_user_selection", valid=False))
+    assert "Class error s_active" in invalid
+    assert "Class none s_active" in diagrams.state_diagram(highlight=State.NONE)
+    dot = diagrams.state_diagram(format="dot", highlight="done")
+    assert re.search(r"^\s*done \[.*peripheries=2", dot, re.MULTILINE)
+
+
+def test_highlight_in_the_steps_diagram_marks_state_and_step():
+    op = operation("importer_preparing_users")
+    mermaid = diagrams.steps_diagram(highlight=op)
+    assert "Class loading s_active" in mermaid
+    dot = diagrams.steps_diagram(format="dot", highlight=op)
+    assert re.search(
+        r"^\s*loading__importer_preparing_users \[.*peripheries=2", dot, re.MULTILINE,
+    )
+
+
+def test_highlight_must_name_a_state():
+    with pytest.raises(ValueError, match="not a state"):
+        diagrams.state_diagram(highlight="paused")
+
+
+def test_an_embedders_extended_definition_is_drawn():
+    extended = attrs.evolve(
+        DEFINITION,
+        states=(*DEFINITION.states, "validating"),
+        transitions=(
+            *DEFINITION.transitions,
+            Transition("validate", (State.READY,), "validating"),
+            Transition("approve", ("validating",), State.READY),
+        ),
+    )
+    text = diagrams.state_diagram(extended, highlight="validating", title="with validation")
+    assert text.startswith("---\nwith validation\n---\n")
+    assert drawn_edges(text) == table_edges(extended)
+    assert "Class validating s_active" in text
+    steps = diagrams.steps_diagram(
+        extended, steps={"checking": "validating", "checked": "validating"},
+    )
+    assert "validating__checking --> validating__checked: advance" in steps
+    with pytest.raises(ValueError, match="does not have"):
+        diagrams.steps_diagram(steps={"x": "nowhere"})
+
+
+def test_unknown_format_is_refused():
+    with pytest.raises(ValueError, match="png"):
+        diagrams.state_diagram(format="png")
+
+
+def test_svg_without_graphviz_says_how_to_install_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(GraphvizNotFound, match="install Graphviz"):
+        diagrams.state_diagram(format="svg")
+
+
+def test_svg_runs_dot_on_the_dot_text(monkeypatch, tmp_path):
+    # A stand-in `dot` that records its arguments and input and answers with an SVG.
+    fake = tmp_path / "dot"
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import sys, pathlib\n"
+        "here = pathlib.Path(sys.argv[0]).parent\n"
+        "(here / 'args').write_text(' '.join(sys.argv[1:]))\n"
+        "(here / 'input').write_text(sys.stdin.read())\n"
+        "print('<svg>drawn</svg>')\n",
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert diagrams.state_diagram(format="svg") == "<svg>drawn</svg>\n"
+    assert (tmp_path / "args").read_text() == "-Tsvg"
+    assert (tmp_path / "input").read_text() == diagrams.state_diagram(format="dot")
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
+def test_real_graphviz_lays_out_both_diagrams():
+    assert "<svg" in diagrams.state_diagram(format="svg")
+    assert "<svg" in diagrams.steps_diagram(format="svg")
