@@ -6,9 +6,10 @@ are the built-in stores.
 
 from importstate.stores._protocol import NewRecord, StagedRecord, Store, Transaction
 from importstate.stores.memory import MemoryStore
-from importstate.stores.sqlite import SchemaVersionError, SQLiteStore
+from importstate.stores.sqlite import DatabaseBusy, SchemaVersionError, SQLiteStore
 
 __all__ = [
+    "DatabaseBusy",
     "MemoryStore",
     "NewRecord",
     "SQLiteStore",

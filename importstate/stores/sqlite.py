@@ -12,6 +12,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
@@ -51,6 +52,23 @@ class SchemaVersionError(ImportStateError):
     """The database was written by a newer importstate than this one."""
 
 
+class DatabaseBusy(ImportStateError):
+    """Another connection kept the database locked for longer than the store's ``timeout``."""
+
+
+#: SQLite's primary result codes for "another connection holds the lock".
+_BUSY_CODES: Final = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+#: Longest pause between two attempts while the database is locked, in seconds.
+_MAX_PAUSE: Final = 0.05
+
+
+def _is_busy(error: BaseException) -> bool:
+    return (
+        isinstance(error, sqlite3.OperationalError)
+        and error.sqlite_errorcode & 0xFF in _BUSY_CODES
+    )
+
+
 class SQLiteStore:
     """Operations and staging in one SQLite file (WAL mode).
 
@@ -76,8 +94,9 @@ class SQLiteStore:
         conn = sqlite3.connect(
             self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False,
         )
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        # Turning on WAL needs a moment of exclusive access to a new file.
+        self._patiently(conn, "PRAGMA journal_mode=WAL")
+        self._patiently(conn, f"PRAGMA synchronous={self._synchronous}")
         with self._guard:
             self._connections.append(conn)
         return conn
@@ -119,13 +138,48 @@ class SQLiteStore:
     @contextmanager
     def _begin(self, begin: str) -> Iterator[_SQLiteTransaction]:
         conn = self._connection()
-        conn.execute(begin)
+        self._patiently(conn, begin)
         try:
             yield _SQLiteTransaction(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
+            self._patiently(conn, "COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if _is_busy(exc):
+                raise self._busy() from exc
             raise
-        conn.execute("COMMIT")
+
+    def _patiently(self, conn: sqlite3.Connection, sql: str) -> None:
+        """Execute ``sql``, retrying while the database is locked, for at most ``timeout``.
+
+        SQLite's busy handler already waits for most locks; this also covers
+        the ones it returns at once (a WAL reader racing a recovery, a COMMIT
+        waiting for readers).
+
+        Raises:
+            DatabaseBusy: still locked when ``timeout`` ran out.
+        """
+        deadline = time.monotonic() + self._timeout
+        pause = 0.001
+        while True:
+            try:
+                conn.execute(sql)
+            except sqlite3.OperationalError as exc:
+                left = deadline - time.monotonic()
+                if not _is_busy(exc):
+                    raise
+                if left <= 0:
+                    raise self._busy() from exc
+                time.sleep(min(pause, left))
+                pause = min(pause * 2, _MAX_PAUSE)
+            else:
+                return
+
+    def _busy(self) -> DatabaseBusy:
+        return DatabaseBusy(
+            f"{self.path}: database is busy: another process kept it locked for more than "
+            f"{self._timeout:g} s; try again",
+        )
 
     def close(self) -> None:
         """Close every connection this store opened (in any thread)."""
