@@ -53,7 +53,9 @@ def from_epoch_millis(millis: int) -> dt.datetime:
 def format_time(moment: dt.datetime) -> str:
     """ISO-8601 UTC with milliseconds and ``Z``: ``2023-08-11T20:08:37.655Z``."""
     moment = moment.astimezone(_UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # The year by hand: strftime's %Y does not pad years before 1000 on every platform.
+    stamp = moment.strftime("-%m-%dT%H:%M:%S.")
+    return f"{moment.year:04d}{stamp}{moment.microsecond // 1000:03d}Z"
 
 
 def parse_time(value: object, field: str) -> dt.datetime:
@@ -64,19 +66,20 @@ def parse_time(value: object, field: str) -> dt.datetime:
     """
     if isinstance(value, bool):
         raise WireFormatError(field, "expected a time, got a boolean")
-    if isinstance(value, int):
-        return from_epoch_millis(value)
-    if not isinstance(value, str):
+    if not isinstance(value, int | str):
         raise WireFormatError(field, f"expected a time, got {type(value).__name__}")
-    if value.isdigit():
-        return from_epoch_millis(int(value))
     try:
+        # isascii: str.isdigit is also true of digits int() refuses, such as "²".
+        if isinstance(value, int) or (value.isascii() and value.isdigit()):
+            return from_epoch_millis(int(value))
         moment = dt.datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=_UTC)
+        return to_millis_precision(moment)
     except ValueError:
         raise WireFormatError(field, f"not an ISO-8601 time: {value!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=_UTC)
-    return to_millis_precision(moment)
+    except OverflowError:
+        raise WireFormatError(field, f"time out of range: {value!r}") from None
 
 
 COUNT_FIELDS: Final = ("total", "completed", "error", "users", "channels", "messages")
