@@ -9,6 +9,7 @@ machine.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import secrets
 import time
 from collections.abc import Mapping
@@ -27,6 +28,12 @@ _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=_UTC)
 def new_id() -> str:
     """A fresh 24-hex-digit id like a MongoDB ObjectId: seconds since the epoch, then random."""
     return f"{int(time.time()) & 0xFFFFFFFF:08x}{secrets.token_hex(8)}"
+
+
+def new_ids(count: int) -> list[str]:
+    """``count`` fresh random 24-hex-digit ids at once (for staged records)."""
+    digits = os.urandom(12 * count).hex()
+    return [digits[i:i + 24] for i in range(0, 24 * count, 24)]
 
 
 def utc_now() -> dt.datetime:

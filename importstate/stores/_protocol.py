@@ -37,10 +37,15 @@ class StagedRecord(NamedTuple):
 
 
 class NewRecord(NamedTuple):
-    """A record to stage: its ``_id``, the user's data and its type."""
+    """A record to stage: its ``_id``, the user's data as JSON text, and its type.
+
+    The service encodes each user once, before the store's transaction, so a
+    store only copies text (and a value JSON cannot hold fails before
+    anything is written).
+    """
 
     id: str
-    data: Mapping[str, Any]
+    json: str
     data_type: str
 
 

@@ -131,12 +131,11 @@ class _MemoryTransaction:
 
     def stage(self, operation_id: str, records: Sequence[NewRecord]) -> None:
         store = self._store
-        encoded = [json.dumps(r.data) for r in records]  # fails before anything changes
         staging = store.staging.setdefault(operation_id, _Staging())
         first = store.position + 1
-        for record, data in zip(records, encoded, strict=True):
+        for record in records:
             store.position += 1
-            staging.records[store.position] = _Staged(record.id, data, record.data_type)
+            staging.records[store.position] = _Staged(record.id, record.json, record.data_type)
         staging.changed()
         added = range(first, store.position + 1)
 

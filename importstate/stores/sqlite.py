@@ -48,6 +48,9 @@ CREATE INDEX IF NOT EXISTS staged_by_operation ON staged (operation, position);
 """
 
 
+_DECODER: Final = json.JSONDecoder()
+
+
 class SchemaVersionError(ImportStateError):
     """The database was written by a newer importstate than this one."""
 
@@ -248,10 +251,9 @@ class _SQLiteTransaction:
         return epoch_millis(operation.updated_at), operation.valid, doc
 
     def stage(self, operation_id: str, records: Sequence[NewRecord]) -> None:
-        dumps = json.dumps
         self.conn.executemany(
             "INSERT INTO staged (operation, id, data, data_type) VALUES (?, ?, ?, ?)",
-            [(operation_id, r.id, dumps(r.data), r.data_type) for r in records],
+            [(operation_id, *record) for record in records],
         )
 
     def staged(self, operation_id: str, *, after: int | None, limit: int) -> list[StagedRecord]:
@@ -260,15 +262,19 @@ class _SQLiteTransaction:
             " WHERE operation = ? AND position > ? ORDER BY position LIMIT ?",
             (operation_id, after if after is not None else -1, limit),
         )
-        loads = json.loads
+        # The run loop's hot path: decode with the bare decoder, build tuples in C.
+        decode, new = _DECODER.raw_decode, tuple.__new__
         return [
-            StagedRecord(position, id_, loads(data), kind, tuple(loads(errors)) if errors else ())
+            new(StagedRecord, (position, id_, decode(data)[0], kind,
+                               tuple(decode(errors)[0]) if errors else ()))
             for position, id_, data, kind, errors in rows
         ]
 
     def record_errors(
         self, operation_id: str, errors: Sequence[tuple[int, Mapping[str, Any]]],
     ) -> None:
+        if not errors:
+            return
         self.conn.executemany(
             "UPDATE staged SET errors = json_insert(coalesce(errors, '[]'), '$[#]', json(?))"
             " WHERE position = ? AND operation = ?",

@@ -1,0 +1,266 @@
+"""Core benchmarks: importstate against a raw sqlite3 loop doing the same durable work.
+
+Each figure is a ratio measured in one run (best of several rounds each), so
+a noisy machine moves both sides alike. Targets (issue "Core library"):
+
+- run() with a no-op importer, 200,000 staged users: >= 0.7x the raw loop;
+- add_users() of 200,000 users: >= 0.7x a raw executemany in one transaction;
+- peak memory growth of run() over 1,000,000 staged users: <= 100 MB;
+- to_wire() of 100,000 loaded operations builds no machine, >= 0.5x attrs.asdict.
+
+Usage: python benchmarks/bench_core.py [--users N] [--memory-users N] [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import multiprocessing
+import shutil
+import sqlite3
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import transitions
+
+from importstate import ImportService, Operation, SQLiteStore
+
+BATCH = 50
+
+
+def make_users(count: int) -> list[dict[str, Any]]:
+    return [
+        {"username": f"user{n}", "name": f"User {n}", "emails": [f"user{n}@example.com"],
+         "importIds": [str(n)], "type": "user", "roles": ["user"]}
+        for n in range(count)
+    ]
+
+
+def best_of(rounds: int, work: Callable[[], float]) -> float:
+    return min(work() for _ in range(rounds))
+
+
+# -- add_users ------------------------------------------------------------------------------
+
+
+def time_add_users(scratch: Path, users: list[dict[str, Any]]) -> float:
+    path = scratch / "add.db"
+    _remove(path)
+    service = ImportService(SQLiteStore(path))
+    service.new_operation("bench")
+    start = time.perf_counter()
+    service.add_users(users)
+    elapsed = time.perf_counter() - start
+    service.store.close()
+    return elapsed
+
+
+def time_raw_executemany(scratch: Path, users: list[dict[str, Any]]) -> float:
+    path = scratch / "raw_add.db"
+    _remove(path)
+    SQLiteStore(path).close()  # the same schema
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    start = time.perf_counter()
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany(
+        "INSERT INTO staged (operation, id, data, data_type) VALUES (?, ?, ?, ?)",
+        [("op", str(n), json.dumps(u), "user") for n, u in enumerate(users)],
+    )
+    conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return elapsed
+
+
+# -- run ------------------------------------------------------------------------------------
+
+
+def stage(path: Path, count: int) -> None:
+    """A database with one operation holding ``count`` staged users, ready to run."""
+    _remove(path)
+    service = ImportService(SQLiteStore(path))
+    service.new_operation("bench")
+    chunk = 50_000
+    for first in range(0, count, chunk):
+        service.add_users(make_users(min(chunk, count - first)))
+    service.store.close()
+
+
+def time_run(template: Path, scratch: Path) -> float:
+    path = scratch / "run.db"
+    _copy(template, path)
+    service = ImportService(SQLiteStore(path), {"api": lambda _user: None})
+    start = time.perf_counter()
+    final = service.run()
+    elapsed = time.perf_counter() - start
+    assert final.status == "importer_done", final
+    service.store.close()
+    return elapsed
+
+
+def time_raw_run(template: Path, scratch: Path) -> float:
+    """Stream rows, decode JSON, one count + checkpoint update per 50, delete successes."""
+    path = scratch / "raw_run.db"
+    _copy(template, path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA synchronous=NORMAL")
+    (op_id, doc_text) = conn.execute("SELECT id, doc FROM operations").fetchone()
+    doc = json.loads(doc_text)
+    start = time.perf_counter()
+    rows = conn.execute(
+        "SELECT position, data FROM staged WHERE operation = ? ORDER BY position", (op_id,),
+    )
+    completed = 0
+    in_batch = 0
+    for position, data in rows:
+        json.loads(data)  # what a no-op importer is handed
+        in_batch += 1
+        if in_batch == BATCH:
+            completed += in_batch
+            in_batch = 0
+            _raw_commit(conn, op_id, doc, completed, position)
+    if in_batch:
+        completed += in_batch
+        _raw_commit(conn, op_id, doc, completed, position)
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("DELETE FROM staged WHERE operation = ? AND errors IS NULL", (op_id,))
+    conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return elapsed
+
+
+def _raw_commit(
+    conn: sqlite3.Connection, op_id: str, doc: dict[str, Any], completed: int, position: int,
+) -> None:
+    doc["count"]["completed"] = completed
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute(
+        "UPDATE operations SET doc = ?, checkpoint = ? WHERE id = ?",
+        (json.dumps(doc), position, op_id),
+    )
+    conn.execute("COMMIT")
+
+
+# -- memory ---------------------------------------------------------------------------------
+
+
+def _rss_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise LookupError(field)
+
+
+def _run_and_measure(path: str, queue: Any) -> None:  # noqa: ANN401 - a multiprocessing queue
+    service = ImportService(SQLiteStore(path), {"api": lambda _user: None})
+    before = _rss_kib("VmRSS")
+    final = service.run()
+    queue.put((final.count.get("completed"), (_rss_kib("VmHWM") - before) / 1024))
+
+
+def memory_growth_mib(scratch: Path, users: int) -> tuple[int, float]:
+    path = scratch / "memory.db"
+    stage(path, users)
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=_run_and_measure, args=(str(path), queue))
+    child.start()
+    result: tuple[int, float] = queue.get()
+    child.join()
+    return result
+
+
+# -- serialisation --------------------------------------------------------------------------
+
+
+def serialisation(count: int, rounds: int) -> tuple[int, float, float]:
+    now = dt.datetime.now(dt.UTC)
+    docs = [
+        Operation.create(user="bench", at=now).fire("stage", at=now).to_wire()
+        for _ in range(count)
+    ]
+    built = 0
+    original = transitions.Machine.__init__
+
+    def counting(self: transitions.Machine, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401
+        nonlocal built
+        built += 1
+        original(self, *args, **kwargs)
+
+    transitions.Machine.__init__ = counting  # type: ignore[method-assign]
+    try:
+        loaded = [Operation.from_wire(doc) for doc in docs]
+        ours = best_of(rounds, lambda: _timed(lambda: [op.to_wire() for op in loaded]))
+        bare = best_of(rounds, lambda: _timed(lambda: [attrs.asdict(op) for op in loaded]))
+    finally:
+        transitions.Machine.__init__ = original  # type: ignore[method-assign]
+    return built, ours, bare
+
+
+def _timed(work: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    work()
+    return time.perf_counter() - start
+
+
+def _remove(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def _copy(template: Path, path: Path) -> None:
+    _remove(path)
+    shutil.copyfile(template, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=200_000)
+    parser.add_argument("--memory-users", type=int, default=1_000_000)
+    parser.add_argument("--operations", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch_name:
+        scratch = Path(scratch_name)
+        users = make_users(args.users)
+
+        ours = best_of(args.rounds, lambda: time_add_users(scratch, users))
+        raw = best_of(args.rounds, lambda: time_raw_executemany(scratch, users))
+        _report(f"add_users() of {args.users:,} users", ours, raw, args.users, 0.7)
+
+        template = scratch / "template.db"
+        stage(template, args.users)
+        ours = best_of(args.rounds, lambda: time_run(template, scratch))
+        raw = best_of(args.rounds, lambda: time_raw_run(template, scratch))
+        _report(f"run() of {args.users:,} users, no-op importer", ours, raw, args.users, 0.7)
+
+        completed, growth = memory_growth_mib(scratch, args.memory_users)
+        verdict = "ok" if growth <= 100 else "OVER TARGET"  # noqa: PLR2004
+        print(f"peak memory growth of run() over {completed:,} users: {growth:.1f} MiB "
+              f"(target <= 100 MiB) {verdict}")
+
+        built, ours, bare = serialisation(args.operations, args.rounds)
+        ratio = bare / ours
+        print(f"to_wire() of {args.operations:,} loaded operations: {ratio:.2f}x attrs.asdict "
+              f"({args.operations / ours:,.0f} vs {args.operations / bare:,.0f} ops/s), "
+              f"machines built: {built} (target >= 0.5x, 0 machines) "
+              f"{'ok' if ratio >= 0.5 and built == 0 else 'OVER TARGET'}")  # noqa: PLR2004
+
+
+def _report(what: str, ours: float, raw: float, count: int, target: float) -> None:
+    ratio = raw / ours
+    verdict = "ok" if ratio >= target else "UNDER TARGET"
+    print(f"{what}: {ratio:.2f}x the raw sqlite3 loop "
+          f"({count / ours:,.0f} vs {count / raw:,.0f} users/s; target >= {target}x) {verdict}")
+
+
+if __name__ == "__main__":
+    main()
