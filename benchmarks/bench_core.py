@@ -243,7 +243,7 @@ def main() -> None:
         _report(f"run() of {args.users:,} users, no-op importer", ours, raw, args.users, 0.7)
 
         completed, growth = memory_growth_mib(scratch, args.memory_users)
-        verdict = "ok" if growth <= 100 else "OVER TARGET"  # noqa: PLR2004
+        verdict = "ok" if growth <= 100 else "OVER TARGET"
         print(f"peak memory growth of run() over {completed:,} users: {growth:.1f} MiB "
               f"(target <= 100 MiB) {verdict}")
 
@@ -252,7 +252,7 @@ def main() -> None:
         print(f"to_wire() of {args.operations:,} loaded operations: {ratio:.2f}x attrs.asdict "
               f"({args.operations / ours:,.0f} vs {args.operations / bare:,.0f} ops/s), "
               f"machines built: {built} (target >= 0.5x, 0 machines) "
-              f"{'ok' if ratio >= 0.5 and built == 0 else 'OVER TARGET'}")  # noqa: PLR2004
+              f"{'ok' if ratio >= 0.5 and built == 0 else 'OVER TARGET'}")
 
 
 def _report(what: str, ours: float, raw: float, count: int, target: float) -> None:
