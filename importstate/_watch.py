@@ -68,12 +68,21 @@ class _Worker:
     service: ImportService
     result: Operation | None = None
     error: BaseException | None = None
+    # An event, not Thread.join: a join interrupted by Ctrl-C can leave the thread
+    # looking finished while it still runs.
+    done: threading.Event = attrs.Factory(threading.Event)
 
     def __call__(self) -> None:
         try:
             self.result = self.service.run()
         except BaseException as exc:  # noqa: BLE001 - handed back to the watching thread
             self.error = exc
+        finally:
+            self.done.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the run to end (at most ``timeout`` seconds); whether it has."""
+        return self.done.wait(timeout)
 
 
 def run_with_progress(
@@ -81,27 +90,23 @@ def run_with_progress(
 ) -> Outcome:
     """Run the current operation's import, drawing progress on ``console``.
 
+    The bar appears once the run has started, so a refused run draws none.
+
     Raises:
         ImportStateError: ``run`` refused to start (no operation, wrong status,
             unknown importer), unless Ctrl-C cancelled it first.
     """
-    operation = service.current_operation()
-    total = operation.count.get("total") if operation is not None else 0
+    before = service.current_operation()
     worker = _Worker(service)
     thread = threading.Thread(target=worker, name="importstate-run", daemon=True)
-    interrupted = False
-    with _progress(console) as progress:
-        task = progress.add_task("importing users", total=total, errors=0)
-        thread.start()
-        try:
-            while thread.is_alive():
-                thread.join(poll)
-                _show(progress, task, service.current_operation())
-        except KeyboardInterrupt:
-            interrupted = True
-            _cancel(service)
-            thread.join()
-        _show(progress, task, service.current_operation())
+    thread.start()
+    try:
+        while not worker.wait(poll) and service.current_operation() == before:
+            pass
+        interrupted = False if worker.error is not None else _follow(service, worker, console, poll)
+    except KeyboardInterrupt:
+        interrupted = True
+        _cancel(service, worker)
     if worker.error is not None:
         if interrupted and isinstance(worker.error, ImportStateError):
             latest = service.current_operation()
@@ -110,6 +115,21 @@ def run_with_progress(
         raise worker.error
     assert worker.result is not None  # noqa: S101 - the worker sets one of the two
     return Outcome(worker.result, interrupted=interrupted)
+
+
+def _follow(service: ImportService, worker: _Worker, console: Console, poll: float) -> bool:
+    """Draw the bar until the run ends; whether Ctrl-C cancelled it."""
+    interrupted = False
+    with _progress(console) as progress:
+        task = progress.add_task("importing users", total=None, errors=0)
+        try:
+            while not worker.wait(poll):
+                _show(progress, task, service.current_operation())
+        except KeyboardInterrupt:
+            interrupted = True
+            _cancel(service, worker)
+        _show(progress, task, service.current_operation())
+    return interrupted
 
 
 def _progress(console: Console) -> Progress:
@@ -138,7 +158,9 @@ def _show(progress: Progress, task: TaskID, operation: Operation | None) -> None
     )
 
 
-def _cancel(service: ImportService) -> None:
+def _cancel(service: ImportService, worker: _Worker) -> None:
+    """Cancel the operation and wait for the run to stop at its batch boundary."""
     # The run may have ended (or been replaced) between the key press and the cancel.
     with contextlib.suppress(OperationAlreadyFinished, OperationNotFound):
         service.cancel()
+    worker.wait()
