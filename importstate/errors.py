@@ -161,3 +161,41 @@ class GraphvizNotFound(ImportStateError):
         " (apt install graphviz, brew install graphviz, or https://graphviz.org/download/)"
         " or choose the mermaid or dot format"
     )
+
+
+class UnknownPermission(ImportStateError):
+    """An API user was given a permission that does not exist.
+
+    Attributes:
+        permission: the name given.
+    """
+
+    def __init__(self, permission: str) -> None:
+        super().__init__(
+            f"unknown permission {permission!r} (known: run-import, view-import-operations)",
+        )
+        self.permission = permission
+
+
+class ApiUserExists(ImportStateError):
+    """An API user with this name exists already (possibly revoked).
+
+    Attributes:
+        name: the name given.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"an API user named {name!r} already exists")
+        self.name = name
+
+
+class UnknownApiUser(ImportStateError):
+    """No API user has this name.
+
+    Attributes:
+        name: the name given.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no API user named {name!r}")
+        self.name = name

@@ -1,0 +1,309 @@
+"""API users of ``importstate serve``: names, permissions, passwords and auth tokens.
+
+API users live in the ``api_users`` and ``api_tokens`` tables of the same
+SQLite file as the operations (never in the imported ``users`` table).
+Passwords are kept as salted scrypt hashes; auth tokens only as SHA-256
+hashes, and every comparison is constant-time. A user's id is generated (it
+is what clients send as ``X-User-Id``), its name is what ``login`` takes.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import os
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterable
+from typing import Final
+
+import attrs
+
+from importstate.errors import ApiUserExists, UnknownApiUser, UnknownPermission
+from importstate.model import epoch_millis, from_epoch_millis, utc_now
+
+#: Allows every ``run-import`` endpoint of SPEC §7.
+RUN_IMPORT: Final = "run-import"
+#: Allows ``getLatestImportOperations``.
+VIEW_IMPORT_OPERATIONS: Final = "view-import-operations"
+#: Every permission an API user may hold.
+PERMISSIONS: Final = (RUN_IMPORT, VIEW_IMPORT_OPERATIONS)
+
+# scrypt at n=2**14, r=8 costs 16 MiB and tens of milliseconds per check:
+# slow for a guesser, still quick for one login.
+_SCRYPT_N: Final = 2**14
+_SCRYPT_R: Final = 8
+_SCRYPT_P: Final = 1
+_SCRYPT_LEN: Final = 32
+# Rocket.Chat's user ids: 17 characters from an alphabet without look-alikes.
+_ID_ALPHABET: Final = "23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz"
+_ID_LENGTH: Final = 17
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS api_users (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    password    TEXT,
+    permissions TEXT NOT NULL,
+    created     INTEGER NOT NULL,
+    revoked     INTEGER
+);
+CREATE TABLE IF NOT EXISTS api_tokens (
+    user_id TEXT NOT NULL REFERENCES api_users (id),
+    hash    TEXT NOT NULL,
+    created INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS api_tokens_by_user ON api_tokens (user_id);
+"""
+
+
+@attrs.frozen
+class ApiUser:
+    """An account that may call the REST API.
+
+    Attributes:
+        id: the generated user id (``X-User-Id``, ``userId``).
+        name: the login name.
+        permissions: what it may do (a subset of :data:`PERMISSIONS`).
+        created: when it was added.
+        revoked: when it was revoked, or ``None``; a revoked user has no tokens.
+        has_password: it can log in with a password.
+    """
+
+    id: str
+    name: str
+    permissions: frozenset[str]
+    created: dt.datetime
+    revoked: dt.datetime | None = None
+    has_password: bool = False
+
+    def may(self, permission: str) -> bool:
+        """The user holds ``permission``."""
+        return permission in self.permissions
+
+
+@attrs.frozen
+class Credentials:
+    """A user id and a fresh auth token, shown once (only its hash is kept)."""
+
+    user_id: str
+    auth_token: str = attrs.field(repr=False)
+
+    def to_wire(self) -> dict[str, str]:
+        """``{"userId", "authToken"}``, the names Rocket.Chat's login returns."""
+        return {"userId": self.user_id, "authToken": self.auth_token}
+
+
+class Accounts:
+    """The API users of the SQLite file at ``path``; tables are created on first use.
+
+    Safe to share between threads (calls are serialised; password hashing
+    runs outside the lock).
+
+    Args:
+        path: the database file (usually the store's).
+        timeout: seconds to wait for another writer's lock.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
+        self.path = os.fspath(path)
+        self._conn = sqlite3.connect(
+            self.path, timeout=timeout, isolation_level=None, check_same_thread=False,
+        )
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def add(
+        self, name: str, *, password: str | None = None, permissions: Iterable[str] = (),
+    ) -> tuple[ApiUser, Credentials]:
+        """Create a user and a first auth token.
+
+        Raises:
+            UnknownPermission: a permission outside :data:`PERMISSIONS`.
+            ApiUserExists: the name is taken (by a revoked user too).
+            ValueError: the name is empty.
+        """
+        if not name:
+            msg = "an API user needs a non-empty name"
+            raise ValueError(msg)
+        held = frozenset(permissions)
+        for permission in sorted(held - set(PERMISSIONS)):
+            raise UnknownPermission(permission)
+        user = ApiUser(_new_user_id(), name, held, utc_now(), has_password=password is not None)
+        stored_password = _hash_password(password) if password is not None else None
+        token = _new_token()
+        with self._lock, self._conn:
+            try:
+                self._conn.execute(
+                    "INSERT INTO api_users (id, name, password, permissions, created)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (user.id, name, stored_password, " ".join(sorted(held)),
+                     epoch_millis(user.created)),
+                )
+            except sqlite3.IntegrityError:
+                raise ApiUserExists(name) from None
+            self._store_token(user.id, token)
+        return user, Credentials(user.id, token)
+
+    def users(self) -> list[ApiUser]:
+        """Every API user, revoked ones included, oldest first."""
+        with self._lock:
+            rows = self._conn.execute(f"SELECT {_COLUMNS} FROM api_users ORDER BY created, name")  # noqa: S608
+            return [_user(row) for row in rows]
+
+    def get(self, name: str) -> ApiUser | None:
+        """The user called ``name``."""
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM api_users WHERE name = ?", (name,),  # noqa: S608
+            ).fetchone()
+        return _user(row) if row else None
+
+    def revoke(self, name: str) -> ApiUser:
+        """Revoke ``name``: its tokens stop working at once and it can no longer log in.
+
+        Raises:
+            UnknownApiUser: no user has that name.
+        """
+        now = epoch_millis(utc_now())
+        with self._lock, self._conn:
+            row = self._conn.execute(
+                "SELECT id FROM api_users WHERE name = ?", (name,),
+            ).fetchone()
+            if row is None:
+                raise UnknownApiUser(name)
+            self._conn.execute(
+                "UPDATE api_users SET revoked = coalesce(revoked, ?) WHERE id = ?", (now, row[0]),
+            )
+            self._conn.execute("DELETE FROM api_tokens WHERE user_id = ?", (row[0],))
+        revoked = self.get(name)
+        assert revoked is not None  # noqa: S101 - users are never deleted
+        return revoked
+
+    def login(self, name: str, password: str) -> tuple[ApiUser, Credentials] | None:
+        """A fresh token for ``name`` if ``password`` is its password, else ``None``.
+
+        Takes as long for an unknown or revoked name as for a wrong password.
+        """
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {_COLUMNS}, password FROM api_users WHERE name = ?", (name,),  # noqa: S608
+            ).fetchone()
+        usable = row is not None and row[-1] is not None and row[4] is None  # not revoked
+        stored = row[-1] if usable else _DECOY
+        if not _check_password(password, stored) or not usable:
+            return None
+        user = _user(row[:-1])
+        token = _new_token()
+        with self._lock, self._conn:
+            self._store_token(user.id, token)
+        return user, Credentials(user.id, token)
+
+    def authenticate(self, user_id: str, token: str) -> ApiUser | None:
+        """The user whose id is ``user_id`` if ``token`` is one of its tokens, else ``None``."""
+        presented = _token_hash(token)
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM api_users WHERE id = ? AND revoked IS NULL",  # noqa: S608
+                (user_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            hashes = self._conn.execute(
+                "SELECT hash FROM api_tokens WHERE user_id = ?", (user_id,),
+            ).fetchall()
+        # Compare against every token without stopping early.
+        matched = False
+        for (stored,) in hashes:
+            matched |= hmac.compare_digest(stored, presented)
+        return _user(row) if matched else None
+
+    def logout(self, user_id: str, token: str) -> bool:
+        """Invalidate one token of ``user_id``; whether it existed."""
+        with self._lock, self._conn:
+            cursor = self._conn.execute(
+                "DELETE FROM api_tokens WHERE user_id = ? AND hash = ?",
+                (user_id, _token_hash(token)),
+            )
+        return cursor.rowcount > 0
+
+    def tokens(self, name: str) -> int:
+        """How many live tokens ``name`` has."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT count(*) FROM api_tokens JOIN api_users ON api_users.id = user_id"
+                " WHERE name = ?", (name,),
+            ).fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        """Close the connection; the accounts are not used afterwards."""
+        with self._lock:
+            self._conn.close()
+
+    def _store_token(self, user_id: str, token: str) -> None:
+        self._conn.execute(
+            "INSERT INTO api_tokens (user_id, hash, created) VALUES (?, ?, ?)",
+            (user_id, _token_hash(token), epoch_millis(utc_now())),
+        )
+
+
+_COLUMNS: Final = "id, name, permissions, created, revoked, password IS NOT NULL"
+
+
+def _user(row: tuple[object, ...]) -> ApiUser:
+    user_id, name, permissions, created, revoked, has_password = row
+    return ApiUser(
+        id=str(user_id),
+        name=str(name),
+        permissions=frozenset(str(permissions).split()),
+        created=from_epoch_millis(int(str(created))),
+        revoked=from_epoch_millis(int(str(revoked))) if revoked is not None else None,
+        has_password=bool(has_password),
+    )
+
+
+def _new_user_id() -> str:
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(_ID_LENGTH))
+
+
+def _new_token() -> str:
+    # 32 random bytes, 43 URL-safe characters: the shape of Rocket.Chat's tokens.
+    return secrets.token_urlsafe(32)
+
+
+def _token_hash(token: str) -> str:
+    # Tokens are random, so a fast unsalted hash is enough to make a stolen table useless.
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _hash_password(password: str, salt: bytes | None = None) -> str:
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    digest = _scrypt(password, salt, _SCRYPT_N, _SCRYPT_R, _SCRYPT_P)
+    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(
+        password.encode("utf-8", "surrogatepass"), salt=salt, n=n, r=r, p=p,
+        dklen=_SCRYPT_LEN, maxmem=256 * 1024 * 1024,
+    )
+
+
+def _check_password(password: str, stored: str) -> bool:
+    _, n, r, p, salt, digest = stored.split("$")
+    computed = _scrypt(password, base64.b64decode(salt), int(n), int(r), int(p))
+    return hmac.compare_digest(computed, base64.b64decode(digest))
+
+
+# Checked against when the name is unknown, revoked or has no password, so that
+# a wrong name costs the same time as a wrong password.
+_DECOY: Final = _hash_password("", b"importstate-decoy")

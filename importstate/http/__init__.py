@@ -1,0 +1,21 @@
+"""The REST API of SPEC §7 (Rocket.Chat's import endpoints, login included) over ASGI.
+
+:func:`create_app` builds the Starlette application over any
+:class:`~importstate.ImportService`; :func:`serve` runs it with uvicorn over
+one SQLite file, as ``importstate serve`` does.
+"""
+
+from importstate.http._app import DEFAULT_MAX_BODY, ENDPOINTS, Endpoint, create_app
+from importstate.http._openapi import openapi_document
+from importstate.http._server import DEFAULT_HOST, DEFAULT_PORT, serve
+
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_MAX_BODY",
+    "DEFAULT_PORT",
+    "ENDPOINTS",
+    "Endpoint",
+    "create_app",
+    "openapi_document",
+    "serve",
+]

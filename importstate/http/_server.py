@@ -1,0 +1,48 @@
+"""``importstate serve``: the REST API over one SQLite file, served by uvicorn."""
+
+from __future__ import annotations
+
+import os
+from typing import Final
+
+import uvicorn
+
+from importstate.accounts import Accounts
+from importstate.http._app import DEFAULT_MAX_BODY, create_app
+from importstate.service import ImportService
+from importstate.stores import SQLiteStore
+from importstate.users_table import UsersTableImporter
+
+DEFAULT_HOST: Final = "127.0.0.1"
+#: Rocket.Chat's port, so the seeds' ``curl ... localhost:3000`` calls work unchanged.
+DEFAULT_PORT: Final = 3000
+
+
+def serve(
+    db: str | os.PathLike[str],
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    max_body: int = DEFAULT_MAX_BODY,
+    log_level: str = "info",
+) -> None:
+    """Serve the REST API over the SQLite file ``db`` until SIGTERM or Ctrl-C.
+
+    Imports go to the built-in ``users`` table of the same file (importer
+    key ``api``); API users are those of :class:`~importstate.accounts.Accounts`
+    on that file. Stopping holds a running import at a batch boundary; the
+    next start resumes it.
+    """
+    store = SQLiteStore(db)
+    importer = UsersTableImporter(db)
+    accounts = Accounts(db)
+    try:
+        app = create_app(ImportService(store, {"api": importer}), accounts, max_body=max_body)
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level=log_level, lifespan="on",
+            timeout_graceful_shutdown=10,
+        )
+        uvicorn.Server(config).run()
+    finally:
+        accounts.close()
+        store.close()

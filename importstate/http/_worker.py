@@ -1,0 +1,157 @@
+"""The server's background import: one run at a time, stoppable at a batch boundary."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+import attrs
+
+from importstate.errors import ImportStateError
+from importstate.importers import BatchCall, BatchImporter, Importer, batch_call
+from importstate.model import Operation
+from importstate.service import ImportService
+from importstate.steps import State
+
+#: Seconds ``start`` waits for a run that is winding down (cancelled or replaced).
+WIND_DOWN: Final = 30.0
+
+_log = logging.getLogger("importstate.http")
+
+
+class _Gate:
+    """Between batches, holds a run while the server is stopping.
+
+    ``ImportService.run`` has no pause, and a cancel would change the
+    operation's state; a stopping server must instead leave it ``importing``
+    at its last checkpoint. So once closed, the gate holds the next batch
+    before the importer sees it, with no transaction open, until the process
+    exits; resume redoes the work from the checkpoint.
+    """
+
+    def __init__(self) -> None:
+        #: Set when a batch arrives: the run has begun (replaced for each run).
+        self.begun = threading.Event()
+        self.closed = threading.Event()
+        self.parked = threading.Event()
+        self._never = threading.Event()
+
+    def guard(self, importer: Importer) -> BatchImporter:
+        """``importer`` with this gate in front of every batch."""
+        return _Gated(self, batch_call(importer))
+
+    def pass_batch(self) -> None:
+        self.begun.set()
+        if self.closed.is_set():
+            self.parked.set()
+            self._never.wait()
+
+
+@attrs.frozen
+class _Gated:
+    gate: _Gate
+    call: BatchCall
+
+    def import_batch(self, users: list[dict[str, Any]]) -> Sequence[BaseException | None]:
+        self.gate.pass_batch()
+        return self.call(users)
+
+
+class RunWorker:
+    """Runs the service's imports in a background thread, one at a time.
+
+    The worker puts a gate in front of every importer registered with
+    ``service`` (replacing the values of ``service.importers``), so that
+    :meth:`stop` can hold a run between two batches.
+    """
+
+    def __init__(self, service: ImportService) -> None:
+        self.service = service
+        self._gate = _Gate()
+        service.importers.update(
+            {key: self._gate.guard(importer) for key, importer in service.importers.items()},
+        )
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    def start(self) -> None:
+        """Start importing the current operation; return once the run has begun.
+
+        Raises:
+            OperationNotFound, InvalidOperationStatus, ImporterNotDefined:
+                as ``ImportService.run``; nothing was started.
+        """
+        self._launch(self.service.run)
+
+    def resume(self) -> bool:
+        """Resume an operation left ``importing`` by a server that stopped; whether one was."""
+        operation = self.service.current_operation()
+        if operation is None or not operation.valid or operation.state is not State.IMPORTING:
+            return False
+        try:
+            self._launch(self.service.resume)
+        except ImportStateError as exc:  # it ended or was replaced meanwhile
+            _log.warning("could not resume import %s: %s", operation.id, exc)
+            return False
+        _log.info("resumed import %s from its checkpoint", operation.id)
+        return True
+
+    def _launch(self, run: Callable[[], Operation | None]) -> None:
+        with self._lock:
+            if self._stopped:
+                msg = "the server is stopping"
+                raise RuntimeError(msg)
+            # A previous run still alive was cancelled or replaced: it stops within a batch.
+            if self._thread is not None:
+                self._thread.join(WIND_DOWN)
+            begun = self._gate.begun = threading.Event()
+            failure: list[BaseException] = []
+            thread = threading.Thread(
+                target=self._work, args=(run, begun, failure), name="importstate-run", daemon=True,
+            )
+            thread.start()
+            self._thread = thread
+            # The run has begun once it hands the importer its first batch, or it ended.
+            begun.wait()
+        if failure:
+            raise failure[0]
+
+    @staticmethod
+    def _work(
+        run: Callable[[], Operation | None], begun: threading.Event, failure: list[BaseException],
+    ) -> None:
+        try:
+            operation = run()
+        except Exception as exc:  # noqa: BLE001 - handed back to the request that started it
+            failure.append(exc)
+        else:
+            if operation is not None:
+                _log.info("import %s ended %s", operation.id, operation.status)
+        finally:
+            begun.set()
+
+    def running(self) -> bool:
+        """A run is in progress in this server."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def stop(self, timeout: float = WIND_DOWN) -> None:
+        """Let the batch in hand commit, then hold the run; no new run starts.
+
+        The operation stays ``importing`` at its checkpoint, to be resumed.
+        """
+        with self._lock:
+            self._stopped = True
+            self._gate.closed.set()
+            thread = self._thread
+        if thread is None:
+            return
+        deadline = time.monotonic() + timeout
+        while thread.is_alive() and not self._gate.parked.wait(0.01):
+            if time.monotonic() > deadline:
+                _log.warning("the import did not reach a batch boundary in time")
+                return
