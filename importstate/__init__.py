@@ -1,6 +1,8 @@
 """importstate: the lifecycle of data-import operations, in Rocket.Chat's import model."""
 
 from importstate.errors import (
+    DuplicateUser,
+    GraphvizNotFound,
     ImporterNotDefined,
     ImportStateError,
     InvalidOperationStatus,
@@ -19,11 +21,14 @@ from importstate.model import Count, Failure, Operation
 from importstate.service import ImportService
 from importstate.steps import ProgressStep, State, state_of
 from importstate.stores import MemoryStore, SQLiteStore, StagedRecord, Store
+from importstate.users_table import UsersTableImporter
 
 __all__ = [
     "BatchImporter",
     "Count",
+    "DuplicateUser",
     "Failure",
+    "GraphvizNotFound",
     "ImportService",
     "ImportStateError",
     "Importer",
@@ -44,6 +49,7 @@ __all__ = [
     "StagedRecord",
     "State",
     "Store",
+    "UsersTableImporter",
     "WireFormatError",
     "state_of",
 ]
