@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import attrs
+from rich import box
 from rich.console import Console
 from rich.json import JSON
 from rich.rule import Rule
@@ -241,7 +242,7 @@ def _status_table(status: dict[str, Any]) -> Table:
     table.add_column()
     table.add_row("state", Text(status["state"], style=_STATE_STYLE.get(status["state"], "")))
     for key, value in status.get("operation", {}).items():
-        shown = json.dumps(value) if isinstance(value, dict) else str(value)
+        shown = value if isinstance(value, str) else json.dumps(value)
         table.add_row(key, Text(shown))
     return table
 
@@ -256,14 +257,23 @@ _STATE_STYLE: Final = {
 
 
 def _operations_table(operations: Iterable[Operation]) -> Table:
-    table = Table("_id", "state", "status", "valid", "user", "ts", "_updatedAt",
-                  "total", "completed", "error", title="latest import operations")
+    table = Table(title="latest import operations (--json for the documents)",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("_id", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("step", overflow="fold", min_width=16)
+    table.add_column("updated", no_wrap=True)
+    for name in ("total", "completed", "error"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("user", overflow="ellipsis")
     for op in operations:
-        wire = op.to_wire()
         table.add_row(
-            Text(op.id), Text(op.state, style=_STATE_STYLE.get(op.state, "")), Text(op.status),
-            str(op.valid).lower(), Text(op.user), wire["ts"], wire["_updatedAt"],
+            Text(op.id), Text(op.state, style=_STATE_STYLE.get(op.state, "")),
+            # The wire prefix is the same on every step; --json shows it.
+            Text(op.status.removeprefix("importer_")),
+            op.updated_at.strftime("%m-%d %H:%M"),
             *(f"{op.count.get(name):,}" for name in ("total", "completed", "error")),
+            Text(op.user),
         )
     return table
 
@@ -424,12 +434,12 @@ def _clear(ctx: Context) -> int:
 def _demo_command(ctx: Context) -> int:
     # Without --db the demo must not touch (and so abort) the import in the usual database.
     if ctx.args.db is not None:
-        return _run_demo(ctx, ctx.db)
+        return _run_demo(ctx, ctx.db, kept=True)
     with tempfile.TemporaryDirectory(prefix="importstate-demo-") as scratch:
-        return _run_demo(ctx, Path(scratch) / "demo.db")
+        return _run_demo(ctx, Path(scratch) / "demo.db", kept=False)
 
 
-def _run_demo(ctx: Context, db: Path) -> int:
+def _run_demo(ctx: Context, db: Path, *, kept: bool) -> int:
     args = ctx.args
     try:
         users = _demo.synthetic_users(args.users, args.fail_rate)
@@ -438,7 +448,7 @@ def _run_demo(ctx: Context, db: Path) -> int:
     service = ctx.open(db)
     show = ctx.out.print
     show(Rule(f"importstate demo: {len(users):,} users, {args.fail_rate:.0%} rejected"))
-    ctx.say(f"database {db}")
+    ctx.say(f"database {db}" + ("" if kept else " (temporary; --db PATH keeps it)"))
     _step(ctx, "1. no operation yet (import.status)", service.status())
     service.new_operation(getpass.getuser())
     _step(ctx, "2. a new operation (import.new)", service.status())
@@ -451,7 +461,7 @@ def _run_demo(ctx: Context, db: Path) -> int:
     outcome = _watch.run_with_progress(service, ctx.out)
     elapsed = time.perf_counter() - started
     _step(ctx, "5. the final status document", service.status())
-    _demo_failures(ctx, service)
+    _demo_failures(ctx, service, kept=kept)
     show(Rule())
     _report(ctx, outcome)
     ctx.say(f"{ctx.importer.count():,} users in the users table; the run took {elapsed:.2f}s"
@@ -464,14 +474,15 @@ def _step(ctx: Context, title: str, status: dict[str, Any]) -> None:
     ctx.out.print(JSON.from_data(status))
 
 
-def _demo_failures(ctx: Context, service: ImportService, shown: int = 10) -> None:
+def _demo_failures(ctx: Context, service: ImportService, *, kept: bool, shown: int = 10) -> None:
     records = _failed_records(service)
     if not records:
         return
     ctx.out.print(Rule(f"6. {len(records):,} failed users stay in staging with their errors"))
     ctx.out.print(_failures_table(records, limit=shown))
     if len(records) > shown:
-        ctx.say(f"... and {len(records) - shown:,} more (`importstate failures` lists them all)")
+        where = f"`importstate failures --db {ctx.db}`" if kept else "`--db PATH` keeps them"
+        ctx.say(f"... and {len(records) - shown:,} more ({where})")
 
 
 @command(
