@@ -1,0 +1,60 @@
+"""The test kit: strategies, a store conformance suite and a stateful model of the service.
+
+- :mod:`importstate.testing.strategies`: Hypothesis strategies for steps,
+  states, operations, wire documents, users and service calls.
+- :class:`StoreTests`: subclass it, provide a ``make_store`` fixture, and
+  pytest runs the conformance suite every store must pass.
+- :class:`ImportServiceMachine`: ``ImportServiceMachine.with_factory(f).TestCase``
+  checks a service against a reference model of the spec.
+- :class:`RecordingImporter`, :class:`FailingImporter`: importers for tests
+  (also given by the pytest plugin's fixtures).
+
+Names are imported on first use, so the pytest plugin (loaded by every
+pytest run) stays cheap and works without Hypothesis installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from importstate.testing import strategies
+    from importstate.testing._calls import ServiceCall
+    from importstate.testing._importers import FailingImporter, ImportFailed, RecordingImporter
+    from importstate.testing._machine import ImportServiceMachine, InjectedFailure
+    from importstate.testing._store_tests import StoreTests
+
+__all__ = [
+    "FailingImporter",
+    "ImportFailed",
+    "ImportServiceMachine",
+    "InjectedFailure",
+    "RecordingImporter",
+    "ServiceCall",
+    "StoreTests",
+    "strategies",
+]
+
+_HOMES: Final = {
+    "FailingImporter": "importstate.testing._importers",
+    "ImportFailed": "importstate.testing._importers",
+    "ImportServiceMachine": "importstate.testing._machine",
+    "InjectedFailure": "importstate.testing._machine",
+    "RecordingImporter": "importstate.testing._importers",
+    "ServiceCall": "importstate.testing._calls",
+    "StoreTests": "importstate.testing._store_tests",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name == "strategies":
+        return importlib.import_module("importstate.testing.strategies")
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name]), name)
+    msg = f"module 'importstate.testing' has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

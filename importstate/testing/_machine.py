@@ -1,0 +1,332 @@
+"""A Hypothesis state machine that checks an :class:`ImportService` against the spec."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Final
+
+import pytest
+from hypothesis import note
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from importstate.errors import ImportStateError
+from importstate.importers import BatchCall, batch_call
+from importstate.model import Operation
+from importstate.service import ImportService
+from importstate.testing import strategies as ist
+from importstate.testing._reference import ReferenceModel
+
+#: The importer key that the machine never registers (``run`` must refuse it).
+UNREGISTERED_KEY: Final = "importstate-unregistered"
+_START: Final = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+_FIRST_USER: Final = "rbAXPnMktTFbNpwtJ"
+_USER_IDS: Final = st.sampled_from([_FIRST_USER, "aobEdbYhXfu5hkeqG", "u1"])
+
+
+class InjectedFailure(Exception):
+    """The error the machine's importer wrapper raises for a user it was told to fail."""
+
+
+class _InjectingImporter:
+    """Wraps the importer under test: fails chosen users, hands the rest to it, records all."""
+
+    def __init__(self, importer: object) -> None:
+        self.inner: BatchCall = batch_call(importer)  # type: ignore[arg-type]
+        self.inject: frozenset[int] = frozenset()
+        self.seen: list[dict[str, Any]] = []
+        self.own_failures: dict[int, BaseException] = {}
+
+    def start(self, inject: frozenset[int]) -> None:
+        self.inject, self.seen, self.own_failures = inject, [], {}
+
+    def import_batch(self, users: list[dict[str, Any]]) -> list[BaseException | None]:
+        first = len(self.seen)
+        self.seen.extend(users)
+        indices = [first + i for i in range(len(users))]
+        passed = [i for i in indices if i not in self.inject]
+        outcomes: dict[int, BaseException | None] = {
+            i: InjectedFailure(f"injected failure of user #{i}")
+            for i in indices if i in self.inject
+        }
+        if passed:
+            try:
+                results: Sequence[BaseException | None] = self.inner(
+                    [self.seen[i] for i in passed],
+                )
+            except Exception as exc:  # noqa: BLE001 - the run fails the batch; the model must too
+                results = [exc] * len(passed)
+            for i, result in zip(passed, results, strict=True):
+                outcomes[i] = result
+                if result is not None:
+                    self.own_failures[i] = result
+        return [outcomes[i] for i in indices]
+
+
+def _message(error: BaseException) -> str:
+    return str(error) or type(error).__name__
+
+
+class ImportServiceMachine(RuleBasedStateMachine):
+    """Drives an :class:`~importstate.ImportService` with random calls beside a reference model.
+
+    Use :meth:`with_factory` to point it at your service; the returned
+    class's ``.TestCase`` is a test case pytest and unittest collect::
+
+        TestMyService = ImportServiceMachine.with_factory(make_service).TestCase
+
+    Rules: new operation (also with an unregistered importer key), add valid,
+    invalid and empty user lists, run (failing a random subset of users),
+    cancel, clear, and letting time pass. After every step, ``status``,
+    ``progress``, ``current_operation`` and ``latest_operations`` must say
+    what the model predicts; at most one operation is valid;
+    ``completed + error <= total``; and once done ``completed + error ==
+    total`` with staging holding exactly the failed users, each with its error.
+
+    The machine sets the service's ``clock`` (time moves only when a rule
+    says so, which exercises the tie-breaking rules) and ``batch_size`` (1-4,
+    so that a few users span several batches), and wraps the importer
+    registered under ``"api"``: users it picks fail with
+    :class:`InjectedFailure`, the rest go to your importer, whose own
+    failures the model then expects. Subclass the result of
+    :meth:`with_factory` to add rules; ``self.service`` and ``self.model``
+    are there to use.
+    """
+
+    factory: ClassVar[Callable[[], ImportService] | None] = None
+
+    @classmethod
+    def with_factory(cls, factory: Callable[[], ImportService]) -> type[ImportServiceMachine]:
+        """A subclass that tests the services ``factory()`` returns.
+
+        ``factory`` is called once per test case and must return a service on
+        an empty store with the importer under test registered under ``"api"``.
+        """
+        name = f"{cls.__name__}_{getattr(factory, '__name__', 'factory')}"
+        return type(name, (cls,), {"factory": staticmethod(factory)})
+
+    def __init__(self) -> None:
+        super().__init__()
+        factory = type(self).factory
+        if factory is None:
+            msg = "use ImportServiceMachine.with_factory(make_service) to say what to test"
+            raise TypeError(msg)
+        self.service = factory()
+        if "api" not in self.service.importers:
+            msg = "the factory's service must register the importer under test as 'api'"
+            raise TypeError(msg)
+        self.importer = _InjectingImporter(self.service.importers["api"])
+        self.service.importers["api"] = self.importer
+        self.now = _START
+        self.service.clock = lambda: self.now
+        self.model = ReferenceModel()
+
+    def teardown(self) -> None:
+        """Close the service's store."""
+        self.service.store.close()
+
+    def _refused(self, message: str, call: Callable[[], object]) -> None:
+        with pytest.raises(ImportStateError) as refused:
+            call()
+        assert str(refused.value) == message, (
+            f"expected the refusal {message!r}, got {str(refused.value)!r}"
+        )
+
+    def _same(self, operation: Operation | None, expected: dict[str, Any]) -> None:
+        assert operation is not None, "the service returned no operation"
+        got = operation.to_wire()
+        assert got == expected, f"operation differs from the spec:\n  got {got}\n want {expected}"
+
+    # -- rules -----------------------------------------------------------------------------
+
+    @initialize(
+        batch_size=st.integers(1, 4),
+        start=st.sampled_from(["none", "new", "ready", "done"]),
+        users=st.lists(ist.users(), min_size=1, max_size=8),
+        fail=st.frozensets(st.integers(0, 7)),
+    )
+    def start(
+        self, batch_size: int, start: str, users: list[dict[str, Any]], fail: frozenset[int],
+    ) -> None:
+        """Use small batches, and often begin with an operation ready to run, or run.
+
+        Small batches make a handful of users span several batches; starting
+        further along spends the steps on the interesting part.
+        """
+        self.service.batch_size = batch_size
+        if start != "none":
+            self.new_operation(_FIRST_USER, registered=True)
+        if start in {"ready", "done"}:
+            self._add(users)
+        if start == "done":
+            self._run(lambda size: frozenset(i for i in fail if i < size))
+
+    @rule(millis=st.sampled_from([1, 1, 7, 60_000]))
+    def tick(self, millis: int) -> None:
+        """Let time pass; without a tick, calls share one millisecond (ties)."""
+        self.now += dt.timedelta(milliseconds=millis)
+
+    @rule(user_id=_USER_IDS, registered=st.booleans())
+    def new_operation(self, user_id: str, registered: bool) -> None:  # noqa: FBT001 - a drawn value
+        """``import.new``: clears everything and creates an operation at ``importer_new``."""
+        key = "api" if registered else UNREGISTERED_KEY
+        operation = self.service.new_operation(user_id, importer_key=key)
+        self.model.new_operation(operation.id, user_id, key, self.now)
+        self._same(operation, self.model.operations[-1].to_wire())
+
+    @rule(users=st.lists(ist.users(), max_size=5))
+    def add_users(self, users: list[dict[str, Any]]) -> None:
+        """``import.addUsers`` with valid users (an empty list does nothing)."""
+        self._add(users)
+
+    @rule(invalid=ist.invalid_user_lists())
+    def add_invalid_users(self, invalid: tuple[list[Any], str]) -> None:
+        """``import.addUsers`` with a list SPEC §4 rejects: nothing is staged."""
+        self._add(invalid[0])
+
+    def _add(self, users: list[Any]) -> None:
+        if not users:
+            assert self.service.add_users(users) is None
+            return
+        refusal = self.model.add_users_refusal(users, self.service.known_roles)
+        if refusal is not None:
+            self._refused(refusal, lambda: self.service.add_users(users))
+            return
+        updated = self.service.add_users(users)
+        expected = self.model.add_users(users, self.service.default_roles, self.now)
+        self._same(updated, expected.to_wire())
+
+    @rule(data=st.data())
+    def run(self, data: st.DataObject) -> None:
+        """``import.run`` with a random subset of users failing."""
+        self._run(lambda size: data.draw(st.frozensets(st.integers(0, size - 1)), label="fail"))
+
+    @rule()
+    def run_without_injected_failures(self) -> None:
+        """``import.run`` where only the importer under test may fail users."""
+        self._run(lambda _size: frozenset())
+
+    def _run(self, inject_among: Callable[[int], frozenset[int]]) -> None:
+        refusal = self.model.run_refusal(self.service.importers)
+        if refusal is not None:
+            self._refused(refusal, self.service.run)
+            return
+        current = self.model.current
+        assert current is not None  # noqa: S101 - run_refusal checked it
+        staged = current.staged
+        inject = inject_among(len(staged))
+        self.importer.start(inject)
+        finished = self.service.run()
+        assert self.importer.seen == [record.data for record in staged], (
+            "the importer was not handed the staged users in staging order"
+        )
+        failures = {
+            i: (f"injected failure of user #{i}" if i in inject
+                else _message(self.importer.own_failures[i]))
+            for i in sorted(inject | self.importer.own_failures.keys())
+        }
+        note(f"failures: {failures}")
+        self._same(finished, self.model.run(failures, self.now).to_wire())
+
+    @rule()
+    def cancel(self) -> None:
+        """``import.cancel``: the current operation becomes ``canceled`` at once."""
+        refusal = self.model.cancel_refusal()
+        if refusal is not None:
+            self._refused(refusal, self.service.cancel)
+            return
+        cancelled = self.service.cancel()
+        self._same(cancelled, self.model.cancel(self.now).to_wire())
+
+    @rule()
+    def clear(self) -> None:
+        """``import.clear``: every valid operation becomes invalid; staging is emptied."""
+        self.service.clear()
+        self.model.clear(self.now)
+
+    # -- invariants ------------------------------------------------------------------------
+
+    @invariant()
+    def status_matches_the_model(self) -> None:
+        """``import.status`` reports what the spec predicts."""
+        assert self.service.status() == self.model.status()
+
+    @invariant()
+    def current_operation_matches_the_model(self) -> None:
+        """``getCurrentImportOperation``: the newest by ``ts``; ties go to the later created."""
+        current = self.model.current
+        got = self.service.current_operation()
+        assert (got.to_wire() if got else None) == (current.to_wire() if current else None)
+
+    @invariant()
+    def progress_matches_the_model(self) -> None:
+        """``getImportProgress`` answers for the current operation, valid or not."""
+        current = self.model.current
+        if current is None:
+            self._refused("error-operation-not-found", self.service.progress)
+            return
+        if current.importer_key not in self.service.importers:
+            self._refused("error-importer-not-defined", self.service.progress)
+            return
+        count = {name: current.count.get(name, 0) for name in ("completed", "total", "error")}
+        assert self.service.progress() == {
+            "key": current.importer_key,
+            "name": self.service.names.get(current.importer_key, current.importer_key),
+            "step": current.status.value,
+            "count": count,
+        }
+
+    @invariant()
+    def latest_operations_match_the_model(self) -> None:
+        """Newest ``_updatedAt`` first, ties by ``ts`` then creation; 20 by default."""
+        everything = len(self.model.operations) + 1
+        for got, want in (
+            (self.service.latest_operations(), self.model.latest(20)),
+            (self.service.latest_operations(everything), self.model.latest(everything)),
+        ):
+            assert [op.to_wire() for op in got] == [op.to_wire() for op in want], (
+                "latest_operations order or content differs from the spec"
+            )
+
+    @invariant()
+    def at_most_one_valid_operation(self) -> None:
+        """Only the newest operation can be valid."""
+        everything = self.service.latest_operations(len(self.model.operations) + 1)
+        valid = [op.id for op in everything if op.valid]
+        assert len(valid) <= 1, f"several valid operations: {valid}"
+
+    @invariant()
+    def counts_never_exceed_total(self) -> None:
+        """``completed + error <= total``."""
+        current = self.service.current_operation()
+        if current is not None:
+            count = current.count
+            assert count.get("completed") + count.get("error") <= count.get("total")
+
+    @precondition(lambda self: self.model.current is not None
+                  and self.model.current.status.value == "importer_done"
+                  and self.model.current.valid)
+    @invariant()
+    def done_keeps_exactly_the_failed_users(self) -> None:
+        """After done: every user counted, and staging holds exactly the failed ones."""
+        current = self.service.current_operation()
+        assert current is not None
+        count = current.count
+        assert count.get("completed") + count.get("error") == count.get("total")
+        staged = list(self.service.staged_users())
+        model = self.model.current
+        assert model is not None  # noqa: S101 - the precondition checked it
+        assert [record["data"] for record in staged] == [r.data for r in model.staged], (
+            "staging after done does not hold exactly the failed users"
+        )
+        for record, expected in zip(staged, model.staged, strict=True):
+            messages = [error["message"] for error in record.get("errors", [])]
+            assert messages == expected.errors, f"errors of a failed user: {messages}"
+

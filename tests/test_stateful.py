@@ -1,0 +1,60 @@
+import itertools
+
+import pytest
+from hypothesis.stateful import run_state_machine_as_test
+
+from importstate import ImportService, MemoryStore, SQLiteStore
+from importstate.testing import FailingImporter, ImportServiceMachine, RecordingImporter
+
+
+def test_the_service_on_memory_matches_the_spec():
+    def make_service():
+        return ImportService(MemoryStore(), {"api": RecordingImporter()})
+
+    run_state_machine_as_test(ImportServiceMachine.with_factory(make_service))
+
+
+def test_the_service_on_sqlite_matches_the_spec(tmp_path):
+    files = (tmp_path / f"{n}.db" for n in itertools.count())
+
+    def make_service():
+        return ImportService(SQLiteStore(next(files)), {"api": RecordingImporter()})
+
+    run_state_machine_as_test(ImportServiceMachine.with_factory(make_service))
+
+
+def test_the_importers_own_failures_are_expected_too():
+    # Users whose first import id starts with a digit fail in the importer itself.
+    def make_service():
+        failing = FailingImporter(lambda user: user["importIds"][0][:1].isdigit(), "no digits")
+        return ImportService(MemoryStore(), {"api": failing})
+
+    run_state_machine_as_test(ImportServiceMachine.with_factory(make_service))
+
+
+def test_a_batch_importer_under_test_is_wrapped_too():
+    class Batch:
+        def import_batch(self, users):
+            return [ValueError("odd") if len(u["emails"]) % 2 else None for u in users]
+
+    def make_service():
+        return ImportService(MemoryStore(), {"api": Batch()})
+
+    run_state_machine_as_test(ImportServiceMachine.with_factory(make_service))
+
+
+def test_the_machine_needs_a_factory():
+    with pytest.raises(TypeError, match="with_factory"):
+        ImportServiceMachine()
+
+
+def test_the_factory_must_register_the_api_importer():
+    machine = ImportServiceMachine.with_factory(lambda: ImportService(MemoryStore()))
+    with pytest.raises(TypeError, match="'api'"):
+        machine()
+
+
+# The documented way: a unittest test case pytest collects.
+TestServiceOnMemory = ImportServiceMachine.with_factory(
+    lambda: ImportService(MemoryStore(), {"api": RecordingImporter()}),
+).TestCase
