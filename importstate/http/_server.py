@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import os
-from typing import Final
+from typing import Any, Final
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 
 from importstate.accounts import Accounts
 from importstate.http._app import DEFAULT_MAX_BODY, create_app
@@ -40,9 +42,16 @@ def serve(
         app = create_app(ImportService(store, {"api": importer}), accounts, max_body=max_body)
         config = uvicorn.Config(
             app, host=host, port=port, log_level=log_level, lifespan="on",
-            timeout_graceful_shutdown=10,
+            timeout_graceful_shutdown=10, log_config=_logging(log_level),
         )
         uvicorn.Server(config).run()
     finally:
         accounts.close()
         store.close()
+
+
+def _logging(level: str) -> dict[str, Any]:
+    """Uvicorn's logging, with importstate's messages (runs resumed, ended) beside its own."""
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["importstate"] = {"handlers": ["default"], "level": level.upper()}
+    return config
