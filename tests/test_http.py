@@ -422,7 +422,8 @@ def test_revoking_stops_a_token_at_once(db, server):
     cli("users", "revoke", "shortlived", db=db)
     response = httpx.get(url, headers=headers(credentials))
     assert (response.status_code, response.json()) == (401, UNAUTHORIZED)
-    login = httpx.post(server.url + "/api/v1/login", json={"user": "shortlived", "password": PASSWORD})
+    login = httpx.post(server.url + "/api/v1/login",
+                       json={"user": "shortlived", "password": PASSWORD})
     assert (login.status_code, login.json()) == (401, LOGIN_FAILED)
 
 
