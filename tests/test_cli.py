@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from importstate import ImportService, SQLiteStore, diagrams
+from importstate import ImportService, SQLiteStore, _userfile, diagrams
 
 # Runs the command line with the built-in importer slowed down, so a test can
 # interrupt an import that is still going.
@@ -349,3 +349,40 @@ def test_usage_errors_exit_2_without_a_traceback():
     done = cli("frobnicate")
     assert done.returncode == 2
     assert "invalid choice" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[{"a": 1}, {"b": 2}]', [{"a": 1}, {"b": 2}]),
+        ('\n\n  [\n{"a": 1}\n]\n', [{"a": 1}]),
+        ('{"a": 1}\n\n{"b": 2}', [{"a": 1}, {"b": 2}]),
+        ("[1]\n", [1]),
+        ("", []),
+        ("   \n", []),
+    ],
+)
+def test_user_files_are_a_json_array_or_json_lines(text, expected):
+    assert _userfile.parse_users(text, "f") == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ('[{"a": 1}]\n[{"b": 2}]\n', 2),
+        ('{"a": 1}\n{"a": 1} {"b": 2}\n', 2),
+        ('{"a": 1}\n\n\n{"a": \n', 4),
+        ("[\n1,\n2,\n]", 4),
+    ],
+)
+def test_the_error_names_the_first_line_that_does_not_parse(text, line):
+    with pytest.raises(_userfile.UserFileError) as error:
+        _userfile.parse_users(text, "users.json")
+    assert error.value.line == line
+    assert str(error.value).startswith(f"users.json: line {line}: ")
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "u.json"
+    path.write_bytes(b'\xef\xbb\xbf[{"a": 1}]')
+    assert _userfile.read_users(str(path)) == [{"a": 1}]
