@@ -1,0 +1,163 @@
+"""API users of the REST server: the accounts module and the ``users`` subcommands."""
+
+import hashlib
+import json
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from importstate import UsersTableImporter
+from importstate.accounts import PERMISSIONS, Accounts
+from importstate.errors import ApiUserExists, UnknownApiUser, UnknownPermission
+
+PASSWORD = "correct horse"  # noqa: S105 - a made-up credential
+
+
+@pytest.fixture
+def db(tmp_path):
+    return tmp_path / "importstate.db"
+
+
+@pytest.fixture
+def accounts(db):
+    made = Accounts(db)
+    yield made
+    made.close()
+
+
+def test_a_new_user_authenticates_with_its_token(accounts):
+    user, credentials = accounts.add("alice", permissions=["run-import"])
+    assert credentials.user_id == user.id
+    assert len(user.id) == 17
+    assert user.permissions == {"run-import"}
+    assert len(credentials.auth_token) >= 43
+    assert accounts.authenticate(user.id, credentials.auth_token) == user
+    assert accounts.authenticate(user.id, credentials.auth_token + "x") is None
+    assert accounts.authenticate("someone-else", credentials.auth_token) is None
+    assert credentials.to_wire() == {"userId": user.id, "authToken": credentials.auth_token}
+    assert credentials.auth_token not in repr(credentials)
+
+
+def test_tokens_and_passwords_are_stored_only_as_hashes(db, accounts):
+    _, credentials = accounts.add("alice", password=PASSWORD)
+    raw = db.read_bytes() + (db.with_name(db.name + "-wal").read_bytes()
+                             if db.with_name(db.name + "-wal").exists() else b"")
+    assert credentials.auth_token.encode() not in raw
+    assert PASSWORD.encode() not in raw
+    with sqlite3.connect(db) as conn:
+        (stored_hash,) = conn.execute("SELECT hash FROM api_tokens").fetchone()
+        (stored_password,) = conn.execute("SELECT password FROM api_users").fetchone()
+    assert stored_hash == hashlib.sha256(credentials.auth_token.encode()).hexdigest()
+    assert stored_password.startswith("scrypt$")
+    # Salted: the same password hashes differently for another user.
+    accounts.add("bob", password=PASSWORD)
+    with sqlite3.connect(db) as conn:
+        passwords = {row[0] for row in conn.execute("SELECT password FROM api_users")}
+    assert len(passwords) == 2
+
+
+def test_login_gives_a_new_token_and_logout_ends_only_that_one(accounts):
+    user, first = accounts.add("alice", password=PASSWORD, permissions=PERMISSIONS)
+    logged_in = accounts.login("alice", PASSWORD)
+    assert logged_in is not None
+    same, second = logged_in
+    assert same == user
+    assert second.auth_token != first.auth_token
+    assert accounts.tokens("alice") == 2
+    assert accounts.logout(user.id, second.auth_token) is True
+    assert accounts.logout(user.id, second.auth_token) is False
+    assert accounts.authenticate(user.id, second.auth_token) is None
+    assert accounts.authenticate(user.id, first.auth_token) == user
+
+
+@pytest.mark.parametrize(("name", "password"), [
+    ("alice", "wrong"), ("alice", ""), ("nobody", PASSWORD), ("tokenonly", ""),
+    ("tokenonly", PASSWORD),
+])
+def test_login_refuses_wrong_credentials(accounts, name, password):
+    accounts.add("alice", password=PASSWORD)
+    accounts.add("tokenonly")
+    assert accounts.login(name, password) is None
+
+
+def test_revoking_ends_tokens_and_logins(accounts):
+    user, credentials = accounts.add("alice", password=PASSWORD)
+    revoked = accounts.revoke("alice")
+    assert revoked.revoked is not None
+    assert accounts.authenticate(user.id, credentials.auth_token) is None
+    assert accounts.login("alice", PASSWORD) is None
+    assert accounts.tokens("alice") == 0
+    with pytest.raises(UnknownApiUser, match="no API user named 'bob'"):
+        accounts.revoke("bob")
+
+
+def test_names_and_permissions_are_checked(accounts):
+    accounts.add("alice")
+    with pytest.raises(ApiUserExists):
+        accounts.add("alice")
+    with pytest.raises(UnknownPermission) as caught:
+        accounts.add("bob", permissions=["run-import", "admin"])
+    assert caught.value.permission == "admin"
+    with pytest.raises(ValueError, match="non-empty name"):
+        accounts.add("")
+    assert [user.name for user in accounts.users()] == ["alice"]
+
+
+def test_api_users_live_beside_the_imported_users(db, accounts):
+    importer = UsersTableImporter(db)
+    try:
+        importer.import_batch([{"emails": ["a@b"], "importIds": ["1"], "username": "alice"}])
+        accounts.add("alice")
+        assert importer.count() == 1
+    finally:
+        importer.close()
+    assert [user.name for user in accounts.users()] == ["alice"]
+
+
+def run_cli(*args, db):
+    return subprocess.run(
+        [sys.executable, "-m", "importstate", *args, "--db", str(db)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+
+
+def test_users_subcommands(db):
+    added = run_cli("users", "add", "alice", "--permission", "run-import", "--json", db=db)
+    assert added.returncode == 0, added.stderr
+    credentials = json.loads(added.stdout)
+    assert set(credentials) == {"userId", "authToken"}
+    human = run_cli("users", "add", "bob", "--password", PASSWORD, db=db)
+    assert human.returncode == 0
+    assert "X-Auth-Token:" in human.stdout
+    assert "shown only once" in human.stdout
+
+    listed = json.loads(run_cli("users", "list", "--json", db=db).stdout)
+    assert [(u["name"], u["permissions"], u["password"], u["revoked"]) for u in listed] == [
+        ("alice", ["run-import"], False, None), ("bob", [], True, None)]
+    assert listed[0]["userId"] == credentials["userId"]
+    assert credentials["authToken"] not in run_cli("users", "list", db=db).stdout
+
+    assert run_cli("users", "revoke", "alice", db=db).returncode == 0
+    listed = json.loads(run_cli("users", "list", "--json", db=db).stdout)
+    assert listed[0]["revoked"] is not None
+    assert listed[0]["tokens"] == 0
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("users", "add", "carol", "--permission", "admin"), "unknown permission 'admin'"),
+    (("users", "revoke", "nobody"), "no API user named 'nobody'"),
+    (("serve", "--max-body", "-1"), "--max-body must not be negative"),
+])
+def test_users_subcommand_errors_are_one_line(db, args, message):
+    done = run_cli(*args, db=db)
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"importstate: {message}"
+
+
+def test_adding_a_name_twice_is_an_error(db):
+    assert run_cli("users", "add", "alice", db=db).returncode == 0
+    again = run_cli("users", "add", "alice", db=db)
+    assert again.returncode == 1
+    assert "already exists" in again.stderr
