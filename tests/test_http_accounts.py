@@ -146,7 +146,8 @@ def test_users_subcommands(db):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (("users", "add", "carol", "--permission", "admin"), "unknown permission 'admin' (known: run-import, view-import-operations)"),
+    (("users", "add", "carol", "--permission", "admin"),
+     "unknown permission 'admin' (known: run-import, view-import-operations)"),
     (("users", "revoke", "nobody"), "no API user named 'nobody'"),
     (("serve", "--max-body", "-1"), "--max-body must not be negative"),
 ])
