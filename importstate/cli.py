@@ -36,7 +36,7 @@ from importstate import _demo, _userfile, _watch, diagrams
 from importstate.accounts import Accounts
 from importstate.errors import ImportStateError
 from importstate.model import Operation, format_time
-from importstate.service import LATEST_LIMIT, ImportService
+from importstate.service import LATEST_LIMIT, PASSWORD_MASK, ImportService
 from importstate.steps import ProgressStep, State
 from importstate.stores import SQLiteStore
 from importstate.users_table import UsersTableImporter
@@ -298,7 +298,15 @@ def _first(values: object) -> str:
 
 
 def _failed_records(service: ImportService) -> list[dict[str, Any]]:
-    return [record for record in service.staged_users() if record.get("errors")]
+    return [_without_password(r) for r in service.staged_users() if r.get("errors")]
+
+
+def _without_password(record: dict[str, Any]) -> dict[str, Any]:
+    # Failure listings end up in terminals and tickets: a user's password stays out.
+    data = record["data"]
+    if "password" not in data:
+        return record
+    return {**record, "data": {**data, "password": PASSWORD_MASK}}
 
 
 # -- subcommands ---------------------------------------------------------------------------

@@ -35,8 +35,8 @@ _TERMINAL_STEPS: Final = frozenset(
     {ProgressStep.DONE, ProgressStep.IMPORT_FAILED, ProgressStep.IMPORT_CANCELLED},
 )
 _INVALIDATED = "The import operation was cleared or replaced while it was running."
-#: What a user's password is replaced with in a stored error message.
-_MASK: Final = "[password]"
+#: What a user's password is replaced with in stored error messages and failure listings.
+PASSWORD_MASK: Final = "[password]"  # noqa: S105 - the placeholder, not a password
 
 
 class ImportService:
@@ -550,7 +550,7 @@ def _message(error: BaseException, secrets: Collection[str] = ()) -> str:
         text = type(error).__name__
     # Longest first, so a password that contains another is masked whole.
     for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, _MASK)
+        text = text.replace(secret, PASSWORD_MASK)
     if len(text) > MAX_ERROR_MESSAGE:
         text = text[:MAX_ERROR_MESSAGE] + "… (truncated)"
     return text
