@@ -454,6 +454,9 @@ def _run_demo(ctx: Context, db: Path, *, kept: bool) -> int:
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     service = ctx.open(db)
+    if ctx.json:
+        # Scripts get the final status document only.
+        ctx.out = Console(quiet=True)
     show = ctx.out.print
     show(Rule(f"importstate demo: {len(users):,} users, {args.fail_rate:.0%} rejected"))
     ctx.say(f"database {db}" + ("" if kept else " (temporary; --db PATH keeps it)"))
@@ -474,6 +477,8 @@ def _run_demo(ctx: Context, db: Path, *, kept: bool) -> int:
     _report(ctx, outcome)
     ctx.say(f"{ctx.importer.count():,} users in the users table; the run took {elapsed:.2f}s"
             f" ({len(users) / max(elapsed, 1e-9):,.0f} users/s)")
+    if ctx.json:
+        ctx.print_json(service.status())
     return _exit_status(outcome)
 
 

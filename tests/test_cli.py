@@ -386,3 +386,10 @@ def test_a_byte_order_mark_is_accepted(tmp_path):
     path = tmp_path / "u.json"
     path.write_bytes(b'\xef\xbb\xbf[{"a": 1}]')
     assert _userfile.read_users(str(path)) == [{"a": 1}]
+
+
+def test_demo_json_prints_only_the_final_status(tmp_path):
+    status = as_json(cli("demo", "--users", "120", "--fail-rate", "0.05", "--json", cwd=tmp_path))
+    assert status["state"] == "done"
+    count = status["operation"]["count"]
+    assert count == {"total": 120, "users": 120, "completed": 114, "error": 6}
