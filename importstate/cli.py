@@ -145,6 +145,13 @@ class Command:
 
 #: Every subcommand, by name (``"users add"`` for one inside a group).
 COMMANDS: Final[dict[str, Command]] = {}
+#: The help line of each group of subcommands (``"users"`` for ``"users add"``).
+GROUPS: Final[dict[str, str]] = {}
+
+
+def group(name: str, help: str) -> None:  # noqa: A002
+    """Give the group ``name`` (the first word of its subcommands' names) a help line."""
+    GROUPS[name] = help
 
 
 def command(name: str, help: str, *options: Option) -> Callable[[Handler], Handler]:  # noqa: A002
@@ -196,8 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_group(top: Any, name: str, groups: dict[str, Any]) -> Any:  # noqa: ANN401 - argparse's private types
-    group = top.add_parser(name, help=f"{name} commands")
-    groups[name] = group.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
+    help_line = GROUPS.get(name, f"{name} commands")
+    parser = top.add_parser(name, help=help_line, description=help_line)
+    groups[name] = parser.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
     return groups[name]
 
 

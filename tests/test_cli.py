@@ -8,6 +8,7 @@ import time
 import pytest
 
 from importstate import ImportService, SQLiteStore, _userfile, diagrams
+from importstate import cli as cli_module
 
 # Runs the command line with the built-in importer slowed down, so a test can
 # interrupt an import that is still going.
@@ -393,3 +394,19 @@ def test_demo_json_prints_only_the_final_status(tmp_path):
     assert status["state"] == "done"
     count = status["operation"]["count"]
     assert count == {"total": 120, "users": 120, "completed": 114, "error": 6}
+
+
+def test_svg_through_the_command_line_runs_dot(db, tmp_path):
+    fake = tmp_path / "dot"
+    fake.write_text(f"#!{sys.executable}\nimport sys\nsys.stdin.read()\nprint('<svg/>')\n")
+    fake.chmod(0o755)
+    out = tmp_path / "states.svg"
+    cli("diagram", "--format", "svg", "--output", str(out), db=db,
+        env={"PATH": str(tmp_path)}, check_status=0)
+    assert out.read_text() == "<svg/>\n"
+
+
+def test_a_group_of_subcommands_has_its_help_line(monkeypatch):
+    monkeypatch.setattr(cli_module, "GROUPS", {})
+    cli_module.group("users", "manage the API users")
+    assert "manage the API users" in cli_module.build_parser().format_help()
