@@ -17,6 +17,7 @@ import contextlib
 import getpass
 import json
 import os
+import sqlite3
 import sys
 import tempfile
 import time
@@ -220,6 +221,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except OSError as exc:
         _fail(f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc))
+        return 1
+    except sqlite3.DatabaseError as exc:
+        # A --db that is not an SQLite database, or one another program damaged.
+        _fail(f"{ctx.db}: {exc}")
         return 1
     except KeyboardInterrupt:
         _fail("interrupted")

@@ -410,3 +410,10 @@ def test_a_group_of_subcommands_has_its_help_line(monkeypatch):
     monkeypatch.setattr(cli_module, "GROUPS", {})
     cli_module.group("users", "manage the API users")
     assert "manage the API users" in cli_module.build_parser().format_help()
+
+
+def test_a_db_that_is_not_sqlite_is_one_line(tmp_path):
+    not_a_db = tmp_path / "notes.txt"
+    not_a_db.write_text("these are not the tables you are looking for\n" * 100)
+    done = cli("status", db=not_a_db, check_status=1)
+    assert done.stderr == f"importstate: {not_a_db}: file is not a database\n"
