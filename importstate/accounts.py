@@ -207,20 +207,16 @@ class Accounts:
         """The user whose id is ``user_id`` if ``token`` is one of its tokens, else ``None``."""
         presented = _token_hash(token)
         with self._lock:
-            row = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM api_users WHERE id = ? AND revoked IS NULL",  # noqa: S608
+            rows = self._conn.execute(
+                f"SELECT {_QUALIFIED}, hash FROM api_users JOIN api_tokens ON user_id = id"  # noqa: S608
+                " WHERE id = ? AND revoked IS NULL",
                 (user_id,),
-            ).fetchone()
-            if row is None:
-                return None
-            hashes = self._conn.execute(
-                "SELECT hash FROM api_tokens WHERE user_id = ?", (user_id,),
             ).fetchall()
-        # Compare against every token without stopping early.
+        # Compare against every token of the user without stopping early.
         matched = False
-        for (stored,) in hashes:
-            matched |= hmac.compare_digest(stored, presented)
-        return _user(row) if matched else None
+        for row in rows:
+            matched |= hmac.compare_digest(row[-1], presented)
+        return _user(rows[0][:-1]) if matched else None
 
     def logout(self, user_id: str, token: str) -> bool:
         """Invalidate one token of ``user_id``; whether it existed."""
@@ -253,6 +249,7 @@ class Accounts:
 
 
 _COLUMNS: Final = "id, name, permissions, created, revoked, password IS NOT NULL"
+_QUALIFIED: Final = ", ".join(f"api_users.{column}" for column in _COLUMNS.split(", "))
 
 
 def _user(row: tuple[object, ...]) -> ApiUser:
