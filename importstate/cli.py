@@ -219,6 +219,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ImportStateError, CommandError, _userfile.UserFileError) as exc:
         _fail(str(exc))
         return 1
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as other Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except OSError as exc:
         _fail(f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc))
         return 1
@@ -543,7 +547,7 @@ def _diagram(ctx: Context) -> int:
 
 @command(
     "serve",
-    "serve the REST API (SPEC §7) over the database until SIGTERM or Ctrl-C",
+    "serve the REST API (Rocket.Chat's import endpoints) until SIGTERM or Ctrl-C",
     option("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"),
     option("--port", type=int, default=3000, help="port to listen on (default: 3000)"),
     option("--max-body", type=int, default=10 * 1024 * 1024, metavar="BYTES",
@@ -558,6 +562,9 @@ def _serve(ctx: Context) -> int:
         raise CommandError(msg)
     http.serve(ctx.db, host=args.host, port=args.port, max_body=args.max_body)
     return 0
+
+
+group("users", "manage the API users of `importstate serve` (not the imported users)")
 
 
 @command(
