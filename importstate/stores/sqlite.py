@@ -113,6 +113,10 @@ class SQLiteStore:
         return conn
 
     def _create_schema(self) -> None:
+        # Opening an existing database must not wait for another process's write lock.
+        with self.reading() as tx:
+            if tx.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+                return
         with self.transaction() as tx:
             version = tx.conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
