@@ -100,8 +100,9 @@ class Credentials:
 class Accounts:
     """The API users of the SQLite file at ``path``; tables are created on first use.
 
-    Safe to share between threads (calls are serialised; password hashing
-    runs outside the lock).
+    Safe to share between threads: writes are serialised, reads (such as
+    :meth:`authenticate`) use a connection of their own, and password hashing
+    runs outside both locks.
 
     Args:
         path: the database file (usually the store's).
@@ -116,6 +117,12 @@ class Accounts:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.executescript(_SCHEMA)
         self._lock = threading.Lock()
+        # Reads have their own connection: in WAL mode they never wait for a
+        # writer, so authenticating a request never waits for a login's write.
+        self._reader = sqlite3.connect(
+            self.path, timeout=timeout, isolation_level=None, check_same_thread=False,
+        )
+        self._read_lock = threading.Lock()
 
     def add(
         self, name: str, *, password: str | None = None, permissions: Iterable[str] = (),
@@ -151,14 +158,14 @@ class Accounts:
 
     def users(self) -> list[ApiUser]:
         """Every API user, revoked ones included, oldest first."""
-        with self._lock:
-            rows = self._conn.execute(f"SELECT {_COLUMNS} FROM api_users ORDER BY created, name")  # noqa: S608
+        with self._read_lock:
+            rows = self._reader.execute(f"SELECT {_COLUMNS} FROM api_users ORDER BY created, name")  # noqa: S608
             return [_user(row) for row in rows]
 
     def get(self, name: str) -> ApiUser | None:
         """The user called ``name``."""
-        with self._lock:
-            row = self._conn.execute(
+        with self._read_lock:
+            row = self._reader.execute(
                 f"SELECT {_COLUMNS} FROM api_users WHERE name = ?", (name,),  # noqa: S608
             ).fetchone()
         return _user(row) if row else None
@@ -189,8 +196,8 @@ class Accounts:
 
         Takes as long for an unknown or revoked name as for a wrong password.
         """
-        with self._lock:
-            row = self._conn.execute(
+        with self._read_lock:
+            row = self._reader.execute(
                 f"SELECT {_COLUMNS}, password FROM api_users WHERE name = ?", (name,),  # noqa: S608
             ).fetchone()
         usable = row is not None and row[-1] is not None and row[4] is None  # not revoked
@@ -206,8 +213,8 @@ class Accounts:
     def authenticate(self, user_id: str, token: str) -> ApiUser | None:
         """The user whose id is ``user_id`` if ``token`` is one of its tokens, else ``None``."""
         presented = _token_hash(token)
-        with self._lock:
-            rows = self._conn.execute(
+        with self._read_lock:
+            rows = self._reader.execute(
                 f"SELECT {_QUALIFIED}, hash FROM api_users JOIN api_tokens ON user_id = id"  # noqa: S608
                 " WHERE id = ? AND revoked IS NULL",
                 (user_id,),
@@ -229,8 +236,8 @@ class Accounts:
 
     def tokens(self, name: str) -> int:
         """How many live tokens ``name`` has."""
-        with self._lock:
-            row = self._conn.execute(
+        with self._read_lock:
+            row = self._reader.execute(
                 "SELECT count(*) FROM api_tokens JOIN api_users ON api_users.id = user_id"
                 " WHERE name = ?", (name,),
             ).fetchone()
@@ -238,8 +245,9 @@ class Accounts:
 
     def close(self) -> None:
         """Close the connection; the accounts are not used afterwards."""
-        with self._lock:
+        with self._lock, self._read_lock:
             self._conn.close()
+            self._reader.close()
 
     def _store_token(self, user_id: str, token: str) -> None:
         self._conn.execute(

@@ -503,6 +503,10 @@ def test_login_with_a_malformed_body_is_400(server):
      "The request body is not valid UTF-8 text."),
     (b'{"users": ["\xff"]}', "The request body is not valid"),
     (b"[" * 100_000 + b"]" * 100_000, "The request body is nested too deeply."),
+    (b'{"users": [{"emails": ["a@b"], "importIds": ["a"], "utcOffset": 1e999}]}',
+     "The request body is not valid JSON: 1e999 is out of range."),
+    (b'{"users": [{"emails": ["a@b"], "importIds": ["a"], "utcOffset": ' + b"9" * 5000 + b"}]}",
+     "The request body is not valid JSON"),
 ])
 def test_bad_add_users_bodies_are_400(api, body, error):
     api.post("import.new").raise_for_status()

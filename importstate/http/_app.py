@@ -20,6 +20,7 @@ from importstate.http._body import BadRequest, json_object, login_fields, read_l
 from importstate.http._openapi import openapi_document
 from importstate.http._worker import RunWorker
 from importstate.service import ImportService
+from importstate.stores import DatabaseBusy
 
 #: Largest request body accepted, in bytes, unless the server is told otherwise.
 DEFAULT_MAX_BODY: Final = 10 * 1024 * 1024
@@ -166,6 +167,8 @@ class _Server:
                 return JSONResponse(await endpoint.handler(call))
             except BadRequest as exc:
                 return _failure(exc.message, exc.status)
+            except DatabaseBusy as exc:
+                return _failure(str(exc), 503)
             except ImportStateError as exc:
                 return _failure(str(exc), 400)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, NoReturn
 from urllib.parse import parse_qsl
 
@@ -47,14 +48,22 @@ def _no_constant(name: str) -> NoReturn:
     raise BadRequest(msg)
 
 
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e999 reads as infinity, which JSON cannot write back
+        msg = f"The request body is not valid JSON: {text} is out of range."
+        raise BadRequest(msg)
+    return number
+
+
 def json_object(body: bytes) -> dict[str, Any]:
-    """``body`` parsed as a JSON object (strict: no NaN or Infinity, valid UTF-8 text).
+    """``body`` parsed as a JSON object (strict: finite numbers, valid UTF-8 text).
 
     Raises:
         BadRequest: it is not JSON, not UTF-8, or not an object.
     """
     try:
-        value = json.loads(body, parse_constant=_no_constant)
+        value = json.loads(body, parse_constant=_no_constant, parse_float=_finite)
         # A lone surrogate ("\\ud800") parses, but is no text a store or importer can keep.
         json.dumps(value, ensure_ascii=False).encode()
     except RecursionError:
