@@ -3,6 +3,7 @@
 import json
 import shlex
 import signal
+import socket
 import time
 
 import httpx
@@ -404,6 +405,20 @@ def test_every_endpoint_refuses_a_user_without_its_permission(server, people, en
         response = httpx.request(endpoint.method, url, headers=headers(people[who]),
                                  content=b"{not json" + b" " * 100)
         assert (who, response.status_code, response.json()) == (who, 403, FORBIDDEN)
+
+
+@pytest.mark.parametrize("who", ["stranger", "viewer", "runner"])
+def test_refusals_are_sent_without_waiting_for_the_body(server, people, who):
+    """A body announced but never sent: 401, 403 and 413 come back anyway."""
+    sent = {"stranger": {"X-User-Id": "x", "X-Auth-Token": "y"}}.get(who) or headers(people[who])
+    expected = {"stranger": 401, "viewer": 403, "runner": 413}[who]
+    head = ["POST /api/v1/import.addUsers HTTP/1.1", f"Host: 127.0.0.1:{server.port}",
+            "Content-Type: application/json", "Content-Length: 999999999",
+            *(f"{name}: {value}" for name, value in sent.items())]
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + b'{"users": [')
+        answer = sock.recv(65536).decode()
+    assert answer.startswith(f"HTTP/1.1 {expected} ")
 
 
 def test_each_permission_opens_its_endpoints(server, people):
