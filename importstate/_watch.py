@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable
 from typing import Final
 
 import attrs
@@ -65,7 +66,7 @@ class _Errors(ProgressColumn):
 
 @attrs.define
 class _Worker:
-    service: ImportService
+    start: Callable[[], Operation]
     result: Operation | None = None
     error: BaseException | None = None
     # An event, not Thread.join: a join interrupted by Ctrl-C can leave the thread
@@ -74,7 +75,7 @@ class _Worker:
 
     def __call__(self) -> None:
         try:
-            self.result = self.service.run()
+            self.result = self.start()
         except BaseException as exc:  # noqa: BLE001 - handed back to the watching thread
             self.error = exc
         finally:
@@ -86,18 +87,24 @@ class _Worker:
 
 
 def run_with_progress(
-    service: ImportService, console: Console, *, poll: float = POLL_INTERVAL,
+    service: ImportService,
+    console: Console,
+    *,
+    poll: float = POLL_INTERVAL,
+    start: Callable[[], Operation] | None = None,
 ) -> Outcome:
     """Run the current operation's import, drawing progress on ``console``.
 
     The bar appears once the run has started, so a refused run draws none.
+    ``start`` is the call that imports (``service.run`` unless given, e.g.
+    ``service.resume``).
 
     Raises:
         ImportStateError: ``run`` refused to start (no operation, wrong status,
             unknown importer), unless Ctrl-C cancelled it first.
     """
     before = service.current_operation()
-    worker = _Worker(service)
+    worker = _Worker(start if start is not None else service.run)
     thread = threading.Thread(target=worker, name="importstate-run", daemon=True)
     thread.start()
     try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import getpass
 import json
 import os
@@ -402,12 +403,24 @@ def _add_users(ctx: Context) -> int:
 
 @command("run", "import the staged users of the current operation, with a progress bar")
 def _run(ctx: Context) -> int:
+    return _watched(ctx, ctx.service().run)
+
+
+@command(
+    "resume",
+    "continue the current import from its checkpoint (its worker died), with a progress bar",
+)
+def _resume(ctx: Context) -> int:
+    return _watched(ctx, ctx.service().resume)
+
+
+def _watched(ctx: Context, start: Callable[[], Operation]) -> int:
     service = ctx.service()
+    console = Console(quiet=True) if ctx.json else ctx.err
+    outcome = _watch.run_with_progress(service, console, start=start)
     if ctx.json:
-        outcome = _watch.run_with_progress(service, Console(quiet=True))
         ctx.print_json(service.status())
     else:
-        outcome = _watch.run_with_progress(service, ctx.err)
         _report(ctx, outcome)
     return _exit_status(outcome)
 
@@ -437,6 +450,33 @@ def _cancel(ctx: Context) -> int:
         ctx.print_json(operation.to_wire())
     ctx.say(f"cancelled operation {operation.id}")
     return 0
+
+
+@command(
+    "sweep",
+    "resume or fail imports whose worker has sent no heartbeat for a while",
+    option(
+        "--older-than", type=float, default=300.0, metavar="SECONDS",
+        help="heartbeat age that makes an import stale; longer than a batch takes (default: 300)",
+    ),
+    option("--action", choices=("resume", "fail"), default="resume", help="(default: resume)"),
+)
+def _sweep(ctx: Context) -> int:
+    if ctx.args.older_than < 0:
+        msg = f"--older-than must not be negative, got {ctx.args.older_than:g}"
+        raise CommandError(msg)
+    older_than = dt.timedelta(seconds=ctx.args.older_than)
+    swept = ctx.service().sweep_stale(older_than, action=ctx.args.action)
+    if ctx.json:
+        ctx.print_json([op.to_wire() for op in swept])
+    elif not swept:
+        ctx.say(f"no stale import: every running import sent a heartbeat within {older_than}")
+    for op in swept:
+        _report(ctx, _watch.Outcome(op, interrupted=False))
+    resumed_badly = ctx.args.action == "resume" and any(
+        op.status is not ProgressStep.DONE for op in swept
+    )
+    return 1 if resumed_badly else 0
 
 
 @command("clear", "invalidate every operation and delete all staged users (import.clear)")

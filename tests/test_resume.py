@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -384,3 +386,50 @@ def test_the_command_line_shows_failures_without_passwords(tmp_path, capsys):
         out = capsys.readouterr().out
         assert "cannot import" in out
         assert "hunter2" not in out
+
+
+# -- the command line ----------------------------------------------------------------------
+
+
+def crashed_import(db: str) -> None:
+    """A SQLite file whose import died in its second batch, a moment ago."""
+    store = SQLiteStore(db)
+    ready(store)
+    calls = iter(range(100))
+
+    def dies(_user: dict[str, Any]) -> None:
+        if next(calls) == BATCH:
+            raise Crash
+
+    with pytest.raises(Crash):
+        ImportService(store, {"api": dies}, batch_size=BATCH).run()
+    store.close()
+
+
+def test_importstate_resume_finishes_a_crashed_import(tmp_path, capsys):
+    db = str(tmp_path / "cli.db")
+    crashed_import(db)
+    assert cli_main(["resume", "--db", db, "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["state"] == "done"
+    assert status["operation"]["count"]["completed"] == USERS
+    assert cli_main(["resume", "--db", db]) == 1
+    assert "error-invalid-operation-status" in capsys.readouterr().err
+
+
+def test_importstate_sweep_fails_or_resumes_stale_imports(tmp_path, capsys):
+    db = str(tmp_path / "cli.db")
+    crashed_import(db)
+    assert cli_main(["sweep", "--db", db]) == 0
+    assert "no stale import" in capsys.readouterr().out
+    time.sleep(0.01)
+    assert cli_main(["sweep", "--db", db, "--older-than", "0", "--action", "fail", "--json"]) == 0
+    [failed] = json.loads(capsys.readouterr().out)
+    assert failed["status"] == "importer_import_failed"
+    assert "no heartbeat" in failed["failure"]["message"]
+    crashed_import(db)
+    time.sleep(0.01)
+    assert cli_main(["sweep", "--db", db, "--older-than", "0"]) == 0
+    assert "done" in capsys.readouterr().out
+    assert cli_main(["sweep", "--db", db, "--older-than", "-1"]) == 1
+    assert "must not be negative" in capsys.readouterr().err
