@@ -252,9 +252,9 @@ def start_large_import(api, users=2000):
     api.post("import.new").raise_for_status()
     api.post("import.addUsers", json={"users": [user(n) for n in range(users)]}) \
         .raise_for_status()
-    started = time.monotonic()
     assert api.post("import.run").json() == {"success": True}
-    assert time.monotonic() - started < 1  # returns at once, the import goes on
+    # It answered at once: the import goes on in the background.
+    assert api.get("import.status").json()["state"] == "importing"
     seen = set()
     running = wait_for(api, lambda s: seen.add(counted(s)) or counted(s) >= 100)
     assert running["state"] == "importing"
@@ -309,24 +309,26 @@ def test_cancel_stops_a_running_import(slow):
     time.sleep(0.3)  # well past the batch that was in hand
     final = api.get("import.status").json()
     assert final["state"] == "canceled"
-    # At most one more batch after the cancel was stored.
-    assert counted(final) <= counted(running) + 150
+    # The batch in hand is committed, and nothing after it.
+    assert counted(running) <= counted(final) <= counted(cancelled) + 50
     assert counted(final) < 2000
     assert api.post("import.cancel").json()["error"] == \
         "The current import operation is already finished."
 
 
-def test_sigterm_leaves_the_import_resumable_and_restart_resumes(slow, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_stopping_leaves_the_import_resumable_and_restart_resumes(slow, tmp_path, sig):
     server, api = slow
-    start_large_import(api)
-    assert server.stop(signal.SIGTERM) is not None
+    start_large_import(api, users=4000)
+    assert server.stop(sig) is not None
+    assert "Traceback" not in server.output()
     store = SQLiteStore(server.db)
     try:
         stopped = ImportService(store).status()
     finally:
         store.close()
     assert stopped["state"] == "importing"
-    assert 0 < counted(stopped) < 2000
+    assert 0 < counted(stopped) < 4000
     assert counted(stopped) % 50 == 0
 
     restarted = Server(server.db, batch_delay=0.0).start()
@@ -337,11 +339,11 @@ def test_sigterm_leaves_the_import_resumable_and_restart_resumes(slow, tmp_path)
     finally:
         restarted.stop()
     assert done["state"] == "done"
-    assert done["operation"]["count"] == {"total": 2000, "users": 2000, "completed": 2000,
+    assert done["operation"]["count"] == {"total": 4000, "users": 4000, "completed": 4000,
                                           "error": 0}
     importer = UsersTableImporter(tmp_path / "slow.db")
     try:
-        assert importer.count() == 2000
+        assert importer.count() == 4000
     finally:
         importer.close()
     assert "resumed import" in restarted.output()
