@@ -25,8 +25,10 @@ async def read_limited(request: Request, limit: int) -> bytes:
     Raises:
         BadRequest: with status 413 when the body is over the limit.
     """
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    declared = request.headers.get("content-length")
+    if declared is None and "transfer-encoding" not in request.headers:
+        return b""  # HTTP/1.1: a request with neither header has no body
+    if declared is not None and declared.isdigit() and int(declared) > limit:
         _too_large(limit)
     chunks: list[bytes] = []
     size = 0
