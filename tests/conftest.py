@@ -1,5 +1,7 @@
 import os
 
+pytest_plugins = ["pytester"]
+
 from hypothesis import HealthCheck, settings
 
 # "ci" keeps the whole suite within a few minutes on two cores; "dev" digs deeper.
