@@ -282,6 +282,29 @@ def test_sweep_resumes_a_stale_operation_once(make_store):
     assert service.sweep_stale(dt.timedelta(minutes=5)) == []
 
 
+def test_a_second_sweeper_leaves_alone_an_operation_the_first_one_resumed(make_store):
+    store, clock, _ = stalled(make_store)
+    clock.tick(minutes=6)
+    paused, release = threading.Event(), threading.Event()
+
+    def slow(_user: dict[str, Any]) -> None:
+        paused.set()
+        assert release.wait(10)
+
+    first = ImportService(store, {"api": slow}, clock=clock, batch_size=BATCH)
+    swept: list[Any] = []
+    limit = dt.timedelta(minutes=5)
+    sweeper = threading.Thread(target=lambda: swept.extend(first.sweep_stale(limit)))
+    sweeper.start()
+    assert paused.wait(10)
+    second = ImportService(store, {"api": crash}, clock=clock)
+    assert second.sweep_stale(limit) == []
+    assert second.sweep_stale(limit, action="fail") == []
+    release.set()
+    sweeper.join(10)
+    assert [op.status for op in swept] == [ProgressStep.DONE]
+
+
 def test_sweep_rejects_an_unknown_action(make_store):
     _, _, service = stalled(make_store)
     with pytest.raises(ValueError, match="resume"):
