@@ -20,12 +20,13 @@ from importstate.importers import BatchImporter, Importer
 from importstate.model import Count, Failure, Operation
 from importstate.service import ImportService
 from importstate.steps import ProgressStep, State, state_of
-from importstate.stores import MemoryStore, SQLiteStore, StagedRecord, Store
+from importstate.stores import DatabaseBusy, MemoryStore, SQLiteStore, StagedRecord, Store
 from importstate.users_table import UsersTableImporter
 
 __all__ = [
     "BatchImporter",
     "Count",
+    "DatabaseBusy",
     "DuplicateUser",
     "Failure",
     "GraphvizNotFound",

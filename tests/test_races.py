@@ -24,6 +24,7 @@ import pytest
 import workers
 
 from importstate import (
+    DatabaseBusy,
     ImportService,
     ImportStateError,
     Operation,
@@ -31,7 +32,6 @@ from importstate import (
     SQLiteStore,
     State,
 )
-from importstate.stores import DatabaseBusy
 
 PROCESSES = 8
 ROUNDS = 50
