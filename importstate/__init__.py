@@ -1,6 +1,8 @@
 """importstate: the lifecycle of data-import operations, in Rocket.Chat's import model."""
 
+from importstate.accounts import Accounts, ApiUser, Credentials
 from importstate.errors import (
+    ApiUserExists,
     DuplicateUser,
     GraphvizNotFound,
     ImporterNotDefined,
@@ -14,6 +16,8 @@ from importstate.errors import (
     OperationCannotReceiveData,
     OperationNotFound,
     OperationNotInitialized,
+    UnknownApiUser,
+    UnknownPermission,
     WireFormatError,
 )
 from importstate.importers import BatchImporter, Importer
@@ -24,8 +28,12 @@ from importstate.stores import DatabaseBusy, MemoryStore, SQLiteStore, StagedRec
 from importstate.users_table import UsersTableImporter
 
 __all__ = [
+    "Accounts",
+    "ApiUser",
+    "ApiUserExists",
     "BatchImporter",
     "Count",
+    "Credentials",
     "DatabaseBusy",
     "DuplicateUser",
     "Failure",
@@ -50,6 +58,8 @@ __all__ = [
     "StagedRecord",
     "State",
     "Store",
+    "UnknownApiUser",
+    "UnknownPermission",
     "UsersTableImporter",
     "WireFormatError",
     "state_of",
