@@ -235,7 +235,7 @@ class ImportService:
             operation = self._valid_current(tx)
             if operation.status is not ProgressStep.USER_SELECTION:
                 raise InvalidOperationStatus
-            call = batch_call(importer if importer is not None else self._importer(operation))
+            call = self._call(operation, importer)
             now = self.clock()
             started = operation.fire(
                 "start", at=now, count=operation.count.added(completed=0, error=0),
@@ -243,6 +243,10 @@ class ImportService:
             tx.update(started)
             claim = Claim.take(tx, started.id, now)
         return self._drive(claim, call)
+
+    def _call(self, operation: Operation, importer: Importer | None) -> BatchCall:
+        """``importer``, or the one registered for the operation's key, as one call per batch."""
+        return batch_call(importer if importer is not None else self._importer(operation))
 
     def _importer(self, operation: Operation) -> Importer:
         try:
@@ -396,7 +400,7 @@ class ImportService:
             operation = self._valid_current(tx)
             if operation.state is not State.IMPORTING:
                 raise InvalidOperationStatus
-            call = batch_call(importer if importer is not None else self._importer(operation))
+            call = self._call(operation, importer)
             claim = Claim.take(tx, operation.id, self.clock())
         return self._drive(claim, call)
 
@@ -458,7 +462,7 @@ class ImportService:
                 failed = operation.fire("fail", at=now, failure=Failure(reason, now))
                 tx.update(failed)
                 return failed
-            call = batch_call(importer if importer is not None else self._importer(operation))
+            call = self._call(operation, importer)
             claim = Claim.take(tx, operation_id, self.clock())
         return self._drive(claim, call)
 
