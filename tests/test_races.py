@@ -17,6 +17,8 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -206,47 +208,49 @@ def test_processes_creating_one_new_database_at_once_never_see_it_locked(tmp_pat
         assert len(ImportService(SQLiteStore(db)).latest_operations(100)) == PROCESSES
 
 
-def hold_write_lock(db: Path, seconds: float, held: threading.Event) -> None:
-    conn = sqlite3.connect(db, isolation_level=None)
-    conn.execute("BEGIN IMMEDIATE")
-    held.set()
-    time.sleep(seconds)
-    conn.execute("COMMIT")
-    conn.close()
+_HOLD_LOCK = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.execute("COMMIT")
+"""
+
+
+@contextmanager
+def write_locked(db: Path, seconds: float) -> Iterator[None]:
+    """Another process holds the database's write lock for ``seconds`` from now."""
+    command = [sys.executable, "-c", _HOLD_LOCK, str(db), str(seconds)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as holder:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "held\n"
+        yield
 
 
 def test_a_locked_database_is_waited_for_then_reported_as_busy(tmp_path):
     db = tmp_path / "locked.db"
     SQLiteStore(db).close()
-    held = threading.Event()
-    holder = threading.Thread(target=hold_write_lock, args=(db, 1.5, held))
-    holder.start()
-    assert held.wait(10)
-    store = SQLiteStore(db, timeout=0.3)
-    service = ImportService(store)
-    assert service.status() == {"state": "none"}  # readers do not wait for a writer
-    began = time.monotonic()
-    with pytest.raises(DatabaseBusy, match="database is busy") as busy:
-        service.new_operation("admin")
-    waited = time.monotonic() - began
+    with write_locked(db, 1.5):
+        service = ImportService(SQLiteStore(db, timeout=0.3))
+        assert service.status() == {"state": "none"}  # readers do not wait for a writer
+        began = time.monotonic()
+        with pytest.raises(DatabaseBusy, match="database is busy") as busy:
+            service.new_operation("admin")
+        waited = time.monotonic() - began
     assert isinstance(busy.value, ImportStateError)
     assert 0.25 <= waited < 1.2
-    holder.join()
     assert service.new_operation("admin").state is State.NEW
 
 
 def test_a_lock_released_within_the_timeout_is_waited_for(tmp_path):
     db = tmp_path / "locked.db"
     SQLiteStore(db).close()
-    held = threading.Event()
-    holder = threading.Thread(target=hold_write_lock, args=(db, 0.4, held))
-    holder.start()
-    assert held.wait(10)
-    began = time.monotonic()
-    operation = ImportService(SQLiteStore(db, timeout=10)).new_operation("admin")
+    with write_locked(db, 0.4):
+        began = time.monotonic()
+        operation = ImportService(SQLiteStore(db, timeout=10)).new_operation("admin")
     assert operation.state is State.NEW
     assert time.monotonic() - began >= 0.2
-    holder.join()
 
 
 # -- a worker process stopped at a batch boundary ------------------------------------------
