@@ -1,5 +1,6 @@
 """The REST API against a real ``importstate serve`` subprocess on loopback."""
 
+import asyncio
 import json
 import shlex
 import signal
@@ -10,8 +11,8 @@ import httpx
 import pytest
 from http_server import Server, add_user, cli, headers
 
-from importstate import ImportService, SQLiteStore, UsersTableImporter
-from importstate.http import ENDPOINTS
+from importstate import Accounts, ImportService, MemoryStore, SQLiteStore, UsersTableImporter
+from importstate.http import ENDPOINTS, create_app
 
 UNAUTHORIZED = {"status": "error", "message": "You must be logged in to do this."}
 FORBIDDEN = {
@@ -567,3 +568,33 @@ def test_unknown_paths_and_methods_answer_json(server, api):
     document = httpx.get(server.url + "/api/v1/openapi.json")
     assert document.status_code == 200
     assert document.json()["openapi"].startswith("3.1")
+
+
+# -- embedding -----------------------------------------------------------------------------
+
+
+def test_create_app_serves_any_service(tmp_path):
+    imported = []
+    service = ImportService(MemoryStore(), {"api": imported.append})
+    accounts = Accounts(tmp_path / "accounts.db")
+    _, credentials = accounts.add("embedder", permissions=["run-import"])
+    app = create_app(service, accounts, max_body=5000)
+
+    async def drive():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://embedded/api/v1/",
+                                     headers=headers(credentials.to_wire())) as client:
+            (await client.post("import.new")).raise_for_status()
+            (await client.post("import.addUsers", json={"users": [user(1), user(2)]})) \
+                .raise_for_status()
+            assert (await client.post("import.run")).json() == {"success": True}
+            deadline = time.monotonic() + 10
+            while (await client.get("import.status")).json()["state"] != "done":
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            big = await client.post("import.addUsers", content=b" " * 5001)
+            assert big.status_code == 413
+
+    asyncio.run(drive())
+    accounts.close()
+    assert [u["importIds"] for u in imported] == [["id-1"], ["id-2"]]
