@@ -1,8 +1,8 @@
 import os
 
-pytest_plugins = ["pytester"]
-
 from hypothesis import HealthCheck, settings
+
+pytest_plugins = ["pytester"]
 
 # "ci" keeps the whole suite within a few minutes on two cores; "dev" digs deeper.
 settings.register_profile(

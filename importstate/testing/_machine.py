@@ -174,7 +174,7 @@ class ImportServiceMachine(RuleBasedStateMachine):
         self.now += dt.timedelta(milliseconds=millis)
 
     @rule(user_id=_USER_IDS, registered=st.booleans())
-    def new_operation(self, user_id: str, registered: bool) -> None:  # noqa: FBT001 - a drawn value
+    def new_operation(self, user_id: str, registered: bool) -> None:
         """``import.new``: clears everything and creates an operation at ``importer_new``."""
         key = "api" if registered else UNREGISTERED_KEY
         operation = self.service.new_operation(user_id, importer_key=key)
@@ -219,7 +219,7 @@ class ImportServiceMachine(RuleBasedStateMachine):
             self._refused(refusal, self.service.run)
             return
         current = self.model.current
-        assert current is not None  # noqa: S101 - run_refusal checked it
+        assert current is not None
         staged = current.staged
         inject = inject_among(len(staged))
         self.importer.start(inject)
@@ -322,7 +322,7 @@ class ImportServiceMachine(RuleBasedStateMachine):
         assert count.get("completed") + count.get("error") == count.get("total")
         staged = list(self.service.staged_users())
         model = self.model.current
-        assert model is not None  # noqa: S101 - the precondition checked it
+        assert model is not None
         assert [record["data"] for record in staged] == [r.data for r in model.staged], (
             "staging after done does not hold exactly the failed users"
         )

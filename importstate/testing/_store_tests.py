@@ -420,9 +420,14 @@ class StoreTests:
         writer, reader = open_store(), open_store()
         self._populate(writer)
         before = self._snapshot(reader)
-        with pytest.raises(_Boom), writer.transaction() as tx:
-            self._WRITES[write](tx)
-            raise _Boom
+
+        def write_then_fail() -> None:
+            with writer.transaction() as tx:
+                self._WRITES[write](tx)
+                raise _Boom
+
+        with pytest.raises(_Boom):
+            write_then_fail()
         assert self._snapshot(reader) == before, f"{write} was not rolled back"
         assert self._snapshot(writer) == before, f"{write} was not rolled back"
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 @pytest.fixture
 def recording_importer() -> RecordingImporter:
     """An importer that imports nothing and records every user it is handed."""
-    from importstate.testing._importers import RecordingImporter  # noqa: PLC0415 - keeps loading cheap
+    from importstate.testing._importers import RecordingImporter  # noqa: PLC0415 - loads cheaply
 
     return RecordingImporter()
 
@@ -38,7 +38,7 @@ def recording_importer() -> RecordingImporter:
 @pytest.fixture
 def failing_importer() -> FailingImporter:
     """An importer that records every user and fails each with ``ImportFailed``."""
-    from importstate.testing._importers import FailingImporter  # noqa: PLC0415 - keeps loading cheap
+    from importstate.testing._importers import FailingImporter  # noqa: PLC0415 - loads cheaply
 
     return FailingImporter()
 
@@ -48,7 +48,7 @@ def import_service(
     request: pytest.FixtureRequest, tmp_path: Path, recording_importer: RecordingImporter,
 ) -> Iterator[ImportService]:
     """A fresh service on each built-in store, ``recording_importer`` registered as ``"api"``."""
-    from importstate import ImportService, MemoryStore, SQLiteStore  # noqa: PLC0415
+    from importstate import ImportService, MemoryStore, SQLiteStore  # noqa: PLC0415 - same
 
     store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "import.db")
     yield ImportService(store, {"api": recording_importer})

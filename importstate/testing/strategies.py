@@ -52,7 +52,9 @@ _HEX: Final = "0123456789abcdef"
 _METEOR_ID: Final = "23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz"
 # Text that survives JSON and UTF-8 unchanged: what an HTTP client can send.
 _TEXT: Final = st.text(st.characters(codec="utf-8"), max_size=20)
-_NAMES: Final = st.text(st.characters(codec="ascii", categories=["L", "N"]), min_size=1, max_size=12)
+_NAMES: Final = st.text(
+    st.characters(codec="ascii", categories=["L", "N"]), min_size=1, max_size=12,
+)
 _STARTED: Final = ProgressStep.IMPORTING_STARTED.position
 
 
@@ -81,7 +83,8 @@ def progress_steps(state: State | str | None = None) -> st.SearchStrategy[Progre
         return st.sampled_from(ProgressStep)
     steps = steps_of(State(state))
     if not steps:
-        raise InvalidArgument(f"no progress step is in state {state!r}")
+        msg = f"no progress step is in state {state!r}"
+        raise InvalidArgument(msg)
     return st.sampled_from(steps)
 
 
@@ -212,7 +215,8 @@ def wire_documents(ts_form: TsForm | None = None) -> st.SearchStrategy[dict[str,
     True
     """
     if ts_form is not None and ts_form not in TS_FORMS:
-        raise InvalidArgument(f"ts_form must be one of {TS_FORMS}, not {ts_form!r}")
+        msg = f"ts_form must be one of {TS_FORMS}, not {ts_form!r}"
+        raise InvalidArgument(msg)
     forms = st.just(ts_form) if ts_form is not None else st.sampled_from(TS_FORMS)
 
     @st.composite
@@ -308,8 +312,10 @@ def invalid_user_lists(
     'Users are missing required data.'
     """
     if error not in {None, MissingUserData, InvalidRoles}:
-        raise InvalidArgument(f"error must be MissingUserData or InvalidRoles, not {error!r}")
-    chosen = st.just(error) if error is not None else st.sampled_from([MissingUserData, InvalidRoles])
+        msg = f"error must be MissingUserData or InvalidRoles, not {error!r}"
+        raise InvalidArgument(msg)
+    kinds = [error] if error is not None else [MissingUserData, InvalidRoles]
+    chosen = st.sampled_from(kinds)
     return chosen.flatmap(lambda kind: _invalid_list(kind, roles))
 
 

@@ -17,10 +17,10 @@ class FirstComeStore(DocumentStore):
         return _FirstComeTransaction(tx.data)
 
     def transaction(self):
-        return _rewrapped(super().transaction(), self._wrap)
+        return _Rewrapped(super().transaction(), self._wrap)
 
     def reading(self):
-        return _rewrapped(super().reading(), self._wrap)
+        return _Rewrapped(super().reading(), self._wrap)
 
 
 class _ForgetfulTransaction(_Transaction):
@@ -35,13 +35,13 @@ class ForgetfulStore(DocumentStore):
     """Breaks "after done, staging keeps exactly the failed users"."""
 
     def transaction(self):
-        return _rewrapped(super().transaction(), lambda tx: _ForgetfulTransaction(tx.data))
+        return _Rewrapped(super().transaction(), lambda tx: _ForgetfulTransaction(tx.data))
 
     def reading(self):
-        return _rewrapped(super().reading(), lambda tx: _ForgetfulTransaction(tx.data))
+        return _Rewrapped(super().reading(), lambda tx: _ForgetfulTransaction(tx.data))
 
 
-class _rewrapped:
+class _Rewrapped:
     def __init__(self, manager, wrap):
         self.manager, self.wrap = manager, wrap
 
