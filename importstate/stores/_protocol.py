@@ -75,7 +75,11 @@ class Transaction(Protocol):
         """Add a new operation (its creation order is now)."""
 
     def update(self, operation: Operation) -> None:
-        """Replace the stored operation that has ``operation.id``."""
+        """Replace the stored operation that has ``operation.id``.
+
+        Raises:
+            KeyError: no operation has that id.
+        """
 
     def stage(self, operation_id: str, records: Sequence[NewRecord]) -> None:
         """Append records to ``operation_id``'s staging, in order."""
@@ -95,7 +99,11 @@ class Transaction(Protocol):
         """Delete every staged record of every operation; return how many."""
 
     def checkpoint(self, operation_id: str) -> int | None:
-        """The position of the last record the run committed (``None`` before the first batch)."""
+        """The position of the last record the run committed (``None`` before the first batch).
+
+        ``checkpoint``, ``set_checkpoint`` and ``heartbeat`` raise
+        :class:`KeyError` for an unknown operation.
+        """
 
     def set_checkpoint(
         self, operation_id: str, position: int | None, heartbeat: dt.datetime,
