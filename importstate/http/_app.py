@@ -18,7 +18,7 @@ from importstate.accounts import RUN_IMPORT, VIEW_IMPORT_OPERATIONS, Accounts, A
 from importstate.errors import ImportStateError
 from importstate.http._body import BadRequest, json_object, login_fields, read_limited
 from importstate.http._openapi import openapi_document
-from importstate.http._worker import RunWorker
+from importstate.http._worker import RunWorker, ServerStopping
 from importstate.service import ImportService
 from importstate.stores import DatabaseBusy
 
@@ -167,7 +167,7 @@ class _Server:
                 return JSONResponse(await endpoint.handler(call))
             except BadRequest as exc:
                 return _failure(exc.message, exc.status)
-            except DatabaseBusy as exc:
+            except (DatabaseBusy, ServerStopping) as exc:
                 return _failure(str(exc), 503)
             except ImportStateError as exc:
                 return _failure(str(exc), 400)

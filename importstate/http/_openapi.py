@@ -119,7 +119,7 @@ def _operation(
         "200": _json(ok, "OK"),
         "401": _json(_ref("Unauthorized"), "missing or wrong credentials"),
         "413": _json(_ref("Failure"), "the body is over the size limit"),
-        "503": _json(_ref("Failure"), "the database stayed locked by another writer"),
+        "503": _json(_ref("Failure"), "database locked too long, or server stopping"),
     }
     if permission is not None:
         responses["403"] = _json(_ref("Forbidden"), f"the user lacks {permission}")

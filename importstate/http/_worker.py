@@ -22,6 +22,12 @@ WIND_DOWN: Final = 30.0
 _log = logging.getLogger("importstate.http")
 
 
+class ServerStopping(ImportStateError):
+    """``import.run`` reached a server that is shutting down."""
+
+    message = "The server is stopping; run the import again once it has restarted."
+
+
 class _Gate:
     """Between batches, holds a run while the server is stopping.
 
@@ -33,8 +39,9 @@ class _Gate:
     """
 
     def __init__(self) -> None:
-        #: Set when a batch arrives: the run has begun (replaced for each run).
-        self.begun = threading.Event()
+        # Each run's thread keeps its own "begun" event here, so that a run
+        # still winding down cannot report the next run as begun.
+        self.local = threading.local()
         self.closed = threading.Event()
         self.parked = threading.Event()
         self._never = threading.Event()
@@ -44,7 +51,9 @@ class _Gate:
         return _Gated(self, batch_call(importer))
 
     def pass_batch(self) -> None:
-        self.begun.set()
+        begun: threading.Event | None = getattr(self.local, "begun", None)
+        if begun is not None:
+            begun.set()
         if self.closed.is_set():
             self.parked.set()
             self._never.wait()
@@ -103,12 +112,11 @@ class RunWorker:
     def _launch(self, run: Callable[[], Operation | None]) -> None:
         with self._lock:
             if self._stopped:
-                msg = "the server is stopping"
-                raise RuntimeError(msg)
+                raise ServerStopping
             # A previous run still alive was cancelled or replaced: it stops within a batch.
             if self._thread is not None:
                 self._thread.join(WIND_DOWN)
-            begun = self._gate.begun = threading.Event()
+            begun = threading.Event()
             failure: list[BaseException] = []
             thread = threading.Thread(
                 target=self._work, args=(run, begun, failure), name="importstate-run", daemon=True,
@@ -120,10 +128,13 @@ class RunWorker:
         if failure:
             raise failure[0]
 
-    @staticmethod
     def _work(
-        run: Callable[[], Operation | None], begun: threading.Event, failure: list[BaseException],
+        self,
+        run: Callable[[], Operation | None],
+        begun: threading.Event,
+        failure: list[BaseException],
     ) -> None:
+        self._gate.local.begun = begun
         try:
             operation = run()
         except Exception as exc:  # noqa: BLE001 - handed back to the request that started it
@@ -133,11 +144,6 @@ class RunWorker:
                 _log.info("import %s ended %s", operation.id, operation.status)
         finally:
             begun.set()
-
-    def running(self) -> bool:
-        """A run is in progress in this server."""
-        thread = self._thread
-        return thread is not None and thread.is_alive()
 
     def stop(self, timeout: float = WIND_DOWN) -> None:
         """Let the batch in hand commit, then hold the run; no new run starts.
