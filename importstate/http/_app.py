@@ -152,6 +152,7 @@ class _Server:
     worker: RunWorker
     accounts: Accounts
     max_body: int
+    document: dict[str, object]
 
     def route(self, endpoint: Endpoint) -> Route:
         async def respond(request: Request) -> Response:
@@ -198,7 +199,7 @@ class _Server:
         return JSONResponse({"status": "success", "data": {**credentials.to_wire(), "me": me}})
 
     async def openapi(self, _request: Request) -> Response:
-        return JSONResponse(openapi_document(self.max_body))
+        return JSONResponse(self.document)
 
 
 def _failure(message: str, status: int) -> Response:
@@ -219,11 +220,11 @@ def create_app(
     and returns at once; the app gates every importer registered with
     ``service`` so that shutting the app down holds a run between two
     batches, leaving the operation ``importing`` at its checkpoint. On
-    startup the app resumes such an operation (when the service can
-    resume). Bodies longer than ``max_body`` bytes get 413.
+    startup the app resumes such an operation (``ImportService.resume``).
+    Bodies longer than ``max_body`` bytes get 413.
     """
     worker = RunWorker(service)
-    server = _Server(service, worker, accounts, max_body)
+    server = _Server(service, worker, accounts, max_body, openapi_document(max_body))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
