@@ -1,6 +1,8 @@
 import itertools
 
+import attrs
 import pytest
+from hypothesis import Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from importstate import ImportService, MemoryStore, SQLiteStore
@@ -58,3 +60,36 @@ def test_the_factory_must_register_the_api_importer():
 TestServiceOnMemory = ImportServiceMachine.with_factory(
     lambda: ImportService(MemoryStore(), {"api": RecordingImporter()}),
 ).TestCase
+
+
+class SloppyClearService(ImportService):
+    """Forgets to empty staging on clear: import.clear leaves staged users behind."""
+
+    def clear(self):
+        with self.store.transaction() as tx:
+            for op in tx.valid_operations():
+                tx.update(op.fire("invalidate", at=self.clock()))
+
+
+class MiscountingService(ImportService):
+    """Counts a failed user as completed, as Rocket.Chat does (SPEC §5 says error)."""
+
+    def run(self, importer=None):
+        done = super().run(importer)
+        error = done.count.get("error")
+        recounted = attrs.evolve(done, count=done.count.added(completed=error, error=-error))
+        with self.store.transaction() as tx:
+            tx.update(recounted)
+        return recounted
+
+
+@pytest.mark.parametrize("service_class", [SloppyClearService, MiscountingService])
+def test_the_machine_catches_a_broken_service(service_class):
+    def make_service():
+        return service_class(MemoryStore(), {"api": RecordingImporter()})
+
+    with pytest.raises(AssertionError):
+        run_state_machine_as_test(
+            ImportServiceMachine.with_factory(make_service),
+            settings=settings(max_examples=200, database=None, phases=[Phase.generate]),
+        )
