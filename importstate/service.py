@@ -224,7 +224,9 @@ class ImportService:
         the operation is cancelled (it stays cancelled) or invalidated (it
         becomes ``importer_import_failed``). A failing user is kept in
         staging with its error; an error of the library or store fails the
-        operation with its message.
+        operation with its message. If another process takes the operation
+        over with :meth:`resume` meanwhile, this run stops at its next batch boundary
+        without committing and returns the operation as stored.
 
         Raises:
             OperationNotFound: no current valid operation.
