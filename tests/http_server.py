@@ -66,7 +66,7 @@ class Server:
         self.batch_delay = batch_delay
         self.max_body = max_body
         self.process = None
-        self.log = db.parent / f"serve-{self.port}.log"
+        self.log = db.parent / f"serve-{self.port}-{time.monotonic_ns()}.log"
 
     def start(self):
         args = ["serve", "--db", str(self.db), "--port", str(self.port)]

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from http_server import Server, add_user
 
 from importstate import UsersTableImporter
 from importstate.accounts import PERMISSIONS, Accounts
@@ -162,3 +163,12 @@ def test_adding_a_name_twice_is_an_error(db):
     again = run_cli("users", "add", "alice", db=db)
     assert again.returncode == 1
     assert "already exists" in again.stderr
+
+
+def test_serve_warns_when_nobody_can_log_in(db):
+    with Server(db) as server:
+        assert "no API users yet" in server.output()
+    add_user(db, "alice", "run-import")
+    with Server(db) as server:
+        assert "no API users yet" not in server.output()
+        assert f"importstate serving the import API of {db}" in server.output()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import os
 from typing import Any, Final
 
@@ -14,6 +15,8 @@ from importstate.http._app import DEFAULT_MAX_BODY, create_app
 from importstate.service import ImportService
 from importstate.stores import SQLiteStore
 from importstate.users_table import UsersTableImporter
+
+_log = logging.getLogger("importstate.http")
 
 DEFAULT_HOST: Final = "127.0.0.1"
 #: Rocket.Chat's port, so the seeds' ``curl ... localhost:3000`` calls work unchanged.
@@ -44,6 +47,12 @@ def serve(
             app, host=host, port=port, log_level=log_level, lifespan="on",
             timeout_graceful_shutdown=10, log_config=_logging(log_level),
         )
+        _log.info("importstate serving the import API of %s", os.fspath(db))
+        if not any(user.revoked is None for user in accounts.users()):
+            _log.warning(
+                "no API users yet: every request will get 401; add one with"
+                " `importstate users add NAME --permission run-import`",
+            )
         uvicorn.Server(config).run()
     finally:
         accounts.close()
