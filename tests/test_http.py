@@ -384,6 +384,7 @@ def unauthenticated_headers(people, admin):
         "another user's token": {"X-User-Id": user_id,
                                  "X-Auth-Token": people["runner"]["authToken"]},
         "unknown user": {"X-User-Id": "NoSuchUser1234567", "X-Auth-Token": token},
+        "name instead of id": {"X-User-Id": "admin", "X-Auth-Token": token},
         "revoked": headers(people["revoked"]),
         "logged out": headers(people["logged_out"]),
         "empty": {"X-User-Id": "", "X-Auth-Token": ""},
