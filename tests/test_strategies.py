@@ -1,14 +1,16 @@
 import datetime as dt
+import doctest
 import itertools
 import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from hypothesis.errors import InvalidArgument
+from hypothesis.errors import InvalidArgument, NonInteractiveExampleWarning
 
 from importstate import (
     Count,
@@ -240,3 +242,11 @@ def test_plugin_is_cheap_and_needs_no_hypothesis(tmp_path):
                           check=False, cwd=tmp_path, env=env, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 passed" in done.stdout
+
+
+def test_the_docstring_examples_hold():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NonInteractiveExampleWarning)
+        results = doctest.testmod(ist, optionflags=doctest.ELLIPSIS)
+    assert results.attempted >= 8
+    assert results.failed == 0

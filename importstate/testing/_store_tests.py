@@ -52,6 +52,14 @@ def _records(*names: str) -> list[NewRecord]:
     return [NewRecord(f"r-{name}", json.dumps(_user(name)), "user") for name in names]
 
 
+def _two_operations(tx: Transaction, first: list[str], second: list[str]) -> tuple[str, str]:
+    """Insert operations 1 and 2, staging the users named in ``first`` and ``second``."""
+    for number, names in ((1, first), (2, second)):
+        tx.insert(_operation(number))
+        tx.stage(_operation(number).id, _records(*names))
+    return _operation(1).id, _operation(2).id
+
+
 def _usernames(records: list[StagedRecord]) -> list[str]:
     return [record.data["username"] for record in records]
 
@@ -270,16 +278,12 @@ class StoreTests:
         assert seen == names
 
     def test_staging_is_kept_per_operation(self, store: Store) -> None:
-        first, second = _operation(1), _operation(2)
         with store.transaction() as tx:
-            tx.insert(first)
-            tx.insert(second)
-            tx.stage(first.id, _records("a", "b"))
-            tx.stage(second.id, _records("x"))
-            tx.stage(first.id, _records("c"))
+            first, second = _two_operations(tx, ["a", "b"], ["x"])
+            tx.stage(first, _records("c"))
         with store.reading() as tx:
-            assert _usernames(tx.staged(first.id, after=None, limit=10)) == ["a", "b", "c"]
-            assert _usernames(tx.staged(second.id, after=None, limit=10)) == ["x"]
+            assert _usernames(tx.staged(first, after=None, limit=10)) == ["a", "b", "c"]
+            assert _usernames(tx.staged(second, after=None, limit=10)) == ["x"]
 
     def test_staged_data_is_a_copy(self, store: Store) -> None:
         op = _operation(1)
@@ -309,45 +313,34 @@ class StoreTests:
         ]
 
     def test_record_errors_touches_only_its_operation(self, store: Store) -> None:
-        first, second = _operation(1), _operation(2)
         with store.transaction() as tx:
-            tx.insert(first)
-            tx.insert(second)
-            tx.stage(first.id, _records("a"))
-            (a,) = tx.staged(first.id, after=None, limit=1)
-            tx.record_errors(second.id, [(a.position, {"message": "wrong operation"})])
+            first, second = _two_operations(tx, ["a"], [])
+            (a,) = tx.staged(first, after=None, limit=1)
+            tx.record_errors(second, [(a.position, {"message": "wrong operation"})])
         with store.reading() as tx:
-            assert tx.staged(first.id, after=None, limit=1)[0].errors == ()
+            assert tx.staged(first, after=None, limit=1)[0].errors == ()
 
     def test_remove_succeeded_keeps_failed_records_of_that_operation(self, store: Store) -> None:
-        first, second = _operation(1), _operation(2)
         with store.transaction() as tx:
-            tx.insert(first)
-            tx.insert(second)
-            tx.stage(first.id, _records("a", "b", "c"))
-            tx.stage(second.id, _records("x"))
-            b = tx.staged(first.id, after=None, limit=10)[1]
-            tx.record_errors(first.id, [(b.position, {"message": "failed"})])
+            first, second = _two_operations(tx, ["a", "b", "c"], ["x"])
+            b = tx.staged(first, after=None, limit=10)[1]
+            tx.record_errors(first, [(b.position, {"message": "failed"})])
         with store.transaction() as tx:
-            assert tx.remove_succeeded(first.id) == 2
+            assert tx.remove_succeeded(first) == 2
         with store.reading() as tx:
-            kept = tx.staged(first.id, after=None, limit=10)
+            kept = tx.staged(first, after=None, limit=10)
             assert _usernames(kept) == ["b"]
             assert kept[0].errors == ({"message": "failed"},)
-            assert _usernames(tx.staged(second.id, after=None, limit=10)) == ["x"]
+            assert _usernames(tx.staged(second, after=None, limit=10)) == ["x"]
 
     def test_unstage_all_empties_every_operation(self, store: Store) -> None:
-        first, second = _operation(1), _operation(2)
         with store.transaction() as tx:
-            tx.insert(first)
-            tx.insert(second)
-            tx.stage(first.id, _records("a", "b"))
-            tx.stage(second.id, _records("x"))
+            first, second = _two_operations(tx, ["a", "b"], ["x"])
         with store.transaction() as tx:
             assert tx.unstage_all() == 3
         with store.reading() as tx:
-            assert tx.staged(first.id, after=None, limit=10) == []
-            assert tx.staged(second.id, after=None, limit=10) == []
+            assert tx.staged(first, after=None, limit=10) == []
+            assert tx.staged(second, after=None, limit=10) == []
             assert len(tx.latest(10)) == 2, "unstage_all must keep the operations"
 
     # -- checkpoint and heartbeat ----------------------------------------------------------
