@@ -77,8 +77,11 @@ def from_schema(document, schema):  # noqa: PLR0911 - one return per kind of sch
                       if name not in required},
         )
     if kind == "array":
-        return st.lists(from_schema(document, schema.get("items", {})), max_size=5)
-    simple = {"string": st.text(max_size=20), "integer": st.integers(), "boolean": st.booleans(),
+        return st.lists(from_schema(document, schema.get("items", {})),
+                        min_size=schema.get("minItems", 0), max_size=5)
+    if kind == "string":
+        return st.text(min_size=schema.get("minLength", 0), max_size=20)
+    simple = { "integer": st.integers(), "boolean": st.booleans(),
               "number": st.integers() | st.floats(allow_nan=False, allow_infinity=False),
               "null": st.none()}
     return simple.get(kind, json_values)

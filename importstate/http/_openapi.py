@@ -38,6 +38,12 @@ def _ref(name: str) -> Schema:
 
 _STRING: Final[Schema] = {"type": "string"}
 _STRINGS: Final[Schema] = {"type": "array", "items": _STRING}
+_SOME_TEXT: Final[Schema] = {
+    "type": "array",
+    "items": _STRING,
+    "minItems": 1,
+    "contains": {"type": "string", "minLength": 1},
+}
 
 _SCHEMAS: Final[dict[str, Schema]] = {
     "Count": {
@@ -66,8 +72,9 @@ _SCHEMAS: Final[dict[str, Schema]] = {
         "type": "object",
         "required": ["emails", "importIds"],
         "properties": {
-            "emails": _STRINGS,
-            "importIds": _STRINGS,
+            # At least one non-empty string each (SPEC §4, check 5).
+            "emails": _SOME_TEXT,
+            "importIds": _SOME_TEXT,
             "username": _STRING,
             "name": _STRING,
             "type": {"enum": ["user", "bot"]},
