@@ -111,7 +111,12 @@ class Transaction(Protocol):
         """Store the run's checkpoint and heartbeat (bookkeeping outside the wire document)."""
 
     def heartbeat(self, operation_id: str) -> dt.datetime | None:
-        """When the operation's run last reported progress."""
+        """When the operation's run last reported progress.
+
+        It must read back exactly as :meth:`set_checkpoint` stored it (to the
+        millisecond): a run compares it with the one it wrote to learn
+        whether a ``resume`` elsewhere took its operation over.
+        """
 
 
 @runtime_checkable
