@@ -10,6 +10,7 @@ is what clients send as ``X-User-Id``), its name is what ``login`` takes.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -17,7 +18,7 @@ import os
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Final
 
 import attrs
@@ -111,17 +112,13 @@ class Accounts:
 
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
         self.path = os.fspath(path)
-        self._conn = sqlite3.connect(
-            self.path, timeout=timeout, isolation_level=None, check_same_thread=False,
-        )
+        self._conn = _connect(self.path, timeout)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.executescript(_SCHEMA)
         self._lock = threading.Lock()
         # Reads have their own connection: in WAL mode they never wait for a
         # writer, so authenticating a request never waits for a login's write.
-        self._reader = sqlite3.connect(
-            self.path, timeout=timeout, isolation_level=None, check_same_thread=False,
-        )
+        self._reader = _connect(self.path, timeout)
         self._read_lock = threading.Lock()
 
     def add(
@@ -143,7 +140,7 @@ class Accounts:
         user = ApiUser(_new_user_id(), name, held, utc_now(), has_password=password is not None)
         stored_password = _hash_password(password) if password is not None else None
         token = _new_token()
-        with self._lock, self._conn:
+        with self._writing():
             try:
                 self._conn.execute(
                     "INSERT INTO api_users (id, name, password, permissions, created)"
@@ -177,7 +174,7 @@ class Accounts:
             UnknownApiUser: no user has that name.
         """
         now = epoch_millis(utc_now())
-        with self._lock, self._conn:
+        with self._writing():
             row = self._conn.execute(
                 "SELECT id FROM api_users WHERE name = ?", (name,),
             ).fetchone()
@@ -206,7 +203,7 @@ class Accounts:
             return None
         user = _user(row[:-1])
         token = _new_token()
-        with self._lock, self._conn:
+        with self._writing():
             self._store_token(user.id, token)
         return user, Credentials(user.id, token)
 
@@ -227,7 +224,7 @@ class Accounts:
 
     def logout(self, user_id: str, token: str) -> bool:
         """Invalidate one token of ``user_id``; whether it existed."""
-        with self._lock, self._conn:
+        with self._writing():
             cursor = self._conn.execute(
                 "DELETE FROM api_tokens WHERE user_id = ? AND hash = ?",
                 (user_id, _token_hash(token)),
@@ -249,6 +246,18 @@ class Accounts:
             self._conn.close()
             self._reader.close()
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One write transaction, holding SQLite's write lock from its start."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
     def _store_token(self, user_id: str, token: str) -> None:
         self._conn.execute(
             "INSERT INTO api_tokens (user_id, hash, created) VALUES (?, ?, ?)",
@@ -258,6 +267,11 @@ class Accounts:
 
 _COLUMNS: Final = "id, name, permissions, created, revoked, password IS NOT NULL"
 _QUALIFIED: Final = ", ".join(f"api_users.{column}" for column in _COLUMNS.split(", "))
+
+
+def _connect(path: str, timeout: float) -> sqlite3.Connection:
+    # Autocommit (transactions are explicit), shared by the threads of a server.
+    return sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
 
 
 def _user(row: tuple[object, ...]) -> ApiUser:
