@@ -306,12 +306,10 @@ class ImportService:
         invalidated, or claimed by another worker: then nothing is written),
         else ``None``.
         """
-        secrets = _secrets(records)
-        failures = [
-            (record.position, _error_doc(exc, secrets))
-            for record, exc in zip(records, outcomes, strict=True)
-            if exc is not None
-        ]
+        failed = [(r, exc) for r, exc in zip(records, outcomes, strict=True) if exc is not None]
+        # Any user's password may be echoed in any message of the batch.
+        secrets = _secrets(records) if failed else set()
+        failures = [(record.position, _error_doc(exc, secrets)) for record, exc in failed]
         now = self.clock()
         operation_id = claim.operation_id
         with self.store.transaction() as tx:
