@@ -125,8 +125,8 @@ def load(port: int, headers: dict[str, str], seconds: float, connections: int) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=3.0, help="length of one round")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per server")
+    parser.add_argument("--seconds", type=float, default=1.5, help="length of one round")
+    parser.add_argument("--rounds", type=int, default=6, help="rounds per server")
     parser.add_argument("--connections", type=int, default=8, help="keep-alive connections")
     args = parser.parse_args()
 
