@@ -268,6 +268,9 @@ def start_large_import(api, users=2000):
 def test_counts_move_in_batches_while_running(slow):
     _, api = slow
     start_large_import(api, users=640)
+    # One import at a time: a second run is refused while this one goes on.
+    assert api.post("import.run").json() == {"success": False,
+                                             "error": "error-invalid-operation-status"}
     seen = set()
     done = wait_for(api, lambda s: seen.add(counted(s)) or s["state"] == "done")
     assert all(n % 50 == 0 or n == 640 for n in seen)
