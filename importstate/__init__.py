@@ -1,5 +1,7 @@
 """importstate: the lifecycle of data-import operations, in Rocket.Chat's import model."""
 
+from typing import TYPE_CHECKING
+
 from importstate.accounts import Accounts, ApiUser, Credentials
 from importstate.errors import (
     ApiUserExists,
@@ -27,6 +29,9 @@ from importstate.steps import ProgressStep, State, state_of
 from importstate.stores import DatabaseBusy, MemoryStore, SQLiteStore, StagedRecord, Store
 from importstate.users_table import UsersTableImporter
 
+if TYPE_CHECKING:
+    from importstate.stores.postgres import PostgresStore
+
 __all__ = [
     "Accounts",
     "ApiUser",
@@ -53,6 +58,7 @@ __all__ = [
     "OperationCannotReceiveData",
     "OperationNotFound",
     "OperationNotInitialized",
+    "PostgresStore",
     "ProgressStep",
     "SQLiteStore",
     "StagedRecord",
@@ -66,3 +72,13 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # PostgresStore needs psycopg (the postgres extra): import it only when asked for.
+    if name == "PostgresStore":
+        from importstate.stores.postgres import PostgresStore  # noqa: PLC0415 - needs psycopg
+
+        return PostgresStore
+    msg = f"module 'importstate' has no attribute {name!r}"
+    raise AttributeError(msg)

@@ -2,7 +2,8 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-pytest_plugins = ["pytester"]
+# _postgres: a real PostgreSQL server for the PostgresStore tests.
+pytest_plugins = ["pytester", "_postgres"]
 
 # "ci" keeps the whole suite within a few minutes on two cores; "dev" digs deeper.
 settings.register_profile(

@@ -1,20 +1,36 @@
 """Where operations and staged users live.
 
 :class:`Store` is the contract; :class:`MemoryStore` and :class:`SQLiteStore`
-are the built-in stores.
+are the built-in stores; :class:`PostgresStore` (the ``postgres`` extra) is
+imported on first use, so importstate never needs psycopg otherwise.
 """
+
+from typing import TYPE_CHECKING
 
 from importstate.stores._protocol import NewRecord, StagedRecord, Store, Transaction
 from importstate.stores.memory import MemoryStore
 from importstate.stores.sqlite import DatabaseBusy, SchemaVersionError, SQLiteStore
 
+if TYPE_CHECKING:
+    from importstate.stores.postgres import PostgresStore
+
 __all__ = [
     "DatabaseBusy",
     "MemoryStore",
     "NewRecord",
+    "PostgresStore",
     "SQLiteStore",
     "SchemaVersionError",
     "StagedRecord",
     "Store",
     "Transaction",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name == "PostgresStore":
+        from importstate.stores.postgres import PostgresStore  # noqa: PLC0415 - needs psycopg
+
+        return PostgresStore
+    msg = f"module 'importstate.stores' has no attribute {name!r}"
+    raise AttributeError(msg)

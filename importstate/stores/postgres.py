@@ -1,0 +1,355 @@
+"""A store on a PostgreSQL server: one import shared by many processes and machines.
+
+Every writer takes one transaction-scoped advisory lock of the store's schema
+first, so writers run one at a time across all processes, as on SQLite with
+``BEGIN IMMEDIATE``; each of their statements then reads the latest committed
+data (READ COMMITTED), so no read-modify-write loses an update. Readers take
+no lock and see one snapshot (REPEATABLE READ, READ ONLY).
+
+Needs the ``postgres`` extra: ``pip install 'importstate[postgres]'``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any, Final, LiteralString
+
+try:
+    import psycopg
+    from psycopg import errors, sql
+    from psycopg_pool import ConnectionPool
+except ImportError as exc:  # pragma: no cover - depends on what is installed
+    msg = "PostgresStore needs psycopg 3 and psycopg-pool: pip install 'importstate[postgres]'"
+    raise ImportError(msg) from exc
+
+from importstate.model import Operation, epoch_millis, from_epoch_millis
+from importstate.stores._protocol import NewRecord, StagedRecord
+from importstate.stores.sqlite import DatabaseBusy, SchemaVersionError
+
+SCHEMA_VERSION: Final = 1
+
+# Statements run with the store's schema first on the search path; times are epoch milliseconds.
+_TABLES: Final[tuple[LiteralString, ...]] = (
+    """CREATE TABLE operations (
+        created    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        id         text NOT NULL UNIQUE,
+        ts         bigint NOT NULL,
+        updated_at bigint NOT NULL,
+        valid      boolean NOT NULL,
+        doc        text NOT NULL,
+        checkpoint bigint,
+        heartbeat  bigint
+    )""",
+    "CREATE INDEX operations_by_ts ON operations (ts, created)",
+    "CREATE INDEX operations_by_update ON operations (updated_at, ts, created)",
+    # errors is JSON array text, appended to as text: it reads back exactly as written.
+    """CREATE TABLE staged (
+        position  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        operation text NOT NULL,
+        id        text NOT NULL,
+        data      text NOT NULL,
+        data_type text NOT NULL,
+        errors    text
+    )""",
+    "CREATE INDEX staged_by_operation ON staged (operation, position)",
+    "CREATE TABLE schema_version (version integer NOT NULL)",
+)
+
+_DECODER: Final = json.JSONDecoder()
+
+
+def _lock_key(schema: str) -> int:
+    """The advisory lock key of a schema: stable across processes, machines and versions."""
+    digest = hashlib.blake2b(f"importstate:{schema}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class PostgresStore:
+    """Operations and staging in one schema of a PostgreSQL database (psycopg 3, pooled).
+
+    The tables are created on first use, also when several processes open a
+    new schema at once. Any number of processes and machines may share one
+    schema; the store is safe to share between threads. A forked child
+    process opens connections of its own on first use.
+
+    Args:
+        dsn: a libpq connection string or URI.
+        schema: the schema holding importstate's tables (created if missing);
+            separate schemas are separate stores.
+        max_connections: the most connections this store holds open at once.
+        timeout: seconds a writer waits for another writer (then
+            :class:`~importstate.DatabaseBusy`), and for a free connection.
+
+    Raises:
+        psycopg.OperationalError: the server cannot be reached.
+        SchemaVersionError: the schema was written by a newer importstate.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "importstate",
+        max_connections: int = 10,
+        timeout: float = 30.0,
+    ) -> None:
+        self.dsn = dsn
+        self.schema = schema
+        self._max_connections = max_connections
+        self._timeout = timeout
+        key = _lock_key(schema)
+        # One round trip starts a writer's transaction and takes the lock.
+        self._begin_writing = sql.SQL("BEGIN; SELECT pg_advisory_xact_lock({})").format(key)
+        self._begin_reading = sql.SQL("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        self._setup = sql.SQL("SET search_path TO {}; SET lock_timeout = {}").format(
+            sql.Identifier(schema), sql.Literal(f"{round(timeout * 1000)}ms"),
+        )
+        self._guard = threading.Lock()
+        # A direct connection first: a wrong DSN fails here at once, not after the pool's timeout.
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            self._create_schema(conn)
+        self._pid = os.getpid()
+        self._pool = self._open_pool()
+
+    def _open_pool(self) -> ConnectionPool:
+        return ConnectionPool(
+            self.dsn,
+            min_size=1,
+            max_size=self._max_connections,
+            timeout=self._timeout,
+            kwargs={"autocommit": True},
+            configure=self._configure,
+            open=True,
+            name=f"importstate:{self.schema}",
+        )
+
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(self._setup)
+
+    def _create_schema(self, conn: psycopg.Connection[Any]) -> None:
+        # Opening an existing schema takes no lock: readers and writers go on undisturbed.
+        if self._stored_version(conn) == SCHEMA_VERSION:
+            return
+        with self._in_transaction(conn, self._begin_writing):
+            version = self._stored_version(conn)
+            if version is not None:
+                return
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                sql.Identifier(self.schema)))
+            conn.execute(self._setup)
+            for statement in _TABLES:
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_version VALUES (%s)", (SCHEMA_VERSION,))
+
+    def _stored_version(self, conn: psycopg.Connection[Any]) -> int | None:
+        """The schema's version, ``None`` if it has no tables yet.
+
+        Raises:
+            SchemaVersionError: the version is newer than this code's.
+        """
+        # The catalog through a query, not to_regclass: a cached "no such table" would
+        # outlive another process's commit of the schema while we waited for the lock.
+        row = conn.execute(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_tables"
+            " WHERE schemaname = %s AND tablename = 'schema_version')",
+            (self.schema,),
+        ).fetchone()
+        if row is None or not row[0]:
+            return None
+        found = conn.execute(sql.SQL("SELECT max(version) FROM {}").format(
+            sql.Identifier(self.schema, "schema_version"))).fetchone()
+        version = found[0] if found else None
+        if version is not None and version > SCHEMA_VERSION:
+            msg = (
+                f"PostgreSQL schema {self.schema!r}: schema version {version} is newer than "
+                f"this importstate supports ({SCHEMA_VERSION}); upgrade importstate"
+            )
+            raise SchemaVersionError(msg)
+        return int(version) if version is not None else None
+
+    @contextmanager
+    def transaction(self) -> Iterator[_PostgresTransaction]:
+        """A read-write transaction holding the schema's advisory lock.
+
+        Raises:
+            DatabaseBusy: another writer held the lock for longer than ``timeout``.
+        """
+        with self._connection() as conn:
+            try:
+                with self._in_transaction(conn, self._begin_writing):
+                    yield _PostgresTransaction(conn)
+            except errors.LockNotAvailable as exc:
+                msg = (f"PostgreSQL schema {self.schema!r} is busy: another writer kept it "
+                       f"locked for more than {self._timeout:g} s; try again")
+                raise DatabaseBusy(msg) from exc
+
+    @contextmanager
+    def reading(self) -> Iterator[_PostgresTransaction]:
+        """A read-only snapshot; does not wait for writers."""
+        with self._connection() as conn, self._in_transaction(conn, self._begin_reading):
+            yield _PostgresTransaction(conn)
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        if self._pid != os.getpid():
+            # A pool's connections and threads belong to the process that opened it: a
+            # forked child leaves them to its parent (psycopg never closes them from here).
+            with self._guard:
+                if self._pid != os.getpid():
+                    self._pool, self._pid = self._open_pool(), os.getpid()
+        with self._pool.connection() as conn:
+            yield conn
+
+    @staticmethod
+    @contextmanager
+    def _in_transaction(
+        conn: psycopg.Connection[Any], begin: sql.Composed | sql.SQL,
+    ) -> Iterator[None]:
+        try:
+            conn.execute(begin)
+            yield
+        except BaseException:
+            # A broken connection cannot roll back; the pool discards it, and the
+            # server rolls back when it goes.
+            with suppress(psycopg.Error):
+                conn.rollback()
+            raise
+        conn.commit()
+
+    def close(self) -> None:
+        """Close this store's connections; the store is not used afterwards."""
+        if self._pid == os.getpid():
+            self._pool.close()
+
+
+def _operation(doc: str) -> Operation:
+    return Operation.from_wire(json.loads(doc))
+
+
+def _unknown(operation_id: str) -> KeyError:
+    return KeyError(f"no operation {operation_id!r}")
+
+
+class _PostgresTransaction:
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def current(self) -> Operation | None:
+        row = self.conn.execute(
+            "SELECT doc FROM operations ORDER BY ts DESC, created DESC LIMIT 1",
+        ).fetchone()
+        return _operation(row[0]) if row else None
+
+    def get(self, operation_id: str) -> Operation | None:
+        row = self.conn.execute(
+            "SELECT doc FROM operations WHERE id = %s", (operation_id,),
+        ).fetchone()
+        return _operation(row[0]) if row else None
+
+    def latest(self, limit: int) -> list[Operation]:
+        rows = self.conn.execute(
+            "SELECT doc FROM operations ORDER BY updated_at DESC, ts DESC, created DESC LIMIT %s",
+            (limit,),
+        )
+        return [_operation(doc) for (doc,) in rows]
+
+    def valid_operations(self) -> list[Operation]:
+        rows = self.conn.execute("SELECT doc FROM operations WHERE valid ORDER BY created")
+        return [_operation(doc) for (doc,) in rows]
+
+    def insert(self, operation: Operation) -> None:
+        self.conn.execute(
+            "INSERT INTO operations (id, ts, updated_at, valid, doc) VALUES (%s, %s, %s, %s, %s)",
+            (operation.id, epoch_millis(operation.ts), *_columns(operation)),
+        )
+
+    def update(self, operation: Operation) -> None:
+        cursor = self.conn.execute(
+            "UPDATE operations SET updated_at = %s, valid = %s, doc = %s, ts = %s WHERE id = %s",
+            (*_columns(operation), epoch_millis(operation.ts), operation.id),
+        )
+        if cursor.rowcount != 1:
+            raise _unknown(operation.id)
+
+    def stage(self, operation_id: str, records: Sequence[NewRecord]) -> None:
+        if not records:
+            return
+        # COPY appends in the given order, and the identity column numbers rows as they come.
+        with self.conn.cursor().copy(
+            "COPY staged (operation, id, data, data_type) FROM STDIN",
+        ) as copy:
+            for record in records:
+                copy.write_row((operation_id, *record))
+
+    def staged(self, operation_id: str, *, after: int | None, limit: int) -> list[StagedRecord]:
+        rows = self.conn.execute(
+            "SELECT position, id, data, data_type, errors FROM staged"
+            " WHERE operation = %s AND position > %s ORDER BY position LIMIT %s",
+            (operation_id, after if after is not None else -1, limit),
+        )
+        # The run loop's hot path: decode with the bare decoder, build tuples in C.
+        decode, new = _DECODER.raw_decode, tuple.__new__
+        return [
+            new(StagedRecord, (position, id_, decode(data)[0], kind,
+                               tuple(decode(errors)[0]) if errors else ()))
+            for position, id_, data, kind, errors in rows
+        ]
+
+    def record_errors(
+        self, operation_id: str, errors: Sequence[tuple[int, Mapping[str, Any]]],
+    ) -> None:
+        if not errors:
+            return
+        with self.conn.cursor() as cursor:
+            cursor.executemany(
+                "UPDATE staged SET errors = CASE WHEN errors IS NULL THEN '[' || %(error)s || ']'"
+                " ELSE left(errors, -1) || ',' || %(error)s || ']' END"
+                " WHERE position = %(position)s AND operation = %(operation)s",
+                [{"error": json.dumps(error), "position": position, "operation": operation_id}
+                 for position, error in errors],
+            )
+
+    def remove_succeeded(self, operation_id: str) -> int:
+        cursor = self.conn.execute(
+            "DELETE FROM staged WHERE operation = %s AND errors IS NULL", (operation_id,),
+        )
+        return cursor.rowcount
+
+    def unstage_all(self) -> int:
+        return self.conn.execute("DELETE FROM staged").rowcount
+
+    def checkpoint(self, operation_id: str) -> int | None:
+        return self._bookkeeping(operation_id)[0]
+
+    def heartbeat(self, operation_id: str) -> dt.datetime | None:
+        millis = self._bookkeeping(operation_id)[1]
+        return from_epoch_millis(millis) if millis is not None else None
+
+    def _bookkeeping(self, operation_id: str) -> tuple[int | None, int | None]:
+        row = self.conn.execute(
+            "SELECT checkpoint, heartbeat FROM operations WHERE id = %s", (operation_id,),
+        ).fetchone()
+        if row is None:
+            raise _unknown(operation_id)
+        return row[0], row[1]
+
+    def set_checkpoint(
+        self, operation_id: str, position: int | None, heartbeat: dt.datetime,
+    ) -> None:
+        cursor = self.conn.execute(
+            "UPDATE operations SET checkpoint = %s, heartbeat = %s WHERE id = %s",
+            (position, epoch_millis(heartbeat), operation_id),
+        )
+        if cursor.rowcount != 1:
+            raise _unknown(operation_id)
+
+
+def _columns(operation: Operation) -> tuple[int, bool, str]:
+    doc = json.dumps(operation.to_wire(), separators=(",", ":"))
+    return epoch_millis(operation.updated_at), operation.valid, doc
