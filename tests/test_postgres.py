@@ -232,8 +232,10 @@ def test_processes_racing_new_operation_and_add_users_leave_one_valid_operation(
             barrier.wait(WAIT)
     except threading.BrokenBarrierError:
         pytest.fail(errors.get(timeout=WAIT))
-    finally:
+    except BaseException:
         barrier.abort()  # a failed check must not leave the racers waiting
+        raise
+    finally:
         for process in processes:
             process.join(WAIT)
     assert [process.exitcode for process in processes] == [0] * PROCESSES
