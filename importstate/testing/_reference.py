@@ -18,10 +18,21 @@ from importstate import errors
 from importstate.model import format_time
 from importstate.steps import ProgressStep
 
-_LIVE_STEPS: Final = frozenset({ProgressStep.NEW, ProgressStep.USER_SELECTION})
-_FINISHED_STEPS: Final = frozenset(
-    {ProgressStep.DONE, ProgressStep.IMPORT_FAILED, ProgressStep.IMPORT_CANCELLED},
+# SPEC §1-2, restated: the steps of the ``loading`` state, in their natural order.
+LOADING_STEPS: Final = (
+    ProgressStep.UPLOADING, ProgressStep.DOWNLOADING_FILE, ProgressStep.FILE_LOADED,
+    ProgressStep.PREPARING_STARTED, ProgressStep.PREPARING_USERS,
+    ProgressStep.PREPARING_CHANNELS, ProgressStep.PREPARING_MESSAGES,
+    ProgressStep.PREPARING_CONTACTS,
 )
+_STATE_OF_STEP: Final = {
+    ProgressStep.NEW: "new",
+    **dict.fromkeys(LOADING_STEPS, "loading"),
+    ProgressStep.USER_SELECTION: "ready",
+    ProgressStep.DONE: "done",
+    ProgressStep.IMPORT_FAILED: "error",
+    ProgressStep.IMPORT_CANCELLED: "canceled",
+}
 
 
 @attrs.define
@@ -46,19 +57,15 @@ class ModelOperation:
     valid: bool = True
     count: dict[str, int] = attrs.Factory(dict)
     staged: list[ModelRecord] = attrs.Factory(list)
+    file: str | None = None
+    content_type: str | None = None
 
     @property
     def state(self) -> str:
-        """SPEC §2, restated for the steps the model reaches."""
+        """SPEC §2, restated for the steps the model reaches (a run ends before it returns)."""
         if not self.valid and self.status is not ProgressStep.DONE:
             return "error"
-        return {
-            ProgressStep.NEW: "new",
-            ProgressStep.USER_SELECTION: "ready",
-            ProgressStep.DONE: "done",
-            ProgressStep.IMPORT_FAILED: "error",
-            ProgressStep.IMPORT_CANCELLED: "canceled",
-        }[self.status]
+        return _STATE_OF_STEP[self.status]
 
     def to_wire(self) -> dict[str, Any]:
         """The wire document the service must report for this operation."""
@@ -74,6 +81,10 @@ class ModelOperation:
         }
         if self.count:
             doc["count"] = dict(self.count)
+        if self.content_type is not None:
+            doc["contentType"] = self.content_type
+        if self.file is not None:
+            doc["file"] = self.file
         return doc
 
     def add(self, **amounts: int) -> None:
@@ -140,20 +151,56 @@ class ReferenceModel:
         op = self.current
         if op is None or not op.valid:
             return errors.OperationNotInitialized.message
-        if op.status not in _LIVE_STEPS:
+        if op.state in {"loading", "importing"}:
+            return errors.OperationCannotReceiveData.message
+        if op.state in {"done", "error", "canceled"}:
             return errors.OperationAlreadyFinished.message
         return rejection(users, known_roles)
 
     def add_users(self, users: Sequence[dict[str, Any]], default_roles: Sequence[str],
                   now: dt.datetime) -> ModelOperation:
         """Stage ``users`` (roles merged) on the current operation; it becomes ready."""
+        op = self.stage(users, default_roles, now)
+        op.status = ProgressStep.USER_SELECTION
+        return op
+
+    def stage(self, users: Sequence[dict[str, Any]], default_roles: Sequence[str],
+              now: dt.datetime) -> ModelOperation:
+        """Stage ``users`` (roles merged) on the current operation, keeping its status."""
         op = self.current
-        assert op is not None  # noqa: S101 - callers check add_users_refusal first
+        assert op is not None  # noqa: S101 - callers check for a refusal first
         for user in users:
             roles = list(dict.fromkeys([*user.get("roles", []), *default_roles]))
             op.staged.append(ModelRecord({**user, "roles": roles}))
         op.add(total=len(users), users=len(users))
-        op.status, op.updated_at = ProgressStep.USER_SELECTION, now
+        op.updated_at = now
+        return op
+
+    def loading_refusal(self, event: str, step: ProgressStep | None = None) -> str | None:
+        """``"not found"`` or ``"transition"`` if a loading-path ``event`` must be refused.
+
+        ``begin_loading`` leaves ``new``; ``advance`` moves forward within
+        ``loading``; ``stage`` and ``finish_loading`` need ``loading``.
+        """
+        op = self.current
+        if op is None or not op.valid:
+            return "not found"
+        if event == "begin_loading":
+            allowed = op.state == "new"
+        elif event == "advance":
+            allowed = (op.state == "loading" and step in LOADING_STEPS
+                       and LOADING_STEPS.index(step) > LOADING_STEPS.index(op.status))
+        else:
+            allowed = op.state == "loading"
+        return None if allowed else "transition"
+
+    def move(self, status: ProgressStep, now: dt.datetime, **changes: Any) -> ModelOperation:  # noqa: ANN401
+        """Set the current operation's status (and ``changes``), as written at ``now``."""
+        op = self.current
+        assert op is not None  # noqa: S101 - callers check for a refusal first
+        op.status, op.updated_at = status, now
+        for name, value in changes.items():
+            setattr(op, name, value)
         return op
 
     def run_refusal(self, importers: Collection[str]) -> str | None:
@@ -183,16 +230,13 @@ class ReferenceModel:
         op = self.current
         if op is None or not op.valid:
             return errors.OperationNotFound.message
-        if op.status in _FINISHED_STEPS:
+        if op.state in {"done", "error", "canceled"}:
             return errors.OperationAlreadyFinished.message
         return None
 
     def cancel(self, now: dt.datetime) -> ModelOperation:
         """Cancel the current operation; its staging stays."""
-        op = self.current
-        assert op is not None  # noqa: S101 - callers check cancel_refusal first
-        op.status, op.updated_at = ProgressStep.IMPORT_CANCELLED, now
-        return op
+        return self.move(ProgressStep.IMPORT_CANCELLED, now)
 
     def status(self) -> dict[str, Any]:
         """What ``import.status`` must report."""
