@@ -43,8 +43,10 @@ def utc_now() -> dt.datetime:
 
 def to_millis_precision(moment: dt.datetime) -> dt.datetime:
     """``moment`` in UTC with microseconds cut to whole milliseconds."""
-    moment = moment.astimezone(_UTC)
-    return moment.replace(microsecond=moment.microsecond - moment.microsecond % 1000)
+    if moment.tzinfo is not _UTC:
+        moment = moment.astimezone(_UTC)
+    extra = moment.microsecond % 1000
+    return moment.replace(microsecond=moment.microsecond - extra) if extra else moment
 
 
 def epoch_millis(moment: dt.datetime) -> int:
@@ -59,10 +61,10 @@ def from_epoch_millis(millis: int) -> dt.datetime:
 
 def format_time(moment: dt.datetime) -> str:
     """ISO-8601 UTC with milliseconds and ``Z``: ``2023-08-11T20:08:37.655Z``."""
-    moment = moment.astimezone(_UTC)
-    # The year by hand: strftime's %Y does not pad years before 1000 on every platform.
-    stamp = moment.strftime("-%m-%dT%H:%M:%S.")
-    return f"{moment.year:04d}{stamp}{moment.microsecond // 1000:03d}Z"
+    if moment.tzinfo is not _UTC:
+        moment = moment.astimezone(_UTC)
+    # isoformat pads the year to four digits (strftime's %Y does not on every platform).
+    return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def parse_time(value: object, field: str) -> dt.datetime:
@@ -140,7 +142,7 @@ class Failure:
     """Why an operation failed **(ours)**: the message and when it happened."""
 
     message: str
-    at: dt.datetime
+    at: dt.datetime = attrs.field(converter=to_millis_precision)
 
     def to_wire(self) -> dict[str, str]:
         """The ``failure`` object."""
@@ -190,11 +192,11 @@ class Operation:
     id: str
     type: str
     importer_key: str
-    ts: dt.datetime
+    ts: dt.datetime = attrs.field(converter=to_millis_precision)
     status: ProgressStep
     valid: bool
     user: str
-    updated_at: dt.datetime
+    updated_at: dt.datetime = attrs.field(converter=to_millis_precision)
     count: Count = Count()
     content_type: str | None = None
     file: str | None = None

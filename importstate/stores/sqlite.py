@@ -49,6 +49,7 @@ CREATE INDEX IF NOT EXISTS staged_by_operation ON staged (operation, position);
 
 
 _DECODER: Final = json.JSONDecoder()
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"))
 
 
 class SchemaVersionError(ImportStateError):
@@ -197,8 +198,25 @@ class SQLiteStore:
         self._local = threading.local()
 
 
+#: Stored document text → its Operation. Operations are immutable, so one parse
+#: (or the write that produced the text) serves every later read of it: a run
+#: re-reads the operation it just wrote each batch, a status poll each request.
+_PARSED: Final[dict[str, Operation]] = {}
+_PARSED_MAX: Final = 1024
+
+
 def _operation(doc: str) -> Operation:
-    return Operation.from_wire(json.loads(doc))
+    operation = _PARSED.get(doc)
+    if operation is None:
+        operation = Operation.from_wire(json.loads(doc))
+        _remember(doc, operation)
+    return operation
+
+
+def _remember(doc: str, operation: Operation) -> None:
+    if len(_PARSED) >= _PARSED_MAX:
+        _PARSED.clear()  # crude but safe: a dict cleared under a reader is just a miss
+    _PARSED[doc] = operation
 
 
 _OPERATION_ORDER: Final = {
@@ -210,6 +228,8 @@ _OPERATION_ORDER: Final = {
 class _SQLiteTransaction:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        # Bookkeeping read along with an operation: nobody else writes it inside our transaction.
+        self._bookkept: dict[str, tuple[int | None, int | None]] = {}
 
     def current(self) -> Operation | None:
         row = self.conn.execute(
@@ -219,9 +239,12 @@ class _SQLiteTransaction:
 
     def get(self, operation_id: str) -> Operation | None:
         row = self.conn.execute(
-            "SELECT doc FROM operations WHERE id = ?", (operation_id,),
+            "SELECT doc, checkpoint, heartbeat FROM operations WHERE id = ?", (operation_id,),
         ).fetchone()
-        return _operation(row[0]) if row else None
+        if row is None:
+            return None
+        self._bookkept[operation_id] = row[1], row[2]
+        return _operation(row[0])
 
     def latest(self, limit: int) -> list[Operation]:
         rows = self.conn.execute(
@@ -251,7 +274,8 @@ class _SQLiteTransaction:
 
     @staticmethod
     def _columns(operation: Operation) -> tuple[int, bool, str]:
-        doc = json.dumps(operation.to_wire(), separators=(",", ":"))
+        doc = _ENCODER.encode(operation.to_wire())
+        _remember(doc, operation)
         return epoch_millis(operation.updated_at), operation.valid, doc
 
     def stage(self, operation_id: str, records: Sequence[NewRecord]) -> None:
@@ -302,6 +326,8 @@ class _SQLiteTransaction:
         return from_epoch_millis(millis) if millis is not None else None
 
     def _bookkeeping(self, operation_id: str) -> tuple[int | None, int | None]:
+        if operation_id in self._bookkept:
+            return self._bookkept[operation_id]
         row = self.conn.execute(
             "SELECT checkpoint, heartbeat FROM operations WHERE id = ?", (operation_id,),
         ).fetchone()
@@ -320,3 +346,4 @@ class _SQLiteTransaction:
         if cursor.rowcount != 1:
             msg = f"no operation {operation_id!r}"
             raise KeyError(msg)
+        self._bookkept[operation_id] = position, epoch_millis(heartbeat)
