@@ -11,7 +11,7 @@ Fixtures:
   that fails every user.
 
 pytest loads this module in every run where importstate is installed, so it
-imports nothing beyond pytest until a fixture is used.
+imports neither Hypothesis nor the rest of the kit until a fixture is used.
 """
 
 from __future__ import annotations
