@@ -3,7 +3,7 @@ import itertools
 import attrs
 import pytest
 from hypothesis import Phase, settings
-from hypothesis.stateful import run_state_machine_as_test
+from hypothesis.stateful import rule, run_state_machine_as_test
 
 from importstate import ImportService, MemoryStore, SQLiteStore
 from importstate.testing import FailingImporter, ImportServiceMachine, RecordingImporter
@@ -93,3 +93,20 @@ def test_the_machine_catches_a_broken_service(service_class):
             ImportServiceMachine.with_factory(make_service),
             settings=settings(max_examples=200, database=None, phases=[Phase.generate]),
         )
+
+
+def test_subclasses_add_rules_that_see_the_service_and_the_model():
+    seen = []
+
+    class WithStagedCount(ImportServiceMachine.with_factory(
+        lambda: ImportService(MemoryStore(), {"api": RecordingImporter()}),
+    )):
+        @rule()
+        def count_staged_users(self):
+            current = self.model.current
+            staged = len(list(self.service.staged_users()))
+            assert staged == (len(current.staged) if current else 0)
+            seen.append(staged)
+
+    run_state_machine_as_test(WithStagedCount, settings=settings(max_examples=20))
+    assert seen, "the subclass's rule never ran"
