@@ -57,6 +57,7 @@ def run_suite(pytester, monkeypatch):
 @pytest.mark.parametrize(("store", "broken_test"), [
     ("FirstComeStore", "test_current_ties_on_ts_go_to_the_later_created"),
     ("ForgetfulStore", "test_remove_succeeded_keeps_failed_records_of_that_operation"),
+    ("LeakyStore", "test_a_transaction_that_raises_rolls_back?stage?"),
 ])
 def test_store_tests_name_the_broken_behaviour(run_suite, store, broken_test):
     result = run_suite(STORE_SUITE, store)

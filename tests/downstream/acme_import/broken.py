@@ -1,5 +1,8 @@
 """Deliberately broken stores: the test kit must catch each of them."""
 
+import copy
+from contextlib import contextmanager
+
 from acme_import.store import DocumentStore, _Transaction
 
 
@@ -50,3 +53,16 @@ class _Rewrapped:
 
     def __exit__(self, *exc):
         return self.manager.__exit__(*exc)
+
+
+class LeakyStore(DocumentStore):
+    """Breaks "a transaction that raises leaves nothing behind"."""
+
+    @contextmanager
+    def transaction(self):
+        with self.database.lock:
+            work = copy.deepcopy(self.database.data)
+            try:
+                yield _Transaction(work)
+            finally:
+                self.database.data = work
