@@ -283,16 +283,18 @@ class ImportService:
         return None
 
     def _batches(self, operation_id: str, after: int | None) -> Iterator[list[StagedRecord]]:
-        """Stream the operation's staged records in batches, reading ten batches per query."""
-        size = self.batch_size
+        """Stream the operation's staged records, one query per batch.
+
+        Reading more ahead is not faster: records that outlive a batch get
+        promoted by the garbage collector and make its full passes costly.
+        """
         while True:
             with self.store.reading() as tx:
-                page = tx.staged(operation_id, after=after, limit=size * 10)
-            if not page:
+                batch = tx.staged(operation_id, after=after, limit=self.batch_size)
+            if not batch:
                 return
-            for start in range(0, len(page), size):
-                yield page[start:start + size]
-            after = page[-1].position
+            yield batch
+            after = batch[-1].position
 
     def _commit(
         self,
