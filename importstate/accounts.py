@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import os
@@ -198,7 +199,7 @@ class Accounts:
                 f"SELECT {_COLUMNS}, password FROM api_users WHERE name = ?", (name,),  # noqa: S608
             ).fetchone()
         usable = row is not None and row[-1] is not None and row[4] is None  # not revoked
-        stored = row[-1] if usable else _DECOY
+        stored = row[-1] if usable else _decoy()
         if not _check_password(password, stored) or not usable:
             return None
         user = _user(row[:-1])
@@ -323,6 +324,11 @@ def _check_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(computed, base64.b64decode(digest))
 
 
-# Checked against when the name is unknown, revoked or has no password, so that
-# a wrong name costs the same time as a wrong password.
-_DECOY: Final = _hash_password("", b"importstate-decoy")
+@functools.cache
+def _decoy() -> str:
+    """Checked against when the name is unknown, revoked or has no password.
+
+    So a wrong name costs the same time as a wrong password. Hashed on first
+    use, not at import: every pytest run loads importstate (its plugin).
+    """
+    return _hash_password("", b"importstate-decoy")

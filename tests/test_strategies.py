@@ -250,3 +250,19 @@ def test_the_docstring_examples_hold():
         results = doctest.testmod(ist, optionflags=doctest.ELLIPSIS)
     assert results.attempted >= 8
     assert results.failed == 0
+
+
+def test_importing_importstate_hashes_no_password():
+    # pytest loads importstate in every run (the plugin), so importing it must stay cheap.
+    script = textwrap.dedent("""
+        import hashlib
+        calls = []
+        real = hashlib.scrypt
+        hashlib.scrypt = lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs)
+        import importstate.testing.pytest_plugin
+        assert not calls, "importing importstate ran scrypt"
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=False, timeout=120)
+    assert done.stdout.strip() == "ok", done.stderr
