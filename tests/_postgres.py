@@ -20,12 +20,14 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 #: Seconds ``pg_ctl`` waits for the server to accept connections.
 START_TIMEOUT = 60
+_NOT_FOUND = "PostgreSQL's initdb and pg_ctl were not found (install the server package)"
 _schemas = itertools.count()
 
 
@@ -51,6 +53,10 @@ def _as_postgres(command: list[str]) -> list[str]:
     return command
 
 
+class ServerNotStarted(RuntimeError):
+    """initdb or pg_ctl failed; the message has their output and the server's log."""
+
+
 def _run(command: list[str], log: Path) -> None:
     result = subprocess.run(
         _as_postgres(command), capture_output=True, text=True, check=False,
@@ -58,33 +64,43 @@ def _run(command: list[str], log: Path) -> None:
     )
     if result.returncode != 0:
         server_log = log.read_text(errors="replace") if log.exists() else ""
-        pytest.fail(
-            f"PostgreSQL could not be started: {' '.join(command)} exited with "
-            f"{result.returncode}\n{result.stdout}{result.stderr}{server_log}",
-        )
+        msg = (f"PostgreSQL could not be started: {' '.join(command)} exited with "
+               f"{result.returncode}\n{result.stdout}{result.stderr}{server_log}")
+        raise ServerNotStarted(msg)
 
 
-@pytest.fixture(scope="session")
-def postgres_dsn() -> Iterator[str]:
-    """The DSN of a fresh PostgreSQL server on a free loopback port, for this session."""
+def binaries() -> tuple[str, str] | None:
+    """``initdb`` and ``pg_ctl``, or ``None`` when PostgreSQL's server is not installed."""
     initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
-    if initdb is None or pg_ctl is None:
-        reason = "PostgreSQL's initdb and pg_ctl were not found (install the server package)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true: the PostgreSQL tests must run, but {reason}")
-        pytest.skip(reason)
+    return (initdb, pg_ctl) if initdb and pg_ctl else None
+
+
+@contextmanager
+def temporary_server(*, durable: bool = False) -> Iterator[str]:
+    """Start a new PostgreSQL server on a free loopback port; give its DSN; stop and remove it.
+
+    Without ``durable`` the server skips fsync (fast tests; a crash would lose it anyway).
+
+    Raises:
+        ServerNotStarted: PostgreSQL is not installed, or would not start.
+    """
+    found = binaries()
+    if found is None:
+        raise ServerNotStarted(_NOT_FOUND)
+    initdb, pg_ctl = found
     # Outside pytest's own temporary directory, which only root may enter.
     home = Path(tempfile.mkdtemp(prefix="importstate-pg-"))
     data, log = home / "data", home / "server.log"
     if os.geteuid() == 0:
         shutil.chown(home, "postgres")
     port = _free_port()
+    options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c max_connections=200"
+    if not durable:
+        options += " -c fsync=off -c full_page_writes=off"
     started = False
     try:
         _run([initdb, "-D", str(data), "-U", "postgres", "--auth=trust",
               "--encoding=UTF8", "--no-sync"], log)
-        options = (f"-p {port} -k {home} -c listen_addresses=127.0.0.1"
-                   " -c fsync=off -c full_page_writes=off -c max_connections=200")
         _run([pg_ctl, "-D", str(data), "-l", str(log), "-o", options,
               "-w", "-t", str(START_TIMEOUT), "start"], log)
         started = True
@@ -96,6 +112,20 @@ def postgres_dsn() -> Iterator[str]:
                 capture_output=True, check=False, timeout=START_TIMEOUT,
             )
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """The DSN of a fresh PostgreSQL server on a free loopback port, for this session."""
+    if binaries() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true: the PostgreSQL tests must run, but {_NOT_FOUND}")
+        pytest.skip(_NOT_FOUND)
+    try:
+        with temporary_server() as dsn:
+            yield dsn
+    except ServerNotStarted as exc:
+        pytest.fail(str(exc))
 
 
 def drop_schema(dsn: str, schema: str) -> None:

@@ -161,11 +161,11 @@ def test_a_new_operation_from_another_handle_aborts_the_run(postgres_dsn, schema
 def test_a_writer_waits_at_most_timeout_then_database_busy(postgres_dsn, schema, store):
     impatient = PostgresStore(postgres_dsn, schema=schema, timeout=0.2)
     try:
-        with (
-            store.transaction(),
-            pytest.raises(DatabaseBusy, match="busy"),
-            impatient.transaction(),
-        ):
+        # The lock is taken with a transaction's first statement.
+        with store.transaction() as holding, pytest.raises(DatabaseBusy, match="busy"):
+            holding.current()
+            with impatient.transaction() as waiting:
+                waiting.current()
             pytest.fail("the lock was not held")
         with impatient.reading() as tx:  # readers never wait
             assert tx.current() is None

@@ -62,6 +62,22 @@ _TABLES: Final[tuple[LiteralString, ...]] = (
 )
 
 _DECODER: Final = json.JSONDecoder()
+#: Statements and their parameters.
+_Statements = tuple[tuple[LiteralString, Sequence[Any]], ...]
+
+_SET_DOCUMENT: Final = (
+    "UPDATE operations SET updated_at = %s, valid = %s, doc = %s, ts = %s WHERE id = %s"
+)
+_SET_BOOKKEEPING: Final = "UPDATE operations SET checkpoint = %s, heartbeat = %s WHERE id = %s"
+_SET_BOTH: Final = (
+    "UPDATE operations SET updated_at = %s, valid = %s, doc = %s, ts = %s,"
+    " checkpoint = %s, heartbeat = %s WHERE id = %s"
+)
+# errors is JSON array text: appending as text keeps it exactly as written.
+_APPEND_ERROR: Final = (
+    "UPDATE staged SET errors = CASE WHEN errors IS NULL THEN '[' || %s || ']'"
+    " ELSE left(errors, -1) || ',' || %s || ']' END WHERE position = %s AND operation = %s"
+)
 
 
 def _lock_key(schema: str) -> int:
@@ -103,13 +119,18 @@ class PostgresStore:
         self.schema = schema
         self._max_connections = max_connections
         self._timeout = timeout
-        key = _lock_key(schema)
-        # One round trip starts a writer's transaction and takes the lock.
-        self._begin_writing = sql.SQL("BEGIN; SELECT pg_advisory_xact_lock({})").format(key)
-        self._begin_reading = sql.SQL("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        self._setup = sql.SQL("SET search_path TO {}; SET lock_timeout = {}").format(
-            sql.Identifier(schema), sql.Literal(f"{round(timeout * 1000)}ms"),
+        self._begin_writing: _Statements = (
+            ("BEGIN", ()), ("SELECT pg_advisory_xact_lock(%s)", (_lock_key(schema),)),
         )
+        self._begin_reading: _Statements = (
+            ("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", ()),
+        )
+        # Staging is read in position order, a page at a time. Until the server has
+        # analysed a freshly staged table it would rather fetch and sort all of it per
+        # page; the index on (operation, position) already gives the order.
+        self._setup = sql.SQL(
+            "SET search_path TO {}; SET lock_timeout = {}; SET enable_bitmapscan = off",
+        ).format(sql.Identifier(schema), sql.Literal(f"{round(timeout * 1000)}ms"))
         self._guard = threading.Lock()
         # A direct connection first: a wrong DSN fails here at once, not after the pool's timeout.
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -180,20 +201,30 @@ class PostgresStore:
         Raises:
             DatabaseBusy: another writer held the lock for longer than ``timeout``.
         """
-        with self._connection() as conn:
-            try:
-                with self._in_transaction(conn, self._begin_writing):
-                    yield _PostgresTransaction(conn)
-            except errors.LockNotAvailable as exc:
-                msg = (f"PostgreSQL schema {self.schema!r} is busy: another writer kept it "
-                       f"locked for more than {self._timeout:g} s; try again")
-                raise DatabaseBusy(msg) from exc
+        try:
+            with self._transaction(self._begin_writing) as tx:
+                yield tx
+        except errors.LockNotAvailable as exc:
+            msg = (f"PostgreSQL schema {self.schema!r} is busy: another writer kept it "
+                   f"locked for more than {self._timeout:g} s; try again")
+            raise DatabaseBusy(msg) from exc
 
     @contextmanager
     def reading(self) -> Iterator[_PostgresTransaction]:
         """A read-only snapshot; does not wait for writers."""
-        with self._connection() as conn, self._in_transaction(conn, self._begin_reading):
-            yield _PostgresTransaction(conn)
+        with self._transaction(self._begin_reading) as tx:
+            yield tx
+
+    @contextmanager
+    def _transaction(self, begin: _Statements) -> Iterator[_PostgresTransaction]:
+        with self._connection() as conn:
+            tx = _PostgresTransaction(conn, begin)
+            try:
+                yield tx
+                tx.commit()
+            except BaseException:
+                tx.roll_back()
+                raise
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
@@ -208,17 +239,13 @@ class PostgresStore:
 
     @staticmethod
     @contextmanager
-    def _in_transaction(
-        conn: psycopg.Connection[Any], begin: sql.Composed | sql.SQL,
-    ) -> Iterator[None]:
+    def _in_transaction(conn: psycopg.Connection[Any], begin: _Statements) -> Iterator[None]:
         try:
-            conn.execute(begin)
+            for statement, params in begin:
+                conn.execute(statement, params)
             yield
         except BaseException:
-            # A broken connection cannot roll back; the pool discards it, and the
-            # server rolls back when it goes.
-            with suppress(psycopg.Error):
-                conn.rollback()
+            conn.rollback()
             raise
         conn.commit()
 
@@ -237,49 +264,133 @@ def _unknown(operation_id: str) -> KeyError:
 
 
 class _PostgresTransaction:
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    """One transaction on one connection, in as few round trips as its reads allow.
+
+    Statements whose result the caller does not wait for (the transaction's
+    start, writes to an operation read in this transaction) are deferred and
+    sent with the next statement that returns rows, or with ``COMMIT``, as
+    one multi-statement query (parameters bound on the client): a run's batch
+    commits in two round trips. Deferred writes to one operation become one
+    ``UPDATE``. An error of a deferred statement is raised by that later
+    call, and rolls the whole transaction back.
+    """
+
+    def __init__(self, conn: psycopg.Connection[Any], begin: _Statements) -> None:
         self.conn = conn
+        self._cursor = psycopg.ClientCursor(conn)
+        self._pending: list[tuple[LiteralString, Sequence[Any]]] = list(begin)
+        self._starts = len(self._pending)
+        self._begun = False
+        #: Deferred writes per operation id: the document's columns, the bookkeeping's.
+        self._rows: dict[str, list[tuple[Any, ...] | None]] = {}
+        #: checkpoint and heartbeat of every operation read or written here: the
+        #: transaction's snapshot, or its lock, keeps them true until it ends.
+        self._bookkeeping_of: dict[str, tuple[int | None, int | None]] = {}
+
+    def _execute(
+        self, query: LiteralString, params: Sequence[Any] = (),
+    ) -> psycopg.ClientCursor[Any]:
+        """Run ``query`` after every deferred statement; its cursor, on its results."""
+        statements = self._pending + self._row_updates()
+        if not statements:
+            return self._cursor.execute(query, params)
+        self._pending, self._rows, self._begun = [], {}, True
+        statements.append((query, params))
+        cursor = self._cursor.execute(
+            "; ".join(statement for statement, _ in statements),
+            [value for _, values in statements for value in values],
+        )
+        while cursor.nextset():  # the results of the last statement
+            pass
+        return cursor
+
+    def _row_updates(self) -> list[tuple[LiteralString, Sequence[Any]]]:
+        updates: list[tuple[LiteralString, Sequence[Any]]] = []
+        for operation_id, (document, bookkeeping) in self._rows.items():
+            if document and bookkeeping:
+                updates.append((_SET_BOTH, (*document, *bookkeeping, operation_id)))
+            elif document:
+                updates.append((_SET_DOCUMENT, (*document, operation_id)))
+            elif bookkeeping:
+                updates.append((_SET_BOOKKEEPING, (*bookkeeping, operation_id)))
+        return updates
+
+    def commit(self) -> None:
+        # A transaction that read nothing and wrote nothing has nothing to send.
+        if self._begun or len(self._pending) > self._starts or self._rows:
+            self._execute("COMMIT")
+
+    def roll_back(self) -> None:
+        self._pending, self._rows = [], {}
+        if self._begun:
+            # A broken connection cannot roll back: the pool discards it, and the
+            # server rolls back when it goes.
+            with suppress(psycopg.Error):
+                self.conn.rollback()
+
+    def _write(self, operation_id: str, column: int, values: tuple[Any, ...]) -> None:
+        """Write the document's columns (0) or the bookkeeping (1) of one operation.
+
+        Deferred when this transaction has seen the row: operations are never
+        deleted, so the row is there.
+
+        Raises:
+            KeyError: no operation has that id.
+        """
+        if operation_id in self._bookkeeping_of:
+            self._rows.setdefault(operation_id, [None, None])[column] = values
+            return
+        query = _SET_BOOKKEEPING if column else _SET_DOCUMENT
+        if self._execute(query, (*values, operation_id)).rowcount != 1:
+            raise _unknown(operation_id)
+
+    def _operations(self, rows: psycopg.Cursor[Any]) -> list[Operation]:
+        """The operations of rows ``doc, id, checkpoint, heartbeat``, remembering bookkeeping."""
+        operations = []
+        for doc, operation_id, checkpoint, heartbeat in rows:
+            self._bookkeeping_of[operation_id] = (checkpoint, heartbeat)
+            operations.append(_operation(doc))
+        return operations
 
     def current(self) -> Operation | None:
-        row = self.conn.execute(
-            "SELECT doc FROM operations ORDER BY ts DESC, created DESC LIMIT 1",
-        ).fetchone()
-        return _operation(row[0]) if row else None
+        operations = self._operations(self._execute(
+            "SELECT doc, id, checkpoint, heartbeat FROM operations"
+            " ORDER BY ts DESC, created DESC LIMIT 1",
+        ))
+        return operations[0] if operations else None
 
     def get(self, operation_id: str) -> Operation | None:
-        row = self.conn.execute(
-            "SELECT doc FROM operations WHERE id = %s", (operation_id,),
-        ).fetchone()
-        return _operation(row[0]) if row else None
+        operations = self._operations(self._execute(
+            "SELECT doc, id, checkpoint, heartbeat FROM operations WHERE id = %s", (operation_id,),
+        ))
+        return operations[0] if operations else None
 
     def latest(self, limit: int) -> list[Operation]:
-        rows = self.conn.execute(
-            "SELECT doc FROM operations ORDER BY updated_at DESC, ts DESC, created DESC LIMIT %s",
+        return self._operations(self._execute(
+            "SELECT doc, id, checkpoint, heartbeat FROM operations"
+            " ORDER BY updated_at DESC, ts DESC, created DESC LIMIT %s",
             (limit,),
-        )
-        return [_operation(doc) for (doc,) in rows]
+        ))
 
     def valid_operations(self) -> list[Operation]:
-        rows = self.conn.execute("SELECT doc FROM operations WHERE valid ORDER BY created")
-        return [_operation(doc) for (doc,) in rows]
+        return self._operations(self._execute(
+            "SELECT doc, id, checkpoint, heartbeat FROM operations WHERE valid ORDER BY created",
+        ))
 
     def insert(self, operation: Operation) -> None:
-        self.conn.execute(
+        self._pending.append((
             "INSERT INTO operations (id, ts, updated_at, valid, doc) VALUES (%s, %s, %s, %s, %s)",
             (operation.id, epoch_millis(operation.ts), *_columns(operation)),
-        )
+        ))
+        self._bookkeeping_of[operation.id] = (None, None)
 
     def update(self, operation: Operation) -> None:
-        cursor = self.conn.execute(
-            "UPDATE operations SET updated_at = %s, valid = %s, doc = %s, ts = %s WHERE id = %s",
-            (*_columns(operation), epoch_millis(operation.ts), operation.id),
-        )
-        if cursor.rowcount != 1:
-            raise _unknown(operation.id)
+        self._write(operation.id, 0, (*_columns(operation), epoch_millis(operation.ts)))
 
     def stage(self, operation_id: str, records: Sequence[NewRecord]) -> None:
         if not records:
             return
+        self._execute("SELECT")  # a COPY goes alone: first send what waits
         # COPY appends in the given order, and the identity column numbers rows as they come.
         with self.conn.cursor().copy(
             "COPY staged (operation, id, data, data_type) FROM STDIN",
@@ -288,7 +399,7 @@ class _PostgresTransaction:
                 copy.write_row((operation_id, *record))
 
     def staged(self, operation_id: str, *, after: int | None, limit: int) -> list[StagedRecord]:
-        rows = self.conn.execute(
+        rows = self._execute(
             "SELECT position, id, data, data_type, errors FROM staged"
             " WHERE operation = %s AND position > %s ORDER BY position LIMIT %s",
             (operation_id, after if after is not None else -1, limit),
@@ -306,23 +417,19 @@ class _PostgresTransaction:
     ) -> None:
         if not errors:
             return
-        with self.conn.cursor() as cursor:
-            cursor.executemany(
-                "UPDATE staged SET errors = CASE WHEN errors IS NULL THEN '[' || %(error)s || ']'"
-                " ELSE left(errors, -1) || ',' || %(error)s || ']' END"
-                " WHERE position = %(position)s AND operation = %(operation)s",
-                [{"error": json.dumps(error), "position": position, "operation": operation_id}
-                 for position, error in errors],
-            )
+        self._pending.extend(
+            (_APPEND_ERROR, (text, text, position, operation_id))
+            for position, error in errors
+            for text in [json.dumps(error)]
+        )
 
     def remove_succeeded(self, operation_id: str) -> int:
-        cursor = self.conn.execute(
+        return self._execute(
             "DELETE FROM staged WHERE operation = %s AND errors IS NULL", (operation_id,),
-        )
-        return cursor.rowcount
+        ).rowcount
 
     def unstage_all(self) -> int:
-        return self.conn.execute("DELETE FROM staged").rowcount
+        return self._execute("DELETE FROM staged").rowcount
 
     def checkpoint(self, operation_id: str) -> int | None:
         return self._bookkeeping(operation_id)[0]
@@ -332,22 +439,21 @@ class _PostgresTransaction:
         return from_epoch_millis(millis) if millis is not None else None
 
     def _bookkeeping(self, operation_id: str) -> tuple[int | None, int | None]:
-        row = self.conn.execute(
-            "SELECT checkpoint, heartbeat FROM operations WHERE id = %s", (operation_id,),
-        ).fetchone()
-        if row is None:
-            raise _unknown(operation_id)
-        return row[0], row[1]
+        if operation_id not in self._bookkeeping_of:
+            row = self._execute(
+                "SELECT checkpoint, heartbeat FROM operations WHERE id = %s", (operation_id,),
+            ).fetchone()
+            if row is None:
+                raise _unknown(operation_id)
+            self._bookkeeping_of[operation_id] = (row[0], row[1])
+        return self._bookkeeping_of[operation_id]
 
     def set_checkpoint(
         self, operation_id: str, position: int | None, heartbeat: dt.datetime,
     ) -> None:
-        cursor = self.conn.execute(
-            "UPDATE operations SET checkpoint = %s, heartbeat = %s WHERE id = %s",
-            (position, epoch_millis(heartbeat), operation_id),
-        )
-        if cursor.rowcount != 1:
-            raise _unknown(operation_id)
+        millis = epoch_millis(heartbeat)
+        self._write(operation_id, 1, (position, millis))
+        self._bookkeeping_of[operation_id] = (position, millis)
 
 
 def _columns(operation: Operation) -> tuple[int, bool, str]:
