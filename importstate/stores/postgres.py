@@ -139,16 +139,19 @@ class PostgresStore:
         self._pool = self._open_pool()
 
     def _open_pool(self) -> ConnectionPool:
-        return ConnectionPool(
+        pool = ConnectionPool(
             self.dsn,
             min_size=1,
             max_size=self._max_connections,
             timeout=self._timeout,
             kwargs={"autocommit": True},
             configure=self._configure,
-            open=True,
+            open=False,
             name=f"importstate:{self.schema}",
         )
+        # Waiting for the first connection puts its setup here, not in the first call.
+        pool.open(wait=True, timeout=self._timeout)
+        return pool
 
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(self._setup)
