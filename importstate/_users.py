@@ -80,9 +80,9 @@ def prepare(
     if missing is not None:
         raise MissingUserData(missing)
     _first_invalid_role(users, known_roles)
-    encode = _with_roles(default_roles)
+    encode, new = _with_roles(default_roles), tuple.__new__  # tuples built in C: hot path
     return [
-        NewRecord(record_id, encode(user), "user")
+        new(NewRecord, (record_id, encode(user), "user"))
         for record_id, user in zip(new_ids(len(users)), users, strict=True)
     ]
 
@@ -96,6 +96,7 @@ def _with_roles(default_roles: Sequence[str]) -> Callable[[dict[str, Any]], str]
     """
     encode = _ENCODER.encode
     defaults = list(dict.fromkeys(default_roles))
+    required = frozenset(defaults)
     # A user without "roles" is a JSON object with at least "emails": close it with the roles.
     roles_suffix = encode({"roles": defaults})[1:]
 
@@ -103,7 +104,9 @@ def _with_roles(default_roles: Sequence[str]) -> Callable[[dict[str, Any]], str]
         roles = user.get("roles")
         if roles is None:
             return encode(user)[:-1] + "," + roles_suffix
-        merged = list(dict.fromkeys([*roles, *defaults]))
-        return encode(user if merged == roles else {**user, "roles": merged})
+        distinct = set(roles)
+        if len(distinct) == len(roles) and required <= distinct:
+            return encode(user)  # nothing to merge
+        return encode({**user, "roles": list(dict.fromkeys([*roles, *defaults]))})
 
     return encoded

@@ -290,7 +290,7 @@ class _SQLiteTransaction:
     def stage(self, operation_id: str, records: Sequence[NewRecord]) -> None:
         self.conn.executemany(
             "INSERT INTO staged (operation, id, data, data_type) VALUES (?, ?, ?, ?)",
-            [(operation_id, *record) for record in records],
+            ((operation_id, *record) for record in records),
         )
 
     def staged(self, operation_id: str, *, after: int | None, limit: int) -> list[StagedRecord]:
