@@ -29,6 +29,7 @@ unit: $(INSTALLED)
 bench: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_core.py
 	$(BIN)/python benchmarks/bench_http.py
+	$(BIN)/python benchmarks/bench_postgres.py
 
 # Mermaid and DOT always; SVG only where Graphviz's `dot` is installed.
 diagrams: $(INSTALLED)
