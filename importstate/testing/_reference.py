@@ -37,10 +37,13 @@ _STATE_OF_STEP: Final = {
 
 @attrs.define
 class ModelRecord:
-    """A staged user: the data an importer must receive and its error messages."""
+    """A staged user: the data an importer must receive and its error messages.
+
+    ``None`` stands for a message the model does not predict (the importer's own).
+    """
 
     data: dict[str, Any]
-    errors: list[str] = attrs.Factory(list)
+    errors: list[str | None] = attrs.Factory(list)
 
 
 @attrs.define
@@ -214,7 +217,7 @@ class ReferenceModel:
             return errors.ImporterNotDefined.message
         return None
 
-    def run(self, failures: dict[int, str], now: dt.datetime) -> ModelOperation:
+    def run(self, failures: dict[int, str | None], now: dt.datetime) -> ModelOperation:
         """Finish the current operation's run: ``failures`` maps staging index to message."""
         op = self.current
         assert op is not None  # noqa: S101 - callers check run_refusal first
