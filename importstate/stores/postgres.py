@@ -50,7 +50,6 @@ _TABLES: Final[tuple[LiteralString, ...]] = (
     # left on the page, that is a HOT update (no index entries). latest() sorts the
     # operations instead, which are few.
     "CREATE INDEX operations_by_ts ON operations (ts, created)",
-    # errors is JSON array text, appended to as text: it reads back exactly as written.
     """CREATE TABLE staged (
         position  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         operation text NOT NULL,
@@ -201,7 +200,7 @@ class PostgresStore:
 
     @contextmanager
     def transaction(self) -> Iterator[_PostgresTransaction]:
-        """A read-write transaction holding the schema's advisory lock.
+        """A read-write transaction; its first statement takes the schema's advisory lock.
 
         Raises:
             DatabaseBusy: another writer held the lock for longer than ``timeout``.
