@@ -30,6 +30,7 @@ except ImportError as exc:  # pragma: no cover - depends on what is installed
 
 from importstate.model import Operation, epoch_millis, from_epoch_millis
 from importstate.stores._protocol import NewRecord, StagedRecord
+from importstate.stores._rows import staged_records
 from importstate.stores.sqlite import DatabaseBusy, SchemaVersionError
 
 SCHEMA_VERSION: Final = 1
@@ -62,7 +63,6 @@ _TABLES: Final[tuple[LiteralString, ...]] = (
     "CREATE TABLE schema_version (version integer NOT NULL)",
 )
 
-_DECODER: Final = json.JSONDecoder()
 #: Statements and their parameters.
 _Statements = tuple[tuple[LiteralString, Sequence[Any]], ...]
 
@@ -408,13 +408,7 @@ class _PostgresTransaction:
             " WHERE operation = %s AND position > %s ORDER BY position LIMIT %s",
             (operation_id, after if after is not None else -1, limit),
         )
-        # The run loop's hot path: decode with the bare decoder, build tuples in C.
-        decode, new = _DECODER.raw_decode, tuple.__new__
-        return [
-            new(StagedRecord, (position, id_, decode(data)[0], kind,
-                               tuple(decode(errors)[0]) if errors else ()))
-            for position, id_, data, kind, errors in rows
-        ]
+        return staged_records(rows)
 
     def record_errors(
         self, operation_id: str, errors: Sequence[tuple[int, Mapping[str, Any]]],

@@ -20,6 +20,7 @@ from typing import Any, Final
 from importstate.errors import ImportStateError
 from importstate.model import Operation, epoch_millis, from_epoch_millis
 from importstate.stores._protocol import NewRecord, StagedRecord
+from importstate.stores._rows import staged_records
 
 SCHEMA_VERSION: Final = 1
 
@@ -50,7 +51,6 @@ CREATE INDEX IF NOT EXISTS staged_by_operation ON staged (operation, position);
 """
 
 
-_DECODER: Final = json.JSONDecoder()
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"))
 
 
@@ -299,13 +299,7 @@ class _SQLiteTransaction:
             " WHERE operation = ? AND position > ? ORDER BY position LIMIT ?",
             (operation_id, after if after is not None else -1, limit),
         )
-        # The run loop's hot path: decode with the bare decoder, build tuples in C.
-        decode, new = _DECODER.raw_decode, tuple.__new__
-        return [
-            new(StagedRecord, (position, id_, decode(data)[0], kind,
-                               tuple(decode(errors)[0]) if errors else ()))
-            for position, id_, data, kind, errors in rows
-        ]
+        return staged_records(rows)
 
     def record_errors(
         self, operation_id: str, errors: Sequence[tuple[int, Mapping[str, Any]]],
