@@ -257,24 +257,38 @@ def test_processes_racing_new_operation_and_add_users_leave_one_valid_operation(
     assert [process.exitcode for process in processes] == [0] * PROCESSES
 
 
+def _backend(store: PostgresStore) -> int:
+    """The server process serving the store's (one) connection."""
+    with store.reading() as tx:
+        return tx.conn.info.backend_pid
+
+
 def _run_in_child(store: PostgresStore, result: Any) -> None:
     service = ImportService(store, {"api": RecordingImporter()})
     service.add_users(workers.users(60))
-    result.put(service.run().status.value)
+    result.put((_backend(store), service.run().status.value))
 
 
-def test_a_forked_child_uses_connections_of_its_own(store):
-    service = ImportService(store)
-    service.new_operation("u1")  # the parent's pool is in use before the fork
-    result = FORK.Queue()
-    child = FORK.Process(target=_run_in_child, args=(store, result))
-    child.start()
-    child.join(WAIT)
-    assert child.exitcode == 0
-    assert result.get(timeout=WAIT) == "importer_done"
-    done = service.current_operation()
-    assert done is not None
-    assert done.count.get("completed") == 60, "the parent's connections still work"
+def test_a_forked_child_uses_connections_of_its_own(postgres_dsn, schema):
+    store = PostgresStore(postgres_dsn, schema=schema, max_connections=1)
+    try:
+        service = ImportService(store)
+        service.new_operation("u1")  # the parent's pool is in use before the fork
+        parents = _backend(store)
+        result = FORK.Queue()
+        child = FORK.Process(target=_run_in_child, args=(store, result))
+        child.start()
+        childs, status = result.get(timeout=WAIT)
+        child.join(WAIT)
+        assert child.exitcode == 0
+        assert status == "importer_done"
+        assert childs != parents, "the child used its parent's connection"
+        assert _backend(store) == parents
+        done = service.current_operation()
+        assert done is not None
+        assert done.count.get("completed") == 60, "the parent's connection still works"
+    finally:
+        store.close()
 
 
 # -- the schema ------------------------------------------------------------------------------
