@@ -9,6 +9,9 @@ empty.
 With ``CI=true`` the tests that use it must run: a missing ``initdb`` fails
 them. Elsewhere they are skipped, with the reason. A server that is found
 but does not start always fails them.
+
+:func:`temporary_server` is the same server outside pytest
+(``benchmarks/bench_postgres.py`` uses it).
 """
 
 from __future__ import annotations

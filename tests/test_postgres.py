@@ -2,8 +2,9 @@
 
 The store conformance suite and the service's state machine run on it as on
 SQLite; then a representative run (batches, kept failures, cancel, abort on a
-new operation), processes racing on one schema, schema creation racing and
-the schema version check.
+new operation), processes racing on one schema, a forked child, a writer kept
+waiting, schema creation racing, the schema version check, and what the
+suite does where PostgreSQL is not installed.
 """
 
 from __future__ import annotations
