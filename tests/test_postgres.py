@@ -192,6 +192,21 @@ def test_a_writer_waits_at_most_timeout_then_database_busy(postgres_dsn, schema,
         impatient.close()
 
 
+def test_a_call_waits_at_most_timeout_for_a_connection(postgres_dsn, schema):
+    store = PostgresStore(postgres_dsn, schema=schema, max_connections=1, timeout=0.2)
+    try:
+        with (
+            store.reading(),
+            pytest.raises(DatabaseBusy, match="connections stayed in use"),
+            store.reading(),
+        ):
+            pass
+        with store.reading() as tx:  # the connection went back to the pool
+            assert tx.current() is None
+    finally:
+        store.close()
+
+
 # -- several processes -----------------------------------------------------------------------
 
 PROCESSES = 4

@@ -23,7 +23,7 @@ from typing import Any, Final, LiteralString
 try:
     import psycopg
     from psycopg import errors, sql
-    from psycopg_pool import ConnectionPool
+    from psycopg_pool import ConnectionPool, PoolTimeout
 except ImportError as exc:  # pragma: no cover - depends on what is installed
     msg = "PostgresStore needs psycopg 3 and psycopg-pool: pip install 'importstate[postgres]'"
     raise ImportError(msg) from exc
@@ -100,8 +100,8 @@ class PostgresStore:
         schema: the schema holding importstate's tables (created if missing);
             separate schemas are separate stores.
         max_connections: the most connections this store holds open at once.
-        timeout: seconds a writer waits for another writer (then
-            :class:`~importstate.DatabaseBusy`), and for a free connection.
+        timeout: seconds a writer waits for another writer, and a call for a
+            free connection; then it raises :class:`~importstate.DatabaseBusy`.
 
     Raises:
         psycopg.OperationalError: the server cannot be reached.
@@ -203,7 +203,8 @@ class PostgresStore:
         """A read-write transaction; its first statement takes the schema's advisory lock.
 
         Raises:
-            DatabaseBusy: another writer held the lock for longer than ``timeout``.
+            DatabaseBusy: another writer held the lock, or other calls every
+                connection, for longer than ``timeout``.
         """
         try:
             with self._transaction(self._begin_writing) as tx:
@@ -238,8 +239,16 @@ class PostgresStore:
             with self._guard:
                 if self._pid != os.getpid():
                     self._pool, self._pid = self._open_pool(), os.getpid()
-        with self._pool.connection() as conn:
+        try:
+            conn = self._pool.getconn()
+        except PoolTimeout as exc:
+            msg = (f"PostgreSQL store {self.schema!r} is busy: all {self._max_connections} "
+                   f"connections stayed in use for more than {self._timeout:g} s; try again")
+            raise DatabaseBusy(msg) from exc
+        try:
             yield conn
+        finally:
+            self._pool.putconn(conn)
 
     @staticmethod
     @contextmanager
