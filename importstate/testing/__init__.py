@@ -1,13 +1,15 @@
 """The test kit: strategies, a store conformance suite and a stateful model of the service.
 
 - :mod:`importstate.testing.strategies`: Hypothesis strategies for steps,
-  states, operations, wire documents, users and service calls.
+  states, operations, wire documents, users and service calls
+  (:class:`ServiceCall`).
 - :class:`StoreTests`: subclass it, provide a ``make_store`` fixture, and
   pytest runs the conformance suite every store must pass.
 - :class:`ImportServiceMachine`: ``ImportServiceMachine.with_factory(f).TestCase``
   checks a service against a reference model of the spec.
-- :class:`RecordingImporter`, :class:`FailingImporter`: importers for tests
-  (also given by the pytest plugin's fixtures).
+- :class:`RecordingImporter`, :class:`FailingImporter` (which raises
+  :class:`ImportFailed`): importers for tests, also given by the pytest
+  plugin's fixtures.
 
 Names are imported on first use, so the pytest plugin (loaded by every
 pytest run) stays cheap and works without Hypothesis installed.
