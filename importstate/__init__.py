@@ -21,12 +21,20 @@ from importstate.errors import (
     UnknownApiUser,
     UnknownPermission,
     WireFormatError,
+    WorkersUnsupported,
 )
 from importstate.importers import BatchImporter, Importer
 from importstate.model import Count, Failure, Operation
 from importstate.service import ImportService
 from importstate.steps import ProgressStep, State, state_of
-from importstate.stores import DatabaseBusy, MemoryStore, SQLiteStore, StagedRecord, Store
+from importstate.stores import (
+    BatchClaims,
+    DatabaseBusy,
+    MemoryStore,
+    SQLiteStore,
+    StagedRecord,
+    Store,
+)
 from importstate.users_table import UsersTableImporter
 
 if TYPE_CHECKING:
@@ -36,6 +44,7 @@ __all__ = [
     "Accounts",
     "ApiUser",
     "ApiUserExists",
+    "BatchClaims",
     "BatchImporter",
     "Count",
     "Credentials",
@@ -68,6 +77,7 @@ __all__ = [
     "UnknownPermission",
     "UsersTableImporter",
     "WireFormatError",
+    "WorkersUnsupported",
     "state_of",
 ]
 

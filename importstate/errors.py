@@ -199,3 +199,18 @@ class UnknownApiUser(ImportStateError):
     def __init__(self, name: str) -> None:
         super().__init__(f"no API user named {name!r}")
         self.name = name
+
+
+class WorkersUnsupported(ImportStateError):
+    """A parallel run (``workers`` > 1) was asked of a store without batch claims.
+
+    Attributes:
+        store: the store's class name.
+    """
+
+    def __init__(self, store: str) -> None:
+        super().__init__(
+            f"{store} cannot share a run between workers (it has no batch claims);"
+            " use PostgresStore, or run with workers=1",
+        )
+        self.store = store

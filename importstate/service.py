@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, Final, Literal
 
-from importstate import _users
+from importstate import _parallel, _users
 from importstate._claim import Claim
 from importstate.errors import (
     ImporterNotDefined,
@@ -16,14 +16,25 @@ from importstate.errors import (
     OperationCannotReceiveData,
     OperationNotFound,
     OperationNotInitialized,
+    WorkersUnsupported,
 )
 from importstate.importers import BatchCall, Importer, batch_call
-from importstate.model import Failure, Operation, format_time, utc_now
+from importstate.model import Failure, Operation, format_time, to_millis_precision, utc_now
 from importstate.steps import FINISHED_STATES, ProgressStep, State
-from importstate.stores import NewRecord, StagedRecord, Store, Transaction
+from importstate.stores import (
+    Batch,
+    BatchClaims,
+    BatchTransaction,
+    NewRecord,
+    StagedRecord,
+    Store,
+    Transaction,
+)
 
 #: Users handed to the importer, and counted, per batch (SPEC §5).
 BATCH_SIZE: Final = 50
+#: Seconds a parallel worker's lease on a batch lasts unless renewed.
+LEASE_SECONDS: Final = 30.0
 #: Operations ``latest_operations`` returns by default.
 LATEST_LIMIT: Final = 20
 #: Importer error messages longer than this are cut (they are stored per failed user).
@@ -55,6 +66,9 @@ class ImportService:
         known_roles: roles a staged user may carry.
         default_roles: roles merged into every staged user.
         clock: returns the current UTC time (tests pass a fake one).
+        lease_seconds: how long a parallel worker's batch lease lasts; a
+            living worker renews it, a batch whose worker died is taken over
+            this long after its last renewal.
     """
 
     def __init__(  # noqa: PLR0913 - every argument is an optional, keyword-only policy
@@ -67,6 +81,7 @@ class ImportService:
         default_roles: Sequence[str] = _users.DEFAULT_ROLES,
         clock: Callable[[], dt.datetime] = utc_now,
         batch_size: int = BATCH_SIZE,
+        lease_seconds: float = LEASE_SECONDS,
     ) -> None:
         self.store = store
         self.importers: dict[str, Importer] = dict(importers or {})
@@ -75,6 +90,7 @@ class ImportService:
         self.default_roles = tuple(default_roles)
         self.clock = clock
         self.batch_size = batch_size
+        self.lease_seconds = lease_seconds
 
     # -- creating and filling --------------------------------------------------------------
 
@@ -216,8 +232,12 @@ class ImportService:
 
     # -- running ---------------------------------------------------------------------------
 
-    def run(self, importer: Importer | None = None) -> Operation:
+    def run(self, importer: Importer | None = None, *, workers: int = 1) -> Operation:
         """Import every staged user of the current operation in batches; return the final operation.
+
+        With ``workers`` > 1 the run is parallel (see :meth:`work`): the
+        importer is called from that many threads at once and must be
+        thread-safe; the store must have :class:`~importstate.stores.BatchClaims`.
 
         Runs in the caller's thread. Counts are written once per batch,
         together with a checkpoint. The run stops at a batch boundary when
@@ -232,7 +252,10 @@ class ImportService:
             OperationNotFound: no current valid operation.
             InvalidOperationStatus: it is not waiting in user selection.
             ImporterNotDefined: no ``importer`` given and its key is not registered.
+            WorkersUnsupported: ``workers`` > 1 and the store has no batch claims.
         """
+        if workers > 1:
+            return self._in_batches(importer, workers, start=True, join=False)
         with self.store.transaction() as tx:
             operation = self._valid_current(tx)
             if operation.status is not ProgressStep.USER_SELECTION:
@@ -381,10 +404,169 @@ class ImportService:
             tx.update(cancelled)
         return cancelled
 
+    # -- running in parallel ---------------------------------------------------------------
+
+    def work(self, importer: Importer | None = None, *, workers: int = 1) -> Operation:
+        """Work on the current operation's parallel run until it has ended; return it as it ended.
+
+        Starts the run if the operation is waiting in user selection (its
+        staged users are cut into batches of ``batch_size`` by staging
+        order), or joins it if it is running in batches; any number of
+        threads, processes and machines may work on one run. Each worker
+        leases the next batch (``lease_seconds``, renewed while in hand),
+        imports it, and commits its counts, errors and done flag in one
+        transaction if it still holds the lease. A batch whose worker died
+        reaches the importer again after its lease expires (importers are
+        idempotent, as for :meth:`resume`). The last batch commits last, so
+        ``completed + error`` is only ever a multiple of ``batch_size`` or
+        ``total``, and its commit finishes the run. A cancel or invalidation
+        stops every worker after at most the batch it has in hand.
+
+        ``workers`` threads run here; with more than one, the importer must
+        be thread-safe.
+
+        Raises:
+            OperationNotFound: no current valid operation.
+            InvalidOperationStatus: it is neither waiting in user selection nor running in batches.
+            ImporterNotDefined: no ``importer`` given and its key is not registered.
+            WorkersUnsupported: the store has no batch claims.
+        """
+        return self._in_batches(importer, workers, start=True, join=True)
+
+    def _in_batches(
+        self, importer: Importer | None, workers: int, *, start: bool, join: bool,
+    ) -> Operation:
+        """Start (``start``) or join (``join``) the current operation's run in batches."""
+        if workers < 1:
+            msg = f"workers must be at least 1, not {workers}"
+            raise ValueError(msg)
+        claims = self._claims()
+        with claims.transaction() as tx:
+            operation = self._valid_current(tx)
+            call = self._call(operation, importer)
+            if start and operation.status is ProgressStep.USER_SELECTION:
+                operation = self._start_in_batches(tx, operation)
+            elif not (join and operation.state is State.IMPORTING
+                      and tx.batch_count(operation.id)):
+                raise InvalidOperationStatus
+        operation_id = operation.id
+
+        def worker() -> Operation:
+            try:
+                return _parallel.work(
+                    claims, operation_id, leases,
+                    lambda batch: self._import_batch(claims, batch, call),
+                    lambda: self._ended(operation_id),
+                )
+            except Exception as exc:  # noqa: BLE001 - a library or store error fails the run, kept
+                return self._fail_batches(operation_id, exc)
+
+        with _parallel.Leases(claims, self.lease_seconds) as leases:
+            if workers == 1:
+                worker()
+            else:
+                _parallel.in_threads(workers, worker)
+        with self.store.reading() as reading:
+            return _get(reading, operation_id)
+
+    def _claims(self) -> BatchClaims:
+        if not isinstance(self.store, BatchClaims):
+            raise WorkersUnsupported(type(self.store).__name__)
+        return self.store
+
+    def _start_in_batches(self, tx: BatchTransaction, operation: Operation) -> Operation:
+        now = self.clock()
+        started = operation.fire(
+            "start", at=now, count=operation.count.added(completed=0, error=0),
+        ).fire("advance", at=now, step=ProgressStep.IMPORTING_USERS)
+        # The heartbeat tells stale_operations the run is alive; each batch renews it.
+        tx.update(started)
+        tx.set_checkpoint(started.id, None, to_millis_precision(now))
+        if tx.cut_batches(started.id, self.batch_size) == 0:
+            started = self._done(tx, started)
+            tx.update(started)
+        return started
+
+    def _import_batch(self, claims: BatchClaims, batch: Batch, call: BatchCall) -> None:
+        """Import one leased batch and commit it if its lease still holds.
+
+        The commit of the last batch finishes the run; one that finds the
+        run cancelled or invalidated counts its batch and stops the run.
+        """
+        with self.store.reading() as reading:
+            records = [
+                record for record in reading.staged(
+                    batch.operation_id, after=batch.first - 1, limit=batch.last - batch.first + 1,
+                ) if record.position <= batch.last
+            ]
+        outcomes = _outcomes(call, records) if records else []
+        failed = [(r, exc) for r, exc in zip(records, outcomes, strict=True) if exc is not None]
+        secrets = _secrets(records) if failed else set()
+        failures = [(record.position, _error_doc(exc, secrets)) for record, exc in failed]
+        now = self.clock()
+        with claims.transaction() as tx:
+            operation = _get(tx, batch.operation_id)
+            if operation.status in {ProgressStep.DONE, ProgressStep.IMPORT_FAILED}:
+                return
+            if not tx.holds_batch(batch):
+                # Its lease expired and another worker has it: that one commits it.
+                return
+            counted = operation.touched(now, count=operation.count.added(
+                completed=len(records) - len(failures), error=len(failures),
+            ))
+            tx.record_errors(batch.operation_id, failures)
+            left = tx.finish_batch(batch)
+            tx.set_checkpoint(
+                batch.operation_id, tx.checkpoint(batch.operation_id), to_millis_precision(now),
+            )
+            if _should_stop(counted):
+                tx.update(counted)
+                self._stop(tx, counted)
+                return
+            if left == 0:
+                counted = self._done(tx, counted)
+            tx.update(counted)
+
+    def _done(self, tx: Transaction, operation: Operation) -> Operation:
+        """Finish a run whose every batch is done: drop the succeeded records, move to done."""
+        now = self.clock()
+        finishing = operation.fire("advance", at=now, step=ProgressStep.FINISHING)
+        tx.remove_succeeded(operation.id)
+        return finishing.fire("finish", at=now)
+
+    def _ended(self, operation_id: str) -> Operation | None:
+        """``None`` while the run goes on; else the operation (failed first if invalidated)."""
+        with self.store.reading() as reading:
+            operation = _get(reading, operation_id)
+        if operation.state is State.IMPORTING and operation.valid:
+            return None
+        if operation.status in _TERMINAL_STEPS or operation.valid:
+            return operation
+        # Invalidated while importing: the first worker to see it fails the run.
+        with self.store.transaction() as tx:
+            operation = _get(tx, operation_id)
+            if operation.status in _TERMINAL_STEPS:
+                return operation
+            return self._stop(tx, operation)
+
+    def _fail_batches(self, operation_id: str, error: Exception) -> Operation:
+        now = self.clock()
+        with self.store.transaction() as tx:
+            operation = _get(tx, operation_id)
+            if operation.status in _TERMINAL_STEPS:
+                return operation
+            failed = operation.fire("fail", at=now, failure=Failure(_message(error), now))
+            tx.update(failed)
+        return failed
+
     # -- recovering ------------------------------------------------------------------------
 
-    def resume(self, importer: Importer | None = None) -> Operation:
+    def resume(self, importer: Importer | None = None, *, workers: int = 1) -> Operation:
         """Continue the current importing operation from its checkpoint; return the final operation.
+
+        An operation running in batches (a parallel run) is joined with
+        ``workers`` threads instead, as :meth:`work`: only batches not done
+        are imported, once their leases are free.
 
         For a run whose worker died: every committed batch is skipped, the
         batch that was in flight reaches the importer again (at least once
@@ -397,13 +579,21 @@ class ImportService:
             OperationNotFound: no current valid operation.
             InvalidOperationStatus: it is not importing.
             ImporterNotDefined: no ``importer`` given and its key is not registered.
+            WorkersUnsupported: ``workers`` > 1 and the store has no batch claims.
         """
+        if workers > 1:
+            return self._in_batches(importer, workers, start=False, join=True)
         with self.store.transaction() as tx:
             operation = self._valid_current(tx)
             if operation.state is not State.IMPORTING:
                 raise InvalidOperationStatus
             call = self._call(operation, importer)
-            claim = Claim.take(tx, operation.id, self.clock())
+            if _batch_count(tx, operation.id):
+                claim = None
+            else:
+                claim = Claim.take(tx, operation.id, self.clock())
+        if claim is None:
+            return self._in_batches(importer, workers, start=False, join=True)
         return self._drive(claim, call)
 
     def stale_operations(self, older_than: dt.timedelta) -> list[Operation]:
@@ -465,7 +655,12 @@ class ImportService:
                 tx.update(failed)
                 return failed
             call = self._call(operation, importer)
-            claim = Claim.take(tx, operation_id, self.clock())
+            if _batch_count(tx, operation_id):
+                claim = None
+            else:
+                claim = Claim.take(tx, operation_id, self.clock())
+        if claim is None:
+            return self._in_batches(importer, 1, start=False, join=True)
         return self._drive(claim, call)
 
     # -- reading ---------------------------------------------------------------------------
@@ -530,6 +725,11 @@ def _get(tx: Transaction, operation_id: str) -> Operation:
         msg = f"operation {operation_id!r} disappeared from the store"
         raise LookupError(msg)
     return operation
+
+
+def _batch_count(tx: Transaction, operation_id: str) -> int:
+    """How many batches the operation's run was cut into; 0 on a store without batch claims."""
+    return tx.batch_count(operation_id) if isinstance(tx, BatchTransaction) else 0
 
 
 def _should_stop(operation: Operation) -> bool:

@@ -7,7 +7,15 @@ imported on first use, so importstate never needs psycopg otherwise.
 
 from typing import TYPE_CHECKING
 
-from importstate.stores._protocol import NewRecord, StagedRecord, Store, Transaction
+from importstate.stores._protocol import (
+    Batch,
+    BatchClaims,
+    BatchTransaction,
+    NewRecord,
+    StagedRecord,
+    Store,
+    Transaction,
+)
 from importstate.stores.memory import MemoryStore
 from importstate.stores.sqlite import DatabaseBusy, SchemaVersionError, SQLiteStore
 
@@ -15,6 +23,9 @@ if TYPE_CHECKING:
     from importstate.stores.postgres import PostgresStore
 
 __all__ = [
+    "Batch",
+    "BatchClaims",
+    "BatchTransaction",
     "DatabaseBusy",
     "MemoryStore",
     "NewRecord",

@@ -135,3 +135,68 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release the store's resources; the store is not used afterwards."""
+
+
+class Batch(NamedTuple):
+    """One leased batch of a parallel run: staged records ``first``..``last`` by position.
+
+    Attributes:
+        operation_id: the operation whose staging was cut.
+        number: the batch's number, 0 first, in staging order.
+        first: the position of its first record.
+        last: the position of its last record.
+        holder: the lease token of the worker holding it.
+    """
+
+    operation_id: str
+    number: int
+    first: int
+    last: int
+    holder: str
+
+
+@runtime_checkable
+class BatchTransaction(Transaction, Protocol):
+    """A transaction of a store with :class:`BatchClaims`: the batch table inside it."""
+
+    def cut_batches(self, operation_id: str, size: int) -> int:
+        """Cut the operation's staged records into batches of ``size`` by position; return how many.
+
+        Called once per run, in the transaction that starts it.
+        """
+
+    def batch_count(self, operation_id: str) -> int:
+        """How many batches the operation was cut into (0: it does not run in batches)."""
+
+    def holds_batch(self, batch: Batch) -> bool:
+        """Whether ``batch.holder`` still holds the batch and it is not done.
+
+        Locks the batch's row until the transaction ends: a lease that
+        expires meanwhile is not taken over before this commit is decided.
+        """
+
+    def finish_batch(self, batch: Batch) -> int:
+        """Mark the batch done and release its lease; return how many of its operation's are not."""
+
+
+@runtime_checkable
+class BatchClaims(Protocol):
+    """What a store offers parallel workers (optional): batches claimed under a lease.
+
+    Any number of workers, threads or processes on any machine, claim the
+    batches of one run. A batch is claimable when it is not done and nobody
+    holds an unexpired lease on it; the last batch only once all others are
+    done, so that it commits last.
+    """
+
+    def transaction(self) -> AbstractContextManager[BatchTransaction]:
+        """A read-write transaction (as :meth:`Store.transaction`) with the batch table."""
+
+    def claim_batch(self, operation_id: str, holder: str, lease_seconds: float) -> Batch | None:
+        """Lease the lowest-numbered claimable batch to ``holder``; ``None`` if none is.
+
+        Its own transaction; claimers never wait for one another.
+        """
+
+    def renew_leases(self, batches: Sequence[Batch], lease_seconds: float) -> None:
+        """Extend the leases its holders still have on ``batches`` by ``lease_seconds`` from now."""

@@ -29,7 +29,7 @@ except ImportError as exc:  # pragma: no cover - depends on what is installed
     raise ImportError(msg) from exc
 
 from importstate.model import Operation, epoch_millis, from_epoch_millis
-from importstate.stores._protocol import NewRecord, StagedRecord
+from importstate.stores._protocol import Batch, NewRecord, StagedRecord
 from importstate.stores._rows import staged_records
 from importstate.stores.sqlite import DatabaseBusy, SchemaVersionError
 
@@ -61,6 +61,17 @@ _TABLES: Final[tuple[LiteralString, ...]] = (
     )""",
     "CREATE INDEX staged_by_operation ON staged (operation, position)",
     "CREATE TABLE schema_version (version integer NOT NULL)",
+    # A parallel run's batches: positions first..last of the operation's staging.
+    """CREATE TABLE batches (
+        operation      text NOT NULL,
+        number         integer NOT NULL,
+        first_position bigint NOT NULL,
+        last_position  bigint NOT NULL,
+        done           boolean NOT NULL DEFAULT false,
+        holder         text,
+        lease_until    timestamptz,
+        PRIMARY KEY (operation, number)
+    )""",
 )
 
 #: Statements and their parameters.
@@ -79,6 +90,32 @@ _APPEND_ERROR: Final = (
     "UPDATE staged SET errors = CASE WHEN errors IS NULL THEN '[' || %s || ']'"
     " ELSE left(errors, -1) || ',' || %s || ']' END WHERE position = %s AND operation = %s"
 )
+
+
+# Numbering rows in staging order cuts them into batches in one statement.
+_CUT: Final = """INSERT INTO batches (operation, number, first_position, last_position)
+    SELECT %s, number, min(position), max(position) FROM (
+        SELECT position, (row_number() OVER (ORDER BY position) - 1) / %s AS number
+        FROM staged WHERE operation = %s
+    ) AS numbered GROUP BY number"""
+# The last batch is claimable only once every other is done: it commits last.
+_CLAIM: Final = """UPDATE batches
+    SET holder = %(holder)s, lease_until = clock_timestamp() + %(lease)s * interval '1 second'
+    WHERE (operation, number) = (
+        SELECT operation, number FROM batches AS b
+        WHERE operation = %(operation)s AND NOT done
+          AND (holder IS NULL OR lease_until < clock_timestamp())
+          AND (number < (SELECT max(number) FROM batches WHERE operation = %(operation)s)
+               OR NOT EXISTS (SELECT FROM batches AS o WHERE o.operation = %(operation)s
+                              AND NOT o.done AND o.number <> b.number))
+        ORDER BY number LIMIT 1 FOR UPDATE SKIP LOCKED)
+    RETURNING number, first_position, last_position"""
+_FINISH_BATCH: Final = (
+    "UPDATE batches SET done = true, holder = NULL, lease_until = NULL"
+    " WHERE operation = %s AND number = %s"
+)
+_RENEW: Final = """UPDATE batches SET lease_until = clock_timestamp() + %s * interval '1 second'
+    WHERE operation = %s AND number = %s AND holder = %s AND NOT done"""
 
 
 def _lock_key(schema: str) -> int:
@@ -262,6 +299,29 @@ class PostgresStore:
             raise
         conn.commit()
 
+    def claim_batch(self, operation_id: str, holder: str, lease_seconds: float) -> Batch | None:
+        """Lease the lowest-numbered claimable batch to ``holder`` (``BatchClaims``).
+
+        One statement, without the writers' lock: rows another claimer or a
+        committing worker has locked are skipped. Leases run on the server's
+        clock, so the workers' clocks need not agree.
+        """
+        with self._connection() as conn:
+            row = conn.execute(_CLAIM, {
+                "operation": operation_id, "holder": holder, "lease": lease_seconds,
+            }).fetchone()
+        return Batch(operation_id, row[0], row[1], row[2], holder) if row else None
+
+    def renew_leases(self, batches: Sequence[Batch], lease_seconds: float) -> None:
+        """Extend the leases its holders still have on ``batches`` (``BatchClaims``)."""
+        if not batches:
+            return
+        with self._connection() as conn, conn.transaction():
+            conn.cursor().executemany(_RENEW, [
+                (lease_seconds, batch.operation_id, batch.number, batch.holder)
+                for batch in batches
+            ])
+
     def close(self) -> None:
         """Close this store's connections; the store is not used afterwards."""
         if self._pid == os.getpid():
@@ -436,7 +496,35 @@ class _PostgresTransaction:
         ).rowcount
 
     def unstage_all(self) -> int:
+        self._pending.append(("DELETE FROM batches", ()))
         return self._execute("DELETE FROM staged").rowcount
+
+    def cut_batches(self, operation_id: str, size: int) -> int:
+        return self._execute(_CUT, (operation_id, size, operation_id)).rowcount
+
+    def batch_count(self, operation_id: str) -> int:
+        row = self._execute(
+            "SELECT count(*) FROM batches WHERE operation = %s", (operation_id,),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def holds_batch(self, batch: Batch) -> bool:
+        row = self._execute(
+            "SELECT holder = %s AND NOT done FROM batches"
+            " WHERE operation = %s AND number = %s FOR UPDATE",
+            (batch.holder, batch.operation_id, batch.number),
+        ).fetchone()
+        return bool(row and row[0])
+
+    def finish_batch(self, batch: Batch) -> int:
+        self._pending.append((
+            _FINISH_BATCH, (batch.operation_id, batch.number),
+        ))
+        row = self._execute(
+            "SELECT count(*) FROM batches WHERE operation = %s AND NOT done",
+            (batch.operation_id,),
+        ).fetchone()
+        return int(row[0]) if row else 0
 
     def checkpoint(self, operation_id: str) -> int | None:
         return self._bookkeeping(operation_id)[0]
