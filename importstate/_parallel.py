@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Final, Self
 
@@ -106,10 +105,27 @@ def work(
 def in_threads(count: int, worker: Callable[[], Operation]) -> None:
     """Run ``worker`` on ``count`` threads at once, until every one has returned.
 
+    The threads are daemons: a process ended by Ctrl-C does not wait for
+    them, and the leases of their batches expire as if the process had died.
+
     Raises:
         Exception: the first exception a worker raised, once all have returned.
     """
-    with ThreadPoolExecutor(count, thread_name_prefix="importstate-worker") as pool:
-        futures = [pool.submit(worker) for _ in range(count)]
-    for future in futures:
-        future.result()
+    errors: list[BaseException] = []
+
+    def guarded() -> None:
+        try:
+            worker()
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=guarded, name=f"importstate-worker-{number}", daemon=True)
+        for number in range(count)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]

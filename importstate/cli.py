@@ -3,7 +3,7 @@
 Each subcommand is one function taking a :class:`Context` and returning the
 exit status, registered with :func:`command`; arguments are declared with
 :func:`option`. A name with a space (``"users add"``) registers a
-subcommand of a group. Every subcommand gets ``--db`` and ``--json``.
+subcommand of a group. Every subcommand gets ``--db``, ``--dsn`` and ``--json``.
 
 User errors (an :class:`~importstate.errors.ImportStateError`, a
 :class:`CommandError`, an unreadable file) end the command with one line on
@@ -40,7 +40,7 @@ from importstate.errors import ImportStateError
 from importstate.model import Operation, format_time
 from importstate.service import LATEST_LIMIT, PASSWORD_MASK, ImportService
 from importstate.steps import ProgressStep, State
-from importstate.stores import SQLiteStore
+from importstate.stores import SQLiteStore, Store
 from importstate.users_table import UsersTableImporter
 
 #: The database used when neither ``--db`` nor ``IMPORTSTATE_DB`` is given.
@@ -57,15 +57,16 @@ class CommandError(Exception):
 class Context:
     """What a subcommand works with: its arguments, the consoles, and the service.
 
-    The service (an :class:`ImportService` over the ``--db`` SQLite file,
-    with the built-in importer registered as ``api``) is opened on first use
-    and closed when the command ends.
+    The service (an :class:`ImportService` over the ``--db`` SQLite file, or
+    over the PostgreSQL database of ``--dsn``, with the built-in importer
+    registered as ``api``) is opened on first use and closed when the
+    command ends. The built-in importer always writes to the ``--db`` file.
     """
 
     args: argparse.Namespace
     out: Console
     err: Console
-    _store: SQLiteStore | None = None
+    _store: Store | None = None
     _importer: UsersTableImporter | None = None
     _service: ImportService | None = None
 
@@ -79,16 +80,24 @@ class Context:
         """The database file of ``--db`` (or ``IMPORTSTATE_DB``, or ``./importstate.db``)."""
         return Path(self.args.db or os.environ.get("IMPORTSTATE_DB") or DEFAULT_DB)
 
+    @property
+    def dsn(self) -> str | None:
+        """The PostgreSQL DSN of ``--dsn`` (or ``IMPORTSTATE_DSN``); ``None``: use :attr:`db`."""
+        return self.args.dsn or os.environ.get("IMPORTSTATE_DSN") or None
+
     def service(self) -> ImportService:
-        """The import service over :attr:`db`, opened on first call."""
+        """The import service over :attr:`dsn` or :attr:`db`, opened on first call."""
         if self._service is None:
-            self._service = self.open(self.db)
+            self._service = self.open(self.db, dsn=self.dsn)
         return self._service
 
-    def open(self, path: Path) -> ImportService:
-        """An import service over the SQLite file ``path``, closed with the context."""
+    def open(self, path: Path, *, dsn: str | None = None) -> ImportService:
+        """An import service over ``dsn``, else the SQLite file ``path``; closed with the context.
+
+        The built-in importer writes to ``path`` either way.
+        """
         self.close()
-        self._store = SQLiteStore(path)
+        self._store = _postgres_store(dsn) if dsn else SQLiteStore(path)
         self._importer = UsersTableImporter(path)
         self._service = ImportService(self._store, {"api": self._importer})
         return self._service
@@ -117,6 +126,19 @@ class Context:
         """Print one line for people (not in ``--json`` mode); ``str`` parts are not markup."""
         if not self.json:
             self.out.print(Text.assemble(*parts))
+
+
+def _postgres_store(dsn: str) -> Store:
+    from psycopg import OperationalError  # noqa: PLC0415 - same
+
+    from importstate.stores.postgres import PostgresStore  # noqa: PLC0415 - needs psycopg
+
+    try:
+        return PostgresStore(dsn)
+    except OperationalError as exc:
+        # libpq's message spans lines; the command line reports one.
+        msg = f"--dsn: cannot connect to PostgreSQL: {' '.join(str(exc).split())}"
+        raise CommandError(msg) from exc
 
 
 Handler = Callable[[Context], int]
@@ -178,6 +200,12 @@ def _common() -> argparse.ArgumentParser:
         "--db",
         default=None,
         help="SQLite database file (default: $IMPORTSTATE_DB or ./importstate.db)",
+    )
+    common.add_argument(
+        "--dsn",
+        default=None,
+        help="keep operations in this PostgreSQL database instead (default: $IMPORTSTATE_DSN);"
+        " imported users still go to --db",
     )
     common.add_argument("--json", action="store_true", help="print JSON for scripts")
     return common
@@ -401,17 +429,60 @@ def _add_users(ctx: Context) -> int:
     return 0
 
 
-@command("run", "import the staged users of the current operation, with a progress bar")
+def _workers_option(default: int) -> Option:
+    return option(
+        "--workers", type=int, default=default, metavar="N",
+        help=f"import threads; more than 1 needs --dsn (default: {default})",
+    )
+
+
+def _workers(ctx: Context) -> int:
+    if ctx.args.workers < 1:
+        msg = f"--workers must be at least 1, got {ctx.args.workers}"
+        raise CommandError(msg)
+    return int(ctx.args.workers)
+
+
+@command(
+    "run",
+    "import the staged users of the current operation, with a progress bar",
+    _workers_option(1),
+)
 def _run(ctx: Context) -> int:
-    return _watched(ctx, ctx.service().run)
+    workers = _workers(ctx)
+    return _watched(ctx, lambda: ctx.service().run(workers=workers))
 
 
 @command(
     "resume",
     "continue the current import from its checkpoint (its worker died), with a progress bar",
+    _workers_option(1),
 )
 def _resume(ctx: Context) -> int:
-    return _watched(ctx, ctx.service().resume)
+    workers = _workers(ctx)
+    return _watched(ctx, lambda: ctx.service().resume(workers=workers))
+
+
+@command(
+    "worker",
+    "join the current import running in batches (or start it) and work until it has ended",
+    _workers_option(1),
+    option("--lease-seconds", type=float, default=30.0, metavar="SECONDS",
+           help="how long a batch stays with a worker that stopped renewing it (default: 30)"),
+)
+def _worker(ctx: Context) -> int:
+    workers = _workers(ctx)
+    if ctx.args.lease_seconds <= 0:
+        msg = f"--lease-seconds must be positive, got {ctx.args.lease_seconds:g}"
+        raise CommandError(msg)
+    service = ctx.service()
+    service.lease_seconds = ctx.args.lease_seconds
+    ended = service.work(workers=workers)
+    if ctx.json:
+        ctx.print_json(ended.to_wire())
+    else:
+        _report(ctx, _watch.Outcome(ended, interrupted=False))
+    return 0 if ended.status is ProgressStep.DONE else 1
 
 
 def _watched(ctx: Context, start: Callable[[], Operation]) -> int:
@@ -600,7 +671,9 @@ def _serve(ctx: Context) -> int:
     if args.max_body < 0:
         msg = "--max-body must not be negative"
         raise CommandError(msg)
-    http.serve(ctx.db, host=args.host, port=args.port, max_body=args.max_body)
+    if ctx.dsn:
+        ctx.service()  # a --dsn that does not connect fails here, as one line
+    http.serve(ctx.db, host=args.host, port=args.port, max_body=args.max_body, dsn=ctx.dsn)
     return 0
 
 

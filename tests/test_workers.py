@@ -10,14 +10,23 @@ processes share one operation while one of them is SIGKILLed mid-batch.
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 import workers
+from _postgres import drop_schema
+from psycopg import sql
 from workers import users
 
 from importstate import (
@@ -28,9 +37,17 @@ from importstate import (
     SQLiteStore,
     State,
     WorkersUnsupported,
+    cli,
 )
 
 WAIT = 60  # seconds a process or thread waits before the test is declared stuck
+DONE_LOG = """
+    CREATE TABLE {schema}.done_log (at timestamptz NOT NULL DEFAULT clock_timestamp());
+    CREATE FUNCTION {schema}.log_done() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN INSERT INTO {schema}.done_log DEFAULT VALUES; RETURN NEW; END $$;
+    CREATE TRIGGER log_done AFTER UPDATE ON {schema}.operations FOR EACH ROW
+        WHEN (NEW.doc LIKE '%"importer_done"%') EXECUTE FUNCTION {schema}.log_done()
+"""
 
 
 @pytest.fixture
@@ -59,7 +76,8 @@ class ConcurrentImporter:
             self.reached.update(user["importIds"][0] for user in batch)
         try:
             self.on_batch()
-            time.sleep(self.pause)  # I/O wait: the other workers import meanwhile
+            # I/O wait per user: the other workers import meanwhile, and a short batch is quicker.
+            time.sleep(self.pause * len(batch) / 50)
         finally:
             with self._lock:
                 self.inside -= 1
@@ -225,3 +243,130 @@ def test_a_store_without_batch_claims_refuses_workers(kind, tmp_path):
     assert current is not None
     assert current.status is ProgressStep.USER_SELECTION
     assert service.run(ConcurrentImporter()).status is ProgressStep.DONE
+
+
+@pytest.fixture
+def cli_schema(postgres_dsn: str) -> Iterator[str]:
+    """The command line's schema (``importstate``) on the test server, empty, dropped afterwards."""
+    drop_schema(postgres_dsn, "importstate")
+    yield "importstate"
+    drop_schema(postgres_dsn, "importstate")
+
+
+# A worker process that imports half of its fifth batch, says so, and hangs there until killed.
+HANGING_WORKER = """
+import sys, time, pathlib
+from importstate import cli, users_table
+
+flag = pathlib.Path(sys.argv[1])
+imports = users_table.UsersTableImporter.import_batch
+calls = 0
+
+def import_batch(self, users):
+    global calls
+    calls += 1
+    if calls == 5:
+        imports(self, users[:25])
+        flag.touch()
+        time.sleep(600)
+    return imports(self, users)
+
+users_table.UsersTableImporter.import_batch = import_batch
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+def test_four_worker_processes_share_a_run_while_one_is_killed_mid_batch(
+    postgres_dsn, cli_schema, tmp_path,
+):
+    total = 20_000
+    schema = cli_schema
+    store = PostgresStore(postgres_dsn, schema=schema)
+    try:
+        ImportService(store).new_operation("admin")
+        ImportService(store).add_users(users(total))
+        # Every write that leaves the operation done is logged: the run must make exactly one.
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL(DONE_LOG).format(schema=sql.Identifier(schema)))
+        dsn = postgres_dsn
+        db, flag = tmp_path / "users.db", tmp_path / "hanging"
+        common = ["worker", "--db", str(db), "--lease-seconds", "1", "--json"]
+        env = {**os.environ, "IMPORTSTATE_DSN": dsn}
+        victim = subprocess.Popen(
+            [sys.executable, "-c", HANGING_WORKER, str(flag), *common],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        others = [
+            subprocess.Popen(
+                [sys.executable, "-m", "importstate", *common, "--dsn", dsn],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            )
+            for _ in range(3)
+        ]
+        deadline = time.monotonic() + WAIT
+        while not flag.exists():
+            assert time.monotonic() < deadline
+            assert victim.poll() is None, victim.communicate()
+            time.sleep(0.01)
+        victim.send_signal(signal.SIGKILL)
+        assert victim.wait(WAIT) == -signal.SIGKILL
+        finals = []
+        for other in others:
+            out, err = other.communicate(timeout=WAIT)
+            assert other.returncode == 0, err.decode()
+            finals.append(json.loads(out))
+        ended = ImportService(store).current_operation()
+    finally:
+        store.close()
+    with psycopg.connect(postgres_dsn) as conn:
+        logged = conn.execute(sql.SQL("SELECT count(*) FROM {}.done_log").format(
+            sql.Identifier(schema))).fetchone()
+
+    assert ended is not None
+    assert ended.status is ProgressStep.DONE
+    assert all(final == ended.to_wire() for final in finals)
+    assert ended.count.get("completed") + ended.count.get("error") == total
+    assert ended.count.get("completed") == total
+    with sqlite3.connect(db) as imported:
+        rows = imported.execute("SELECT count(DISTINCT import_id) FROM users").fetchone()
+    assert rows == (total,)
+    assert logged == (1,)
+
+
+@pytest.mark.usefixtures("cli_schema")
+def test_every_command_takes_dsn_and_run_takes_workers(postgres_dsn, tmp_path, capsys):
+    db, users_file = tmp_path / "users.db", tmp_path / "users.json"
+    users_file.write_text(json.dumps(users(130)))
+    dsn = ["--dsn", postgres_dsn, "--db", str(db)]
+
+    assert cli.main(["new", "--user", "admin", *dsn]) == 0
+    assert cli.main(["add-users", str(users_file), *dsn]) == 0
+    assert cli.main(["run", "--workers", "3", "--json", *dsn]) == 0
+    capsys.readouterr()
+    os.environ["IMPORTSTATE_DSN"] = postgres_dsn
+    try:
+        assert cli.main(["status", "--json", "--db", str(db)]) == 0
+    finally:
+        del os.environ["IMPORTSTATE_DSN"]
+    status = json.loads(capsys.readouterr().out)
+    assert status["operation"]["status"] == "importer_done"
+    assert status["operation"]["count"]["completed"] == 130
+    # The operations live in PostgreSQL; the imported users in the --db file.
+    with sqlite3.connect(db) as imported:
+        assert imported.execute("SELECT count(*) FROM users").fetchone() == (130,)
+        tables = {name for (name,) in imported.execute("SELECT name FROM sqlite_master")}
+    assert "operations" not in tables
+
+
+def test_workers_without_dsn_and_an_unreachable_dsn_are_one_line_errors(tmp_path, capsys):
+    db = str(tmp_path / "importstate.db")
+    assert cli.main(["new", "--user", "admin", "--db", db]) == 0
+    assert cli.main(["run", "--workers", "2", "--db", db]) == 1
+    assert "SQLiteStore cannot share a run between workers" in capsys.readouterr().err
+    assert cli.main(["worker", "--db", db]) == 1
+    assert "no batch claims" in capsys.readouterr().err
+    unreachable = "host=127.0.0.1 port=1 connect_timeout=2"
+    assert cli.main(["status", "--dsn", unreachable, "--db", db]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("importstate: --dsn: cannot connect to PostgreSQL")
+    assert err.count("\n") == 1

@@ -13,7 +13,7 @@ from uvicorn.config import LOGGING_CONFIG
 from importstate.accounts import Accounts
 from importstate.http._app import DEFAULT_MAX_BODY, create_app
 from importstate.service import ImportService
-from importstate.stores import SQLiteStore
+from importstate.stores import SQLiteStore, Store
 from importstate.users_table import UsersTableImporter
 
 _log = logging.getLogger("importstate.http")
@@ -23,22 +23,25 @@ DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 3000
 
 
-def serve(
+def serve(  # noqa: PLR0913 - every argument after db is an optional, keyword-only setting
     db: str | os.PathLike[str],
     *,
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     max_body: int = DEFAULT_MAX_BODY,
     log_level: str = "info",
+    dsn: str | None = None,
 ) -> None:
     """Serve the REST API over the SQLite file ``db`` until SIGTERM or Ctrl-C.
 
-    Imports go to the built-in ``users`` table of the same file (importer
+    With ``dsn``, operations live in that PostgreSQL database instead
+    (:class:`~importstate.PostgresStore`); the rest stays in ``db``.
+    Imports go to the built-in ``users`` table of the file ``db`` (importer
     key ``api``); API users are those of :class:`~importstate.accounts.Accounts`
     on that file. Stopping holds a running import at a batch boundary; the
     next start resumes it.
     """
-    store = SQLiteStore(db)
+    store = _postgres_store(dsn) if dsn else SQLiteStore(db)
     importer = UsersTableImporter(db)
     accounts = Accounts(db)
     try:
@@ -57,6 +60,12 @@ def serve(
     finally:
         accounts.close()
         store.close()
+
+
+def _postgres_store(dsn: str) -> Store:
+    from importstate.stores.postgres import PostgresStore  # noqa: PLC0415 - needs psycopg
+
+    return PostgresStore(dsn)
 
 
 def _logging(level: str) -> dict[str, Any]:
