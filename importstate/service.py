@@ -508,14 +508,14 @@ class ImportService:
             operation = _get(tx, batch.operation_id)
             if operation.status in {ProgressStep.DONE, ProgressStep.IMPORT_FAILED}:
                 return
-            if not tx.holds_batch(batch):
+            left = tx.finish_batch(batch)
+            if left is None:
                 # Its lease expired and another worker has it: that one commits it.
                 return
             counted = operation.touched(now, count=operation.count.added(
                 completed=len(records) - len(failures), error=len(failures),
             ))
             tx.record_errors(batch.operation_id, failures)
-            left = tx.finish_batch(batch)
             tx.set_checkpoint(
                 batch.operation_id, tx.checkpoint(batch.operation_id), to_millis_precision(now),
             )

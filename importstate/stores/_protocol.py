@@ -168,15 +168,14 @@ class BatchTransaction(Transaction, Protocol):
     def batch_count(self, operation_id: str) -> int:
         """How many batches the operation was cut into (0: it does not run in batches)."""
 
-    def holds_batch(self, batch: Batch) -> bool:
-        """Whether ``batch.holder`` still holds the batch and it is not done.
+    def finish_batch(self, batch: Batch) -> int | None:
+        """Mark the batch done if ``batch.holder`` still holds it; how many batches are left.
 
-        Locks the batch's row until the transaction ends: a lease that
-        expires meanwhile is not taken over before this commit is decided.
+        ``None`` (and nothing written) when the lease was lost: another
+        worker has the batch, or it is done. The batch's row stays locked
+        until the transaction ends, so a lease that expires meanwhile is not
+        taken over before this commit is decided.
         """
-
-    def finish_batch(self, batch: Batch) -> int:
-        """Mark the batch done and release its lease; return how many of its operation's are not."""
 
 
 @runtime_checkable
