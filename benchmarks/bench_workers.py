@@ -37,6 +37,7 @@ class WaitingImporter:
     """Imports nothing, but waits as long per batch as a call to a remote system would."""
 
     def import_batch(self, users: list[dict[str, Any]]) -> list[BaseException | None]:
+        """Wait ``BATCH_WAIT`` seconds; every user succeeds."""
         time.sleep(BATCH_WAIT)
         return [None] * len(users)
 
