@@ -30,6 +30,7 @@ bench: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_core.py
 	$(BIN)/python benchmarks/bench_http.py
 	$(BIN)/python benchmarks/bench_postgres.py
+	$(BIN)/python benchmarks/bench_workers.py
 
 # Mermaid and DOT always; SVG only where Graphviz's `dot` is installed.
 diagrams: $(INSTALLED)

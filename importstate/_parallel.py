@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Final, Self
 
 from importstate.model import Operation, new_id
-from importstate.stores import Batch, BatchClaims
+from importstate.stores import Batch, BatchClaims, StagedRecord
 
 #: Longest pause, in seconds, of a worker that found no batch to claim.
 MAX_POLL: Final = 0.25
@@ -74,12 +74,12 @@ def work(
     claims: BatchClaims,
     operation_id: str,
     leases: Leases,
-    import_batch: Callable[[Batch], None],
+    import_batch: Callable[[Batch, list[StagedRecord]], None],
     running: Callable[[], Operation | None],
 ) -> Operation:
     """Claim and import batches of the operation until it has ended; return it as it ended.
 
-    ``import_batch`` imports and commits one batch. ``running`` returns the
+    ``import_batch`` imports and commits one batch, given its records. ``running`` returns the
     stored operation once it has ended or must stop, else ``None``; it is
     asked before every claim. A worker that
     finds nothing to claim waits (other workers hold the remaining batches,
@@ -92,14 +92,15 @@ def work(
         ended = running()
         if ended is not None:
             return ended
-        batch = claims.claim_batch(operation_id, holder, leases.lease_seconds)
-        if batch is None:
+        claimed = claims.claim_batch(operation_id, holder, leases.lease_seconds)
+        if claimed is None:
             time.sleep(pause)
             pause = min(pause * 2, MAX_POLL)
             continue
         pause = _FIRST_POLL
+        batch, records = claimed
         with leases.holding(batch):
-            import_batch(batch)
+            import_batch(batch, records)
 
 
 def in_threads(count: int, worker: Callable[[], Operation]) -> None:

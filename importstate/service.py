@@ -455,7 +455,7 @@ class ImportService:
             try:
                 return _parallel.work(
                     claims, operation_id, leases,
-                    lambda batch: self._import_batch(claims, batch, call),
+                    lambda batch, records: self._import_batch(claims, batch, records, call),
                     lambda: self._ended(operation_id),
                 )
             except Exception as exc:  # noqa: BLE001 - a library or store error fails the run, kept
@@ -487,18 +487,14 @@ class ImportService:
             tx.update(started)
         return started
 
-    def _import_batch(self, claims: BatchClaims, batch: Batch, call: BatchCall) -> None:
+    def _import_batch(
+        self, claims: BatchClaims, batch: Batch, records: list[StagedRecord], call: BatchCall,
+    ) -> None:
         """Import one leased batch and commit it if its lease still holds.
 
         The commit of the last batch finishes the run; one that finds the
         run cancelled or invalidated counts its batch and stops the run.
         """
-        with self.store.reading() as reading:
-            records = [
-                record for record in reading.staged(
-                    batch.operation_id, after=batch.first - 1, limit=batch.last - batch.first + 1,
-                ) if record.position <= batch.last
-            ]
         outcomes = _outcomes(call, records) if records else []
         failed = [(r, exc) for r, exc in zip(records, outcomes, strict=True) if exc is not None]
         secrets = _secrets(records) if failed else set()

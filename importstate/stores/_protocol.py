@@ -191,8 +191,12 @@ class BatchClaims(Protocol):
     def transaction(self) -> AbstractContextManager[BatchTransaction]:
         """A read-write transaction (as :meth:`Store.transaction`) with the batch table."""
 
-    def claim_batch(self, operation_id: str, holder: str, lease_seconds: float) -> Batch | None:
-        """Lease the lowest-numbered claimable batch to ``holder``; ``None`` if none is.
+    def claim_batch(
+        self, operation_id: str, holder: str, lease_seconds: float,
+    ) -> tuple[Batch, list[StagedRecord]] | None:
+        """Lease the lowest-numbered claimable batch to ``holder``; it and its staged records.
+
+        ``None`` if no batch is claimable now.
 
         Its own transaction; claimers never wait for one another.
         """

@@ -99,7 +99,8 @@ _CUT: Final = """INSERT INTO batches (operation, number, first_position, last_po
         FROM staged WHERE operation = %s
     ) AS numbered GROUP BY number"""
 # The last batch is claimable only once every other is done: it commits last.
-_CLAIM: Final = """UPDATE batches
+# The claimed batch comes back with its staged records: one round trip.
+_CLAIM: Final = """WITH claimed AS (UPDATE batches
     SET holder = %(holder)s, lease_until = clock_timestamp() + %(lease)s * interval '1 second'
     WHERE (operation, number) = (
         SELECT operation, number FROM batches AS b
@@ -109,7 +110,11 @@ _CLAIM: Final = """UPDATE batches
                OR NOT EXISTS (SELECT FROM batches AS o WHERE o.operation = %(operation)s
                               AND NOT o.done AND o.number <> b.number))
         ORDER BY number LIMIT 1 FOR UPDATE SKIP LOCKED)
-    RETURNING number, first_position, last_position"""
+    RETURNING number, first_position, last_position)
+    SELECT number, first_position, last_position, position, id, data, data_type, errors
+    FROM claimed LEFT JOIN staged ON operation = %(operation)s
+        AND position BETWEEN first_position AND last_position
+    ORDER BY position"""
 # A lease lost in a server crash only means its batch is imported again (a finishing
 # commit checks its holder), so leases are written without waiting for the disk.
 _UNSYNCED: Final = "BEGIN; SET LOCAL synchronous_commit = off; {}; COMMIT"
@@ -303,10 +308,12 @@ class PostgresStore:
             raise
         conn.commit()
 
-    def claim_batch(self, operation_id: str, holder: str, lease_seconds: float) -> Batch | None:
-        """Lease the lowest-numbered claimable batch to ``holder`` (``BatchClaims``).
+    def claim_batch(
+        self, operation_id: str, holder: str, lease_seconds: float,
+    ) -> tuple[Batch, list[StagedRecord]] | None:
+        """Lease the next claimable batch to ``holder``; it and its records (``BatchClaims``).
 
-        One statement, without the writers' lock: rows another claimer or a
+        One round trip, without the writers' lock: rows another claimer or a
         committing worker has locked are skipped. Leases run on the server's
         clock, so the workers' clocks need not agree.
         """
@@ -314,10 +321,14 @@ class PostgresStore:
             cursor = psycopg.ClientCursor(conn).execute(_UNSYNCED.format(_CLAIM), {
                 "operation": operation_id, "holder": holder, "lease": lease_seconds,
             })
-            while cursor.description is None and cursor.nextset():  # to the UPDATE's rows
+            while cursor.description is None and cursor.nextset():  # to the claim's rows
                 pass
-            row = cursor.fetchone()
-        return Batch(operation_id, row[0], row[1], row[2], holder) if row else None
+            rows = cursor.fetchall()
+        if not rows:
+            return None
+        number, first, last = rows[0][:3]
+        batch = Batch(operation_id, number, first, last, holder)
+        return batch, staged_records(row[3:] for row in rows if row[3] is not None)
 
     def renew_leases(self, batches: Sequence[Batch], lease_seconds: float) -> None:
         """Extend the leases its holders still have on ``batches`` (``BatchClaims``)."""
