@@ -2,7 +2,7 @@
 
 The store cuts a run's staged users into fixed batches and leases them out
 (:class:`~importstate.stores.BatchClaims`); the service commits each batch
-(:meth:`ImportService._commit_batch`). What lives here is the part of a
+(``ImportService._import_batch``). What lives here is the part of a
 worker that is not the store's nor the operation's: the claim loop, the
 waiting, the threads, and the renewal of the leases in hand.
 """
