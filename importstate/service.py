@@ -253,8 +253,9 @@ class ImportService:
             InvalidOperationStatus: it is not waiting in user selection.
             ImporterNotDefined: no ``importer`` given and its key is not registered.
             WorkersUnsupported: ``workers`` > 1 and the store has no batch claims.
+            ValueError: ``workers`` is less than 1.
         """
-        if workers > 1:
+        if workers != 1:
             return self._in_batches(importer, workers, start=True, join=False)
         with self.store.transaction() as tx:
             operation = self._valid_current(tx)
@@ -430,6 +431,7 @@ class ImportService:
             InvalidOperationStatus: it is neither waiting in user selection nor running in batches.
             ImporterNotDefined: no ``importer`` given and its key is not registered.
             WorkersUnsupported: the store has no batch claims.
+            ValueError: ``workers`` is less than 1.
         """
         return self._in_batches(importer, workers, start=True, join=True)
 
@@ -577,7 +579,7 @@ class ImportService:
             ImporterNotDefined: no ``importer`` given and its key is not registered.
             WorkersUnsupported: ``workers`` > 1 and the store has no batch claims.
         """
-        if workers > 1:
+        if workers != 1:
             return self._in_batches(importer, workers, start=False, join=True)
         with self.store.transaction() as tx:
             operation = self._valid_current(tx)

@@ -239,6 +239,8 @@ def test_a_store_without_batch_claims_refuses_workers(kind, tmp_path):
     service.add_users(users(3))
     with pytest.raises(WorkersUnsupported, match="no batch claims"):
         service.run(ConcurrentImporter(), workers=2)
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        service.run(ConcurrentImporter(), workers=0)
     current = service.current_operation()
     assert current is not None
     assert current.status is ProgressStep.USER_SELECTION
