@@ -221,6 +221,48 @@ def test_resume_redoes_only_the_batches_not_done(store):
     }
 
 
+def test_a_lease_is_renewed_while_the_importer_takes_longer_than_it(store):
+    service = staged_service(store, 200, lease_seconds=0.3)
+    importer = ConcurrentImporter(pause=0)
+
+    def slow_second_batch() -> None:
+        if importer.batches == 2:
+            time.sleep(1.2)  # four leases long: the other worker must not take it over
+
+    importer.on_batch = slow_second_batch  # type: ignore[method-assign]
+    ended = service.run(importer, workers=2)
+
+    assert ended.status is ProgressStep.DONE
+    assert len(importer.reached) == 200
+    assert set(importer.reached.values()) == {1}
+
+
+def test_a_worker_whose_lease_was_taken_over_cannot_commit(store):
+    staged_service(store, 120)
+    with store.transaction() as tx:
+        operation = tx.current()
+        assert operation is not None
+        tx.update(operation.fire("start", at=operation.updated_at))
+        tx.cut_batches(operation.id, 50)
+    claimed = store.claim_batch(operation.id, "ghost", 0.05)
+    assert claimed is not None
+    ghost, records = claimed
+    assert (ghost.number, len(records)) == (0, 50)
+    # The last batch waits for the others; nobody else may have batch 0 while leased.
+    taken = store.claim_batch(operation.id, "worker", 30)
+    assert taken is not None
+    assert taken[0].number == 1
+    assert store.claim_batch(operation.id, "worker", 30) is None
+    time.sleep(0.1)  # the ghost's lease expires
+    retaken = store.claim_batch(operation.id, "worker", 30)
+    assert retaken is not None
+    assert retaken[0].number == 0
+    with store.transaction() as tx:
+        assert tx.finish_batch(ghost) is None
+        assert tx.finish_batch(retaken[0]) == 2
+        assert tx.finish_batch(retaken[0]) is None  # done already
+
+
 def test_a_run_in_batches_of_no_users_is_done_at_once(store):
     service = ImportService(store)
     service.new_operation("admin")
