@@ -3,9 +3,11 @@
 In one process: four threads really import at once, each user reaches the
 importer once, and a concurrent reader only ever sees whole-batch counts and
 ``done`` last; cancel and invalidation stop every worker after the batch in
-hand; resume redoes only the batches not done; a store without batch claims
-refuses ``workers=2``. Across processes: four ``importstate worker``
-processes share one operation while one of them is SIGKILLed mid-batch.
+hand; resume redoes only the batches not done; a lease is renewed while its
+batch is in hand, and one taken over cannot commit; a store without batch
+claims refuses ``workers=2``. Across processes: four ``importstate worker``
+processes share one operation while one of them is SIGKILLed mid-batch, and
+every command takes ``--dsn``.
 """
 
 from __future__ import annotations
