@@ -685,3 +685,30 @@ def test_a_reader_thread_never_sees_a_partial_batch(tmp_path):
     thread.join()
     assert {n % 50 for n in seen if n != 777} <= {0}
     assert len(set(seen)) > 3
+
+
+def test_a_store_may_read_several_batches_per_query():
+    class ReadingAhead(MemoryStore):
+        read_ahead = 3
+        queries = 0
+
+        def reading(self):
+            ReadingAhead.queries += 1
+            return super().reading()
+
+    batches = []
+
+    class Recorder:
+        def import_batch(self, users):
+            batches.append(len(users))
+            return [None] * len(users)
+
+    store = ReadingAhead()
+    svc = service(store)
+    svc.new_operation("u")
+    svc.add_users([user(n) for n in range(170)])
+    ReadingAhead.queries = 0
+    op = svc.run(Recorder())
+    assert batches == [50, 50, 50, 20]
+    assert op.count.get("completed") == 170
+    assert ReadingAhead.queries == 2 + 1  # two pages, then the empty read that ends the stream

@@ -125,6 +125,10 @@ class Store(Protocol):
 
     ``transaction()`` serialises writers (on SQLite across processes too);
     ``reading()`` is a consistent snapshot that does not wait for writers.
+
+    A store may also have an ``int`` attribute ``read_ahead``: how many
+    batches the run loop reads per query (1 when absent). A store whose
+    queries cross a network sets it higher to save round trips.
     """
 
     def transaction(self) -> AbstractContextManager[Transaction]:

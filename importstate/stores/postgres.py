@@ -244,6 +244,9 @@ class PostgresStore:
             raise SchemaVersionError(msg)
         return int(version) if version is not None else None
 
+    #: Batches the run loop reads per query: each query is a round trip to the server.
+    read_ahead = 10
+
     @contextmanager
     def transaction(self) -> Iterator[_PostgresTransaction]:
         """A read-write transaction; its first statement takes the schema's advisory lock.
