@@ -5,6 +5,8 @@
   (:class:`ServiceCall`).
 - :class:`StoreTests`: subclass it, provide a ``make_store`` fixture, and
   pytest runs the conformance suite every store must pass.
+- :class:`BatchClaimsTests`: the same for a store with the optional
+  :class:`~importstate.stores.BatchClaims` (parallel workers).
 - :class:`ImportServiceMachine`: ``ImportServiceMachine.with_factory(f).TestCase``
   checks a service against a reference model of the spec.
 - :class:`RecordingImporter`, :class:`FailingImporter` (which raises
@@ -22,12 +24,14 @@ from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from importstate.testing import strategies
+    from importstate.testing._batch_claims_tests import BatchClaimsTests
     from importstate.testing._calls import ServiceCall
     from importstate.testing._importers import FailingImporter, ImportFailed, RecordingImporter
     from importstate.testing._machine import ImportServiceMachine, InjectedFailure
     from importstate.testing._store_tests import StoreTests
 
 __all__ = [
+    "BatchClaimsTests",
     "FailingImporter",
     "ImportFailed",
     "ImportServiceMachine",
@@ -39,6 +43,7 @@ __all__ = [
 ]
 
 _HOMES: Final = {
+    "BatchClaimsTests": "importstate.testing._batch_claims_tests",
     "FailingImporter": "importstate.testing._importers",
     "ImportFailed": "importstate.testing._importers",
     "ImportServiceMachine": "importstate.testing._machine",
