@@ -174,6 +174,14 @@ class BatchClaimsTests:
             assert tx.batch_count(operation_id) == 0
         assert store.claim_batch(operation_id, "w1", _LONG) is None
 
+    def test_batch_count_keeps_counting_done_batches(self, store: ClaimsStore) -> None:
+        """``batch_count`` is how many batches the run was cut into, done or not."""
+        operation_id = _cut(store, 3, 2)
+        while (got := store.claim_batch(operation_id, "w1", _LONG)) is not None:
+            _finish(store, got[0])
+        with store.transaction() as tx:
+            assert tx.batch_count(operation_id) == 2
+
     def test_batches_hold_the_staged_users_in_staging_order(self, store: ClaimsStore) -> None:
         """Batch ``n`` is staged users ``n*size``.. by position; the last one is short."""
         operation_id = _cut(store, 7, 3)
