@@ -17,11 +17,17 @@ from importstate.stores import (
     StagedRecord,
     Store,
 )
-from importstate.testing._store_tests import _operation, _records, _run_threads, _usernames
+from importstate.testing._store_tests import (
+    _Boom,
+    _operation,
+    _records,
+    _run_threads,
+    _usernames,
+)
 
 #: A lease no test outlives: the batch stays with its holder.
 _LONG: Final = 60.0
-#: A lease that expires within a test; :data:`_EXPIRED` later it has.
+#: A lease that expires within a test, and a wait after which it has expired.
 _SHORT: Final = 0.2
 _EXPIRED: Final = 0.35
 _THREAD_TIMEOUT: Final = 30.0
@@ -67,10 +73,6 @@ def _finish(store: ClaimsStore, batch: Batch) -> int | None:
 def _staged(store: ClaimsStore, operation_id: str) -> list[StagedRecord]:
     with store.reading() as tx:
         return tx.staged(operation_id, after=None, limit=10_000)
-
-
-class _Boom(Exception):
-    """Raised inside a transaction to make it roll back."""
 
 
 def _rolled_back(
