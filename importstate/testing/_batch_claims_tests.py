@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager, suppress
 from typing import Final, Protocol
-
-import pytest
 
 from importstate.stores import (
     Batch,
@@ -19,6 +17,7 @@ from importstate.stores import (
 )
 from importstate.testing._store_tests import (
     _Boom,
+    _Handles,
     _operation,
     _records,
     _run_threads,
@@ -86,7 +85,7 @@ def _rolled_back(
     return result[0]
 
 
-class BatchClaimsTests:
+class BatchClaimsTests(_Handles[ClaimsStore]):
     """The conformance suite of :class:`~importstate.stores.BatchClaims`, as a pytest base class.
 
     For a store that offers parallel workers batch claims. Subclass it (the
@@ -112,25 +111,6 @@ class BatchClaimsTests:
     resolve them (no whole-second rounding); each test takes under a second
     or two. Handles opened through ``make_store`` are closed after each test.
     """
-
-    @pytest.fixture
-    def open_store(self, make_store: ClaimsStoreFactory) -> Iterator[ClaimsStoreFactory]:
-        """``make_store``, closing every handle it opened when the test ends."""
-        opened: list[ClaimsStore] = []
-
-        def open_() -> ClaimsStore:
-            store = make_store()
-            opened.append(store)
-            return store
-
-        yield open_
-        for store in reversed(opened):
-            store.close()
-
-    @pytest.fixture
-    def store(self, open_store: ClaimsStoreFactory) -> ClaimsStore:
-        """One handle on the store under test."""
-        return open_store()
 
     # -- the protocol ----------------------------------------------------------------------
 

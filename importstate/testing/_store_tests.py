@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 import attrs
 import pytest
@@ -73,9 +73,33 @@ class _Boom(Exception):
 
 
 StoreFactory = Callable[[], Store]
+_S = TypeVar("_S", bound=Store)
 
 
-class StoreTests:
+class _Handles(Generic[_S]):
+    """The ``open_store`` and ``store`` fixtures a suite builds on its ``make_store``."""
+
+    @pytest.fixture
+    def open_store(self, make_store: Callable[[], _S]) -> Iterator[Callable[[], _S]]:
+        """``make_store``, closing every handle it opened when the test ends."""
+        opened: list[_S] = []
+
+        def open_() -> _S:
+            store = make_store()
+            opened.append(store)
+            return store
+
+        yield open_
+        for store in reversed(opened):
+            store.close()
+
+    @pytest.fixture
+    def store(self, open_store: Callable[[], _S]) -> _S:
+        """One handle on the store under test."""
+        return open_store()
+
+
+class StoreTests(_Handles[Store]):
     """The store conformance suite, as a pytest base class.
 
     Subclass it (the subclass's name must start with ``Test``) and provide a
@@ -94,25 +118,6 @@ class StoreTests:
     says what the store gets wrong. Handles opened through ``make_store`` are
     closed after each test.
     """
-
-    @pytest.fixture
-    def open_store(self, make_store: StoreFactory) -> Iterator[StoreFactory]:
-        """``make_store``, closing every handle it opened when the test ends."""
-        opened: list[Store] = []
-
-        def open_() -> Store:
-            store = make_store()
-            opened.append(store)
-            return store
-
-        yield open_
-        for store in reversed(opened):
-            store.close()
-
-    @pytest.fixture
-    def store(self, open_store: StoreFactory) -> Store:
-        """One handle on the store under test."""
-        return open_store()
 
     # -- the protocol ----------------------------------------------------------------------
 
