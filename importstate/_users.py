@@ -49,7 +49,7 @@ def _first_missing_data(users: Sequence[Any]) -> int | None:
     return None
 
 
-def _first_invalid_role(users: Sequence[dict[str, Any]], known: Collection[str]) -> None:
+def _check_roles(users: Sequence[dict[str, Any]], known: Collection[str]) -> None:
     for index, user in enumerate(users):
         roles = user.get("roles")
         if roles is None:
@@ -79,7 +79,7 @@ def prepare(
     missing = _first_missing_data(users)
     if missing is not None:
         raise MissingUserData(missing)
-    _first_invalid_role(users, known_roles)
+    _check_roles(users, known_roles)
     encode, new = _with_roles(default_roles), tuple.__new__  # tuples built in C: hot path
     return [
         new(NewRecord, (record_id, encode(user), "user"))

@@ -205,17 +205,25 @@ class ImportService:
         users = _users.as_user_list(users)
         if not users:
             return None
+        with self.store.reading() as tx:  # the operation is checked first, as in add_users
+            self._check_loading(tx.current())
         records = self._prepare(users)
         with self.store.transaction() as tx:
-            operation = self._valid_current(tx)
-            if operation.state is not State.LOADING:
-                raise InvalidTransition(operation.state, "stage", "only while loading")
+            operation = self._check_loading(tx.current())
             tx.stage(operation.id, records)
             updated = operation.touched(
                 self.clock(), count=operation.count.added(total=len(records), users=len(records)),
             )
             tx.update(updated)
         return updated
+
+    @staticmethod
+    def _check_loading(operation: Operation | None) -> Operation:
+        if operation is None or not operation.valid:
+            raise OperationNotFound
+        if operation.state is not State.LOADING:
+            raise InvalidTransition(operation.state, "stage", "only while loading")
+        return operation
 
     def _fire(self, event: str, step: ProgressStep | None = None, **changes: Any) -> Operation:  # noqa: ANN401
         with self.store.transaction() as tx:
