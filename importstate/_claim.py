@@ -14,7 +14,7 @@ from typing import Final
 
 import attrs
 
-from importstate.model import to_millis_precision
+from importstate._time import to_millis_precision
 from importstate.stores import Transaction
 
 #: The heartbeat a takeover writes is at least this much newer than the one it replaces.

@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Final, Self
 
-from importstate.model import Operation, new_id
+from importstate._ids import new_id
+from importstate.model import Operation
 from importstate.stores import Batch, BatchClaims, StagedRecord
 
 #: Longest pause, in seconds, of a worker that found no batch to claim.

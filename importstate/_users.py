@@ -6,8 +6,8 @@ import json
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, Final
 
+from importstate._ids import new_ids
 from importstate.errors import InvalidRoles, InvalidUserList, MissingUserData
-from importstate.model import new_ids
 from importstate.stores import NewRecord
 
 #: Roles a staged user may carry unless the service is given others.

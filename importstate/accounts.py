@@ -24,8 +24,8 @@ from typing import Final
 
 import attrs
 
+from importstate._time import epoch_millis, from_epoch_millis, utc_now
 from importstate.errors import ApiUserExists, UnknownApiUser, UnknownPermission
-from importstate.model import epoch_millis, from_epoch_millis, utc_now
 
 #: Allows every ``run-import`` endpoint of SPEC §7.
 RUN_IMPORT: Final = "run-import"

@@ -35,9 +35,10 @@ from rich.table import Table
 from rich.text import Text
 
 from importstate import _demo, _userfile, _watch, diagrams
+from importstate._time import format_time
 from importstate.accounts import Accounts
 from importstate.errors import ImportStateError
-from importstate.model import Operation, format_time
+from importstate.model import Operation
 from importstate.service import LATEST_LIMIT, PASSWORD_MASK, ImportService
 from importstate.steps import ProgressStep, State
 from importstate.stores import SQLiteStore, Store

@@ -214,3 +214,17 @@ class WorkersUnsupported(ImportStateError):
             " use PostgresStore, or run with workers=1",
         )
         self.store = store
+
+
+class SchemaVersionError(ImportStateError):
+    """The database was written by a newer importstate than this one."""
+
+
+class DatabaseBusy(ImportStateError):
+    """Another connection kept the database locked for longer than the store's ``timeout``."""
+
+
+class ServerStopping(ImportStateError):
+    """``import.run`` reached a server that is shutting down."""
+
+    message = "The server is stopping; run the import again once it has restarted."

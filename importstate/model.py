@@ -9,87 +9,16 @@ machine.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import secrets
-import time
 from collections.abc import Mapping
 from typing import Any, Final
 
 import attrs
 
 from importstate import machine
+from importstate._ids import new_id
+from importstate._time import format_time, parse_time, to_millis_precision
 from importstate.errors import WireFormatError
 from importstate.steps import ProgressStep, State, state_of
-
-_UTC: Final = dt.UTC
-_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=_UTC)
-
-
-def new_id() -> str:
-    """A fresh 24-hex-digit id like a MongoDB ObjectId: seconds since the epoch, then random."""
-    return f"{int(time.time()) & 0xFFFFFFFF:08x}{secrets.token_hex(8)}"
-
-
-def new_ids(count: int) -> list[str]:
-    """``count`` fresh random 24-hex-digit ids at once (for staged records)."""
-    digits = os.urandom(12 * count).hex()
-    return [digits[i:i + 24] for i in range(0, 24 * count, 24)]
-
-
-def utc_now() -> dt.datetime:
-    """The current UTC time, cut to the milliseconds the wire format keeps."""
-    return to_millis_precision(dt.datetime.now(_UTC))
-
-
-def to_millis_precision(moment: dt.datetime) -> dt.datetime:
-    """``moment`` in UTC with microseconds cut to whole milliseconds."""
-    if moment.tzinfo is not _UTC:
-        moment = moment.astimezone(_UTC)
-    extra = moment.microsecond % 1000
-    return moment.replace(microsecond=moment.microsecond - extra) if extra else moment
-
-
-def epoch_millis(moment: dt.datetime) -> int:
-    """``moment`` as integer milliseconds since the Unix epoch."""
-    return (moment - _EPOCH) // dt.timedelta(milliseconds=1)
-
-
-def from_epoch_millis(millis: int) -> dt.datetime:
-    """The UTC time ``millis`` milliseconds after the Unix epoch."""
-    return _EPOCH + dt.timedelta(milliseconds=millis)
-
-
-def format_time(moment: dt.datetime) -> str:
-    """ISO-8601 UTC with milliseconds and ``Z``: ``2023-08-11T20:08:37.655Z``."""
-    if moment.tzinfo is not _UTC:
-        moment = moment.astimezone(_UTC)
-    # isoformat pads the year to four digits (strftime's %Y does not on every platform).
-    return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
-
-
-def parse_time(value: object, field: str) -> dt.datetime:
-    """Read a wire time: ISO-8601, epoch milliseconds, or those digits as a string.
-
-    Raises:
-        WireFormatError: naming ``field`` when ``value`` is none of those.
-    """
-    if isinstance(value, bool):
-        raise WireFormatError(field, "expected a time, got a boolean")
-    if not isinstance(value, int | str):
-        raise WireFormatError(field, f"expected a time, got {type(value).__name__}")
-    try:
-        # isascii: str.isdigit is also true of digits int() refuses, such as "²".
-        if isinstance(value, int) or (value.isascii() and value.isdigit()):
-            return from_epoch_millis(int(value))
-        moment = dt.datetime.fromisoformat(value)
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=_UTC)
-        return to_millis_precision(moment)
-    except ValueError:
-        raise WireFormatError(field, f"not an ISO-8601 time: {value!r}") from None
-    except OverflowError:
-        raise WireFormatError(field, f"time out of range: {value!r}") from None
-
 
 COUNT_FIELDS: Final = ("total", "completed", "error", "users", "channels", "messages")
 

@@ -8,6 +8,7 @@ from typing import Any, Final, Literal
 
 from importstate import _parallel, _users
 from importstate._claim import Claim
+from importstate._time import format_time, to_millis_precision, utc_now
 from importstate.errors import (
     ImporterNotDefined,
     InvalidOperationStatus,
@@ -19,7 +20,7 @@ from importstate.errors import (
     WorkersUnsupported,
 )
 from importstate.importers import BatchCall, Importer, batch_call
-from importstate.model import Failure, Operation, format_time, to_millis_precision, utc_now
+from importstate.model import Failure, Operation
 from importstate.steps import FINISHED_STATES, ProgressStep, State
 from importstate.stores import (
     Batch,

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from importstate import Count, Failure, Operation, ProgressStep, State, WireFormatError
-from importstate.model import format_time, parse_time
+from importstate._time import format_time, parse_time
 
 SEEDS = json.loads((Path(__file__).parent / "data" / "seed_examples.json").read_text())["pages"]
 

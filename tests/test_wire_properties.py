@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from importstate import Operation
-from importstate.model import format_time, from_epoch_millis, parse_time
+from importstate._time import format_time, from_epoch_millis, parse_time
 from importstate.testing import strategies as ist
 
 

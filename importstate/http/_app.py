@@ -15,12 +15,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from importstate.accounts import RUN_IMPORT, VIEW_IMPORT_OPERATIONS, Accounts, ApiUser
-from importstate.errors import ImportStateError
+from importstate.errors import DatabaseBusy, ImportStateError, ServerStopping
 from importstate.http._body import BadRequest, json_object, login_fields, read_limited
 from importstate.http._openapi import openapi_document
-from importstate.http._worker import RunWorker, ServerStopping
+from importstate.http._worker import RunWorker
 from importstate.service import ImportService
-from importstate.stores import DatabaseBusy
 
 #: Largest request body accepted, in bytes, unless the server is told otherwise.
 DEFAULT_MAX_BODY: Final = 10 * 1024 * 1024

@@ -10,7 +10,7 @@ from typing import Any, Final
 
 import attrs
 
-from importstate.errors import ImportStateError
+from importstate.errors import ImportStateError, ServerStopping
 from importstate.importers import BatchCall, BatchImporter, Importer, batch_call
 from importstate.model import Operation
 from importstate.service import ImportService
@@ -20,12 +20,6 @@ from importstate.steps import State
 WIND_DOWN: Final = 30.0
 
 _log = logging.getLogger("importstate.http")
-
-
-class ServerStopping(ImportStateError):
-    """``import.run`` reached a server that is shutting down."""
-
-    message = "The server is stopping; run the import again once it has restarted."
 
 
 class _Gate:

@@ -7,6 +7,7 @@ imported on first use, so importstate never needs psycopg otherwise.
 
 from typing import TYPE_CHECKING
 
+from importstate.errors import DatabaseBusy, SchemaVersionError
 from importstate.stores._protocol import (
     Batch,
     BatchClaims,
@@ -17,7 +18,7 @@ from importstate.stores._protocol import (
     Transaction,
 )
 from importstate.stores.memory import MemoryStore
-from importstate.stores.sqlite import DatabaseBusy, SchemaVersionError, SQLiteStore
+from importstate.stores.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
     from importstate.stores.postgres import PostgresStore

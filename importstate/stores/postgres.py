@@ -28,10 +28,11 @@ except ImportError as exc:  # pragma: no cover - depends on what is installed
     msg = "PostgresStore needs psycopg 3 and psycopg-pool: pip install 'importstate[postgres]'"
     raise ImportError(msg) from exc
 
-from importstate.model import Operation, epoch_millis, from_epoch_millis
+from importstate._time import epoch_millis, from_epoch_millis
+from importstate.errors import DatabaseBusy, SchemaVersionError
+from importstate.model import Operation
 from importstate.stores._protocol import Batch, NewRecord, StagedRecord
 from importstate.stores._rows import staged_records
-from importstate.stores.sqlite import DatabaseBusy, SchemaVersionError
 
 SCHEMA_VERSION: Final = 1
 

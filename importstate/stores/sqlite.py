@@ -17,8 +17,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
 
-from importstate.errors import ImportStateError
-from importstate.model import Operation, epoch_millis, from_epoch_millis
+from importstate._time import epoch_millis, from_epoch_millis
+from importstate.errors import DatabaseBusy, SchemaVersionError
+from importstate.model import Operation
 from importstate.stores._protocol import NewRecord, StagedRecord
 from importstate.stores._rows import staged_records
 
@@ -52,14 +53,6 @@ CREATE INDEX IF NOT EXISTS staged_by_operation ON staged (operation, position);
 
 
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"))
-
-
-class SchemaVersionError(ImportStateError):
-    """The database was written by a newer importstate than this one."""
-
-
-class DatabaseBusy(ImportStateError):
-    """Another connection kept the database locked for longer than the store's ``timeout``."""
 
 
 #: SQLite's primary result codes for "another connection holds the lock".

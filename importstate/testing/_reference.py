@@ -15,7 +15,7 @@ from typing import Any, Final
 import attrs
 
 from importstate import errors
-from importstate.model import format_time
+from importstate._time import format_time
 from importstate.steps import ProgressStep
 
 # SPEC §1-2, restated: the steps of the ``loading`` state, in their natural order.

@@ -25,8 +25,9 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 from importstate import _users
+from importstate._time import epoch_millis, to_millis_precision
 from importstate.errors import InvalidRoles, MissingUserData
-from importstate.model import Count, Failure, Operation, epoch_millis, to_millis_precision
+from importstate.model import Count, Failure, Operation
 from importstate.steps import ProgressStep, State, state_of, steps_of
 from importstate.testing._calls import ServiceCall
 

@@ -5,12 +5,12 @@ transaction that raises leaves nothing behind and readers never wait.
 """
 
 import copy
+import datetime as dt
 import json
 import threading
 from contextlib import contextmanager
 
 from importstate import Operation
-from importstate.model import epoch_millis, from_epoch_millis
 from importstate.stores import StagedRecord
 
 
@@ -87,8 +87,8 @@ class _Transaction:
 
     @staticmethod
     def _write(doc, operation):
-        doc.update(op=operation.to_wire(), ts=epoch_millis(operation.ts),
-                   updated=epoch_millis(operation.updated_at))
+        doc.update(op=operation.to_wire(), ts=_millis(operation.ts),
+                   updated=_millis(operation.updated_at))
 
     def stage(self, operation_id, records):
         for record in records:
@@ -132,8 +132,19 @@ class _Transaction:
 
     def heartbeat(self, operation_id):
         millis = self._find(operation_id)["heartbeat"]
-        return from_epoch_millis(millis) if millis is not None else None
+        return _from_millis(millis) if millis is not None else None
 
     def set_checkpoint(self, operation_id, position, heartbeat):
         doc = self._find(operation_id)
-        doc["checkpoint"], doc["heartbeat"] = position, epoch_millis(heartbeat)
+        doc["checkpoint"], doc["heartbeat"] = position, _millis(heartbeat)
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _millis(moment):
+    return (moment - _EPOCH) // dt.timedelta(milliseconds=1)
+
+
+def _from_millis(millis):
+    return _EPOCH + dt.timedelta(milliseconds=millis)
