@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import enum
 import functools
 import hashlib
 import hmac
@@ -27,12 +28,18 @@ import attrs
 from importstate._time import epoch_millis, from_epoch_millis, utc_now
 from importstate.errors import ApiUserExists, UnknownApiUser, UnknownPermission
 
-#: Allows every ``run-import`` endpoint of SPEC §7.
-RUN_IMPORT: Final = "run-import"
-#: Allows ``getLatestImportOperations``.
-VIEW_IMPORT_OPERATIONS: Final = "view-import-operations"
+
+class Permission(enum.StrEnum):
+    """What an API user may do: Rocket.Chat's permission names."""
+
+    #: Every endpoint of the import API but ``getLatestImportOperations``.
+    RUN_IMPORT = "run-import"
+    #: ``getLatestImportOperations``.
+    VIEW_IMPORT_OPERATIONS = "view-import-operations"
+
+
 #: Every permission an API user may hold.
-PERMISSIONS: Final = (RUN_IMPORT, VIEW_IMPORT_OPERATIONS)
+PERMISSIONS: Final = tuple(Permission)
 
 # scrypt at n=2**14, r=8 costs 16 MiB and tens of milliseconds per check:
 # slow for a guesser, still quick for one login.
@@ -137,7 +144,7 @@ class Accounts:
             raise ValueError(msg)
         held = frozenset(permissions)
         for permission in sorted(held - set(PERMISSIONS)):
-            raise UnknownPermission(permission)
+            raise UnknownPermission(permission, PERMISSIONS)
         user = ApiUser(_new_user_id(), name, held, utc_now(), has_password=password is not None)
         stored_password = _hash_password(password) if password is not None else None
         token = _new_token()

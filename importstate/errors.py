@@ -7,6 +7,7 @@ its ``str()`` (it is what the REST API returns); details a program may want
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import ClassVar
 
 
@@ -170,10 +171,8 @@ class UnknownPermission(ImportStateError):
         permission: the name given.
     """
 
-    def __init__(self, permission: str) -> None:
-        super().__init__(
-            f"unknown permission {permission!r} (known: run-import, view-import-operations)",
-        )
+    def __init__(self, permission: str, known: Iterable[str]) -> None:
+        super().__init__(f"unknown permission {permission!r} (known: {', '.join(known)})")
         self.permission = permission
 
 

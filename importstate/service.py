@@ -281,13 +281,20 @@ class ImportService:
 
     def _call(self, operation: Operation, importer: Importer | None) -> BatchCall:
         """``importer``, or the one registered for the operation's key, as one call per batch."""
-        return batch_call(importer if importer is not None else self._importer(operation))
+        return batch_call(
+            importer if importer is not None else self.importer_for(operation.importer_key),
+        )
 
-    def _importer(self, operation: Operation) -> Importer:
+    def importer_for(self, key: str) -> Importer:
+        """The importer registered under ``key``.
+
+        Raises:
+            ImporterNotDefined: none is.
+        """
         try:
-            return self.importers[operation.importer_key]
+            return self.importers[key]
         except KeyError:
-            raise ImporterNotDefined(operation.importer_key) from None
+            raise ImporterNotDefined(key) from None
 
     def _drive(self, claim: Claim, call: BatchCall) -> Operation:
         """Run the claimed operation from its checkpoint to the end, or until it must stop."""

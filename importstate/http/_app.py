@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from importstate.accounts import RUN_IMPORT, VIEW_IMPORT_OPERATIONS, Accounts, ApiUser
+from importstate.accounts import Accounts, ApiUser, Permission
 from importstate.errors import DatabaseBusy, ImportStateError, ServerStopping
 from importstate.http._body import BadRequest, json_object, login_fields, read_limited
 from importstate.http._openapi import openapi_document
@@ -132,15 +132,15 @@ async def _logout(call: Call) -> object:
 
 #: Every authenticated endpoint of SPEC §7, in its order.
 ENDPOINTS: Final = (
-    Endpoint("GET", "getLatestImportOperations", VIEW_IMPORT_OPERATIONS, _latest),
-    Endpoint("POST", "import.new", RUN_IMPORT, _new),
-    Endpoint("GET", "import.status", RUN_IMPORT, _status),
-    Endpoint("POST", "import.addUsers", RUN_IMPORT, _add_users),
-    Endpoint("POST", "import.run", RUN_IMPORT, _run),
-    Endpoint("POST", "import.clear", RUN_IMPORT, _clear),
-    Endpoint("GET", "getCurrentImportOperation", RUN_IMPORT, _current),
-    Endpoint("GET", "getImportProgress", RUN_IMPORT, _progress),
-    Endpoint("POST", "import.cancel", RUN_IMPORT, _cancel),
+    Endpoint("GET", "getLatestImportOperations", Permission.VIEW_IMPORT_OPERATIONS, _latest),
+    Endpoint("POST", "import.new", Permission.RUN_IMPORT, _new),
+    Endpoint("GET", "import.status", Permission.RUN_IMPORT, _status),
+    Endpoint("POST", "import.addUsers", Permission.RUN_IMPORT, _add_users),
+    Endpoint("POST", "import.run", Permission.RUN_IMPORT, _run),
+    Endpoint("POST", "import.clear", Permission.RUN_IMPORT, _clear),
+    Endpoint("GET", "getCurrentImportOperation", Permission.RUN_IMPORT, _current),
+    Endpoint("GET", "getImportProgress", Permission.RUN_IMPORT, _progress),
+    Endpoint("POST", "import.cancel", Permission.RUN_IMPORT, _cancel),
     Endpoint("POST", "logout", None, _logout),
 )
 
