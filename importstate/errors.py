@@ -119,6 +119,7 @@ class InvalidTransition(ImportStateError):
     """
 
     def __init__(self, state: str, event: str, detail: str = "") -> None:
+        state, event = str(state), str(event)  # enum members read as their wire names
         suffix = f": {detail}" if detail else ""
         super().__init__(f"event {event!r} is not allowed in state {state!r}{suffix}")
         self.state = state

@@ -9,6 +9,7 @@ raises :class:`~importstate.errors.InvalidTransition` for a move it refuses.
 
 from __future__ import annotations
 
+import enum
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Final, NamedTuple
@@ -20,12 +21,28 @@ from importstate.errors import InvalidTransition
 from importstate.steps import ProgressStep, State, state_of
 
 
+class Event(enum.StrEnum):
+    """The events of :data:`DEFINITION`; a test pins that the two name the same events."""
+
+    CREATE = "create"
+    BEGIN_LOADING = "begin_loading"
+    ADVANCE = "advance"
+    FINISH_LOADING = "finish_loading"
+    STAGE = "stage"
+    START = "start"
+    FINISH = "finish"
+    FAIL = "fail"
+    CANCEL = "cancel"
+    INVALIDATE = "invalidate"
+
+
 @attrs.frozen
 class Transition:
     """One row of the machine's table.
 
     Attributes:
-        event: the trigger name.
+        event: the trigger name (an :class:`Event` in the built-in table;
+            an extended table may add its own).
         sources: the states it leaves.
         dest: the state it enters.
         step: the status it sets; ``None`` keeps the status (``invalidate``)
@@ -61,29 +78,29 @@ _LIVE = (State.NEW, State.LOADING, State.READY, State.IMPORTING)
 DEFINITION: Final = MachineDefinition(
     states=tuple(State),
     transitions=(
-        Transition("create", (State.NONE,), State.NEW, ProgressStep.NEW,
+        Transition(Event.CREATE, (State.NONE,), State.NEW, ProgressStep.NEW,
                    doc="new operation"),
-        Transition("begin_loading", (State.NEW,), State.LOADING, ProgressStep.UPLOADING,
+        Transition(Event.BEGIN_LOADING, (State.NEW,), State.LOADING, ProgressStep.UPLOADING,
                    doc="a file importer starts"),
-        Transition("advance", (State.LOADING,), State.LOADING, forward_only=True,
+        Transition(Event.ADVANCE, (State.LOADING,), State.LOADING, forward_only=True,
                    doc="next loading step"),
-        Transition("finish_loading", (State.LOADING,), State.READY, ProgressStep.USER_SELECTION,
+        Transition(Event.FINISH_LOADING, (State.LOADING,), State.READY, ProgressStep.USER_SELECTION,
                    doc="file loaded and staged"),
-        Transition("stage", (State.NEW, State.READY), State.READY, ProgressStep.USER_SELECTION,
+        Transition(Event.STAGE, (State.NEW, State.READY), State.READY, ProgressStep.USER_SELECTION,
                    doc="add users"),
-        Transition("start", (State.READY,), State.IMPORTING, ProgressStep.IMPORTING_STARTED,
+        Transition(Event.START, (State.READY,), State.IMPORTING, ProgressStep.IMPORTING_STARTED,
                    doc="run"),
-        Transition("advance", (State.IMPORTING,), State.IMPORTING, forward_only=True,
+        Transition(Event.ADVANCE, (State.IMPORTING,), State.IMPORTING, forward_only=True,
                    doc="next importing step"),
-        Transition("finish", (State.IMPORTING,), State.DONE, ProgressStep.DONE,
+        Transition(Event.FINISH, (State.IMPORTING,), State.DONE, ProgressStep.DONE,
                    after_step=ProgressStep.FINISHING, doc="every staged user processed"),
-        Transition("fail", (State.LOADING, State.IMPORTING, State.ERROR), State.ERROR,
+        Transition(Event.FAIL, (State.LOADING, State.IMPORTING, State.ERROR), State.ERROR,
                    ProgressStep.IMPORT_FAILED, doc="run stopped by an error or invalidation"),
-        Transition("cancel", _LIVE, State.CANCELED, ProgressStep.IMPORT_CANCELLED,
+        Transition(Event.CANCEL, _LIVE, State.CANCELED, ProgressStep.IMPORT_CANCELLED,
                    doc="cancelled by an administrator"),
-        Transition("invalidate", (*_LIVE, State.CANCELED, State.ERROR), State.ERROR,
+        Transition(Event.INVALIDATE, (*_LIVE, State.CANCELED, State.ERROR), State.ERROR,
                    invalidates=True, doc="cleared or replaced by a new operation"),
-        Transition("invalidate", (State.DONE,), State.DONE, invalidates=True,
+        Transition(Event.INVALIDATE, (State.DONE,), State.DONE, invalidates=True,
                    doc="cleared or replaced by a new operation"),
     ),
 )
@@ -181,7 +198,7 @@ def events() -> tuple[str, ...]:
 
 
 def fire(
-    event: str,
+    event: Event,
     status: ProgressStep | None,
     *,
     valid: bool = True,
@@ -210,6 +227,20 @@ def fire(
             raise InvalidTransition(str(state), event, detail)
         assert _CURSOR.status is not None  # noqa: S101 - every event from a live state sets one
         return Move(_CURSOR.status, _CURSOR.valid)
+
+
+#: Each event of the table → the states it may leave.
+_SOURCES: Final[dict[str, frozenset[State]]] = {
+    event: frozenset(
+        state for row in DEFINITION.transitions if row.event == event for state in row.sources
+    )
+    for event in events()
+}
+
+
+def allows(event: Event, state: State) -> bool:
+    """Whether the table has ``event`` leave ``state`` (the move's conditions not checked)."""
+    return state in _SOURCES[event]
 
 
 def allowed_events(status: ProgressStep | None, *, valid: bool = True) -> tuple[str, ...]:

@@ -146,7 +146,7 @@ class Operation:
         importer_key: str | None = None,
     ) -> Operation:
         """A new operation at ``importer_new``, moved there by the machine's ``create`` event."""
-        status, valid = machine.fire("create", None)
+        status, valid = machine.fire(machine.Event.CREATE, None)
         at = to_millis_precision(at)
         return cls(
             id=new_id(),
@@ -161,7 +161,7 @@ class Operation:
 
     def fire(
         self,
-        event: str,
+        event: machine.Event,
         *,
         at: dt.datetime,
         step: ProgressStep | None = None,

@@ -6,31 +6,32 @@ import datetime as dt
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, Final, Literal
 
-from importstate import _parallel, _users
-from importstate._claim import Claim
-from importstate._time import format_time, to_millis_precision, utc_now
+from importstate import _run, _users, machine
+from importstate._run import MAX_ERROR_MESSAGE, PASSWORD_MASK, valid_current
+from importstate._time import utc_now
 from importstate.errors import (
     ImporterNotDefined,
-    InvalidOperationStatus,
     InvalidTransition,
     OperationAlreadyFinished,
     OperationCannotReceiveData,
     OperationNotFound,
     OperationNotInitialized,
-    WorkersUnsupported,
 )
-from importstate.importers import BatchCall, Importer, batch_call
-from importstate.model import Failure, Operation
+from importstate.importers import Importer
+from importstate.machine import Event
+from importstate.model import Operation
 from importstate.steps import FINISHED_STATES, ProgressStep, State
-from importstate.stores import (
-    Batch,
-    BatchClaims,
-    BatchTransaction,
-    NewRecord,
-    StagedRecord,
-    Store,
-    Transaction,
-)
+from importstate.stores import NewRecord, Store, Transaction
+
+__all__ = [
+    "BATCH_SIZE",
+    "DEFAULT_NAMES",
+    "LATEST_LIMIT",
+    "LEASE_SECONDS",
+    "MAX_ERROR_MESSAGE",
+    "PASSWORD_MASK",
+    "ImportService",
+]
 
 #: Users handed to the importer, and counted, per batch (SPEC §5).
 BATCH_SIZE: Final = 50
@@ -38,17 +39,8 @@ BATCH_SIZE: Final = 50
 LEASE_SECONDS: Final = 30.0
 #: Operations ``latest_operations`` returns by default.
 LATEST_LIMIT: Final = 20
-#: Importer error messages longer than this are cut (they are stored per failed user).
-MAX_ERROR_MESSAGE: Final = 2000
 #: Display names of importer keys (``getImportProgress``'s ``name``).
 DEFAULT_NAMES: Final = {"api": "API"}
-
-_TERMINAL_STEPS: Final = frozenset(
-    {ProgressStep.DONE, ProgressStep.IMPORT_FAILED, ProgressStep.IMPORT_CANCELLED},
-)
-_INVALIDATED = "The import operation was cleared or replaced while it was running."
-#: What a user's password is replaced with in stored error messages and failure listings.
-PASSWORD_MASK: Final = "[password]"  # noqa: S105 - the placeholder, not a password
 
 
 class ImportService:
@@ -118,7 +110,7 @@ class ImportService:
     def _clear(self, tx: Transaction) -> None:
         now = self.clock()
         for operation in tx.valid_operations():
-            tx.update(operation.fire("invalidate", at=now))
+            tx.update(operation.fire(Event.INVALIDATE, at=now))
         tx.unstage_all()
 
     def add_users(self, users: Sequence[Any]) -> Operation | None:
@@ -145,7 +137,7 @@ class ImportService:
             operation = self._check_receiving(tx.current())
             tx.stage(operation.id, records)
             added = operation.count.added(total=len(records), users=len(records))
-            updated = operation.fire("stage", at=self.clock(), count=added)
+            updated = operation.fire(Event.STAGE, at=self.clock(), count=added)
             tx.update(updated)
         return updated
 
@@ -153,10 +145,10 @@ class ImportService:
     def _check_receiving(operation: Operation | None) -> Operation:
         if operation is None or not operation.valid:
             raise OperationNotInitialized
-        if operation.state in {State.LOADING, State.IMPORTING}:
+        if not machine.allows(Event.STAGE, operation.state):
+            if operation.state in FINISHED_STATES:
+                raise OperationAlreadyFinished
             raise OperationCannotReceiveData
-        if operation.state in FINISHED_STATES:
-            raise OperationAlreadyFinished
         return operation
 
     def _prepare(self, users: Sequence[Any]) -> list[NewRecord]:
@@ -175,7 +167,7 @@ class ImportService:
             OperationNotFound: no current valid operation.
             InvalidTransition: it is not ``new``.
         """
-        return self._fire("begin_loading", file=file, content_type=content_type)
+        return self._fire(Event.BEGIN_LOADING, file=file, content_type=content_type)
 
     def advance(self, step: ProgressStep) -> Operation:
         """Move a loading or importing operation forward to ``step``.
@@ -184,7 +176,7 @@ class ImportService:
             OperationNotFound: no current valid operation.
             InvalidTransition: ``step`` is not later in the same state.
         """
-        return self._fire("advance", step=ProgressStep(step))
+        return self._fire(Event.ADVANCE, step=ProgressStep(step))
 
     def finish_loading(self) -> Operation:
         """Move a loading operation to ``importer_user_selection`` (state ``ready``).
@@ -193,7 +185,7 @@ class ImportService:
             OperationNotFound: no current valid operation.
             InvalidTransition: it is not loading.
         """
-        return self._fire("finish_loading")
+        return self._fire(Event.FINISH_LOADING)
 
     def stage(self, users: Sequence[Any]) -> Operation | None:
         """Stage users while loading, with ``add_users``'s checks of the users themselves.
@@ -223,21 +215,14 @@ class ImportService:
         if operation is None or not operation.valid:
             raise OperationNotFound
         if operation.state is not State.LOADING:
-            raise InvalidTransition(operation.state, "stage", "only while loading")
+            raise InvalidTransition(operation.state, Event.STAGE, "only while loading")
         return operation
 
-    def _fire(self, event: str, step: ProgressStep | None = None, **changes: Any) -> Operation:  # noqa: ANN401
+    def _fire(self, event: Event, step: ProgressStep | None = None, **changes: Any) -> Operation:  # noqa: ANN401
         with self.store.transaction() as tx:
-            updated = self._valid_current(tx).fire(event, at=self.clock(), step=step, **changes)
+            updated = valid_current(tx).fire(event, at=self.clock(), step=step, **changes)
             tx.update(updated)
         return updated
-
-    @staticmethod
-    def _valid_current(tx: Transaction) -> Operation:
-        operation = tx.current()
-        if operation is None or not operation.valid:
-            raise OperationNotFound
-        return operation
 
     # -- running ---------------------------------------------------------------------------
 
@@ -264,26 +249,7 @@ class ImportService:
             WorkersUnsupported: ``workers`` > 1 and the store has no batch claims.
             ValueError: ``workers`` is less than 1.
         """
-        if workers != 1:
-            return self._in_batches(importer, workers, start=True, join=False)
-        with self.store.transaction() as tx:
-            operation = self._valid_current(tx)
-            if operation.status is not ProgressStep.USER_SELECTION:
-                raise InvalidOperationStatus
-            call = self._call(operation, importer)
-            now = self.clock()
-            started = operation.fire(
-                "start", at=now, count=operation.count.added(completed=0, error=0),
-            )
-            tx.update(started)
-            claim = Claim.take(tx, started.id, now)
-        return self._drive(claim, call)
-
-    def _call(self, operation: Operation, importer: Importer | None) -> BatchCall:
-        """``importer``, or the one registered for the operation's key, as one call per batch."""
-        return batch_call(
-            importer if importer is not None else self.importer_for(operation.importer_key),
-        )
+        return self._runner(importer).run(workers)
 
     def importer_for(self, key: str) -> Importer:
         """The importer registered under ``key``.
@@ -296,118 +262,12 @@ class ImportService:
         except KeyError:
             raise ImporterNotDefined(key) from None
 
-    def _drive(self, claim: Claim, call: BatchCall) -> Operation:
-        """Run the claimed operation from its checkpoint to the end, or until it must stop."""
-        try:
-            stopped = self._advance_to(claim, ProgressStep.IMPORTING_USERS)
-            if stopped is not None:
-                return stopped
-            for records in self._batches(claim.operation_id, claim.checkpoint):
-                stopped = self._commit(claim, records, _outcomes(call, records))
-                if stopped is not None:
-                    return stopped
-            return self._finish(claim)
-        except Exception as exc:  # noqa: BLE001 - a library or store error fails the run, kept
-            return self._fail(claim, exc)
-
-    def _advance_to(self, claim: Claim, step: ProgressStep) -> Operation | None:
-        """Move to ``step`` unless a resumed run is there already; the operation if it must stop."""
-        with self.store.transaction() as tx:
-            operation = _get(tx, claim.operation_id)
-            if not claim.holds(tx):
-                return operation
-            if _should_stop(operation):
-                return self._stop(tx, operation)
-            if operation.status.position < step.position:
-                tx.update(operation.fire("advance", at=self.clock(), step=step))
-        return None
-
-    def _batches(self, operation_id: str, after: int | None) -> Iterator[list[StagedRecord]]:
-        """Stream the operation's staged records, ``store.read_ahead`` batches per query.
-
-        One batch per query (the default) suits an in-process store: records
-        that outlive their batch get promoted by the garbage collector and make
-        its full passes costly. A store across the network sets ``read_ahead``
-        higher to save round trips.
-        """
-        size = self.batch_size
-        ahead: int = getattr(self.store, "read_ahead", 1)
-        while True:
-            with self.store.reading() as tx:
-                page = tx.staged(operation_id, after=after, limit=size * ahead)
-            if not page:
-                return
-            for start in range(0, len(page), size):
-                yield page[start:start + size]
-            after = page[-1].position
-
-    def _commit(
-        self,
-        claim: Claim,
-        records: list[StagedRecord],
-        outcomes: Sequence[BaseException | None],
-    ) -> Operation | None:
-        """Write one batch's counts, errors, checkpoint and heartbeat in one transaction.
-
-        Returns the operation if the run must stop here (cancelled,
-        invalidated, or claimed by another worker: then nothing is written),
-        else ``None``.
-        """
-        failed = [(r, exc) for r, exc in zip(records, outcomes, strict=True) if exc is not None]
-        # Any user's password may be echoed in any message of the batch.
-        secrets = _secrets(records) if failed else set()
-        failures = [(record.position, _error_doc(exc, secrets)) for record, exc in failed]
-        now = self.clock()
-        operation_id = claim.operation_id
-        with self.store.transaction() as tx:
-            operation = _get(tx, operation_id)
-            if not claim.holds(tx):
-                return operation
-            counted = operation.touched(now, count=operation.count.added(
-                completed=len(records) - len(failures), error=len(failures),
-            ))
-            tx.update(counted)
-            tx.record_errors(operation_id, failures)
-            beat = claim.renew(tx, records[-1].position, now)
-            if _should_stop(counted):
-                return self._stop(tx, counted)
-        claim.renewed(records[-1].position, beat)
-        return None
-
-    def _stop(self, tx: Transaction, operation: Operation) -> Operation:
-        """End a run that was cancelled (stays so) or invalidated (fails)."""
-        if operation.status is ProgressStep.IMPORT_CANCELLED:
-            return operation
-        now = self.clock()
-        failed = operation.fire("fail", at=now, failure=Failure(_INVALIDATED, now))
-        tx.update(failed)
-        return failed
-
-    def _finish(self, claim: Claim) -> Operation:
-        stopped = self._advance_to(claim, ProgressStep.FINISHING)
-        if stopped is not None:
-            return stopped
-        operation_id = claim.operation_id
-        with self.store.transaction() as tx:
-            operation = _get(tx, operation_id)
-            if not claim.holds(tx):
-                return operation
-            if _should_stop(operation):
-                return self._stop(tx, operation)
-            tx.remove_succeeded(operation_id)
-            done = operation.fire("finish", at=self.clock())
-            tx.update(done)
-        return done
-
-    def _fail(self, claim: Claim, error: Exception) -> Operation:
-        now = self.clock()
-        with self.store.transaction() as tx:
-            operation = _get(tx, claim.operation_id)
-            if operation.status in _TERMINAL_STEPS or not claim.holds(tx):
-                return operation
-            failed = operation.fire("fail", at=now, failure=Failure(_message(error), now))
-            tx.update(failed)
-        return failed
+    def _runner(self, importer: Importer | None) -> _run.Runner:
+        # Built per call: clock, batch_size and lease_seconds are settings a caller may change.
+        return _run.Runner(
+            self.store, self.importers, importer,
+            clock=self.clock, batch_size=self.batch_size, lease_seconds=self.lease_seconds,
+        )
 
     def cancel(self) -> Operation:
         """Cancel the current operation at once; a running import stops at its next batch.
@@ -419,10 +279,10 @@ class ImportService:
             OperationAlreadyFinished: it is done, failed or cancelled.
         """
         with self.store.transaction() as tx:
-            operation = self._valid_current(tx)
-            if operation.state in FINISHED_STATES:
+            operation = valid_current(tx)
+            if not machine.allows(Event.CANCEL, operation.state):
                 raise OperationAlreadyFinished
-            cancelled = operation.fire("cancel", at=self.clock())
+            cancelled = operation.fire(Event.CANCEL, at=self.clock())
             tx.update(cancelled)
         return cancelled
 
@@ -454,129 +314,7 @@ class ImportService:
             WorkersUnsupported: the store has no batch claims.
             ValueError: ``workers`` is less than 1.
         """
-        return self._in_batches(importer, workers, start=True, join=True)
-
-    def _in_batches(
-        self, importer: Importer | None, workers: int, *, start: bool, join: bool,
-    ) -> Operation:
-        """Start (``start``) or join (``join``) the current operation's run in batches."""
-        if workers < 1:
-            msg = f"workers must be at least 1, not {workers}"
-            raise ValueError(msg)
-        claims = self._claims()
-        with claims.transaction() as tx:
-            operation = self._valid_current(tx)
-            call = self._call(operation, importer)
-            if start and operation.status is ProgressStep.USER_SELECTION:
-                operation = self._start_in_batches(tx, operation)
-            elif not (join and operation.state is State.IMPORTING
-                      and tx.batch_count(operation.id)):
-                raise InvalidOperationStatus
-        operation_id = operation.id
-
-        def worker() -> Operation:
-            try:
-                return _parallel.work(
-                    claims, operation_id, leases,
-                    lambda batch, records: self._import_batch(claims, batch, records, call),
-                    lambda: self._ended(operation_id),
-                )
-            except Exception as exc:  # noqa: BLE001 - a library or store error fails the run, kept
-                return self._fail_batches(operation_id, exc)
-
-        with _parallel.Leases(claims, self.lease_seconds) as leases:
-            if workers == 1:
-                worker()
-            else:
-                _parallel.in_threads(workers, worker)
-        with self.store.reading() as reading:
-            return _get(reading, operation_id)
-
-    def _claims(self) -> BatchClaims:
-        if not isinstance(self.store, BatchClaims):
-            raise WorkersUnsupported(type(self.store).__name__)
-        return self.store
-
-    def _start_in_batches(self, tx: BatchTransaction, operation: Operation) -> Operation:
-        now = self.clock()
-        started = operation.fire(
-            "start", at=now, count=operation.count.added(completed=0, error=0),
-        ).fire("advance", at=now, step=ProgressStep.IMPORTING_USERS)
-        # The heartbeat tells stale_operations the run is alive; each batch renews it.
-        tx.update(started)
-        tx.set_checkpoint(started.id, None, to_millis_precision(now))
-        if tx.cut_batches(started.id, self.batch_size) == 0:
-            started = self._done(tx, started)
-            tx.update(started)
-        return started
-
-    def _import_batch(
-        self, claims: BatchClaims, batch: Batch, records: list[StagedRecord], call: BatchCall,
-    ) -> None:
-        """Import one leased batch and commit it if its lease still holds.
-
-        The commit of the last batch finishes the run; one that finds the
-        run cancelled or invalidated counts its batch and stops the run.
-        """
-        outcomes = _outcomes(call, records) if records else []
-        failed = [(r, exc) for r, exc in zip(records, outcomes, strict=True) if exc is not None]
-        secrets = _secrets(records) if failed else set()
-        failures = [(record.position, _error_doc(exc, secrets)) for record, exc in failed]
-        now = self.clock()
-        with claims.transaction() as tx:
-            operation = _get(tx, batch.operation_id)
-            if operation.status in {ProgressStep.DONE, ProgressStep.IMPORT_FAILED}:
-                return
-            left = tx.finish_batch(batch)
-            if left is None:
-                # Its lease expired and another worker has it: that one commits it.
-                return
-            counted = operation.touched(now, count=operation.count.added(
-                completed=len(records) - len(failures), error=len(failures),
-            ))
-            tx.record_errors(batch.operation_id, failures)
-            tx.set_checkpoint(
-                batch.operation_id, tx.checkpoint(batch.operation_id), to_millis_precision(now),
-            )
-            if _should_stop(counted):
-                tx.update(counted)
-                self._stop(tx, counted)
-                return
-            if left == 0:
-                counted = self._done(tx, counted)
-            tx.update(counted)
-
-    def _done(self, tx: Transaction, operation: Operation) -> Operation:
-        """Finish a run whose every batch is done: drop the succeeded records, move to done."""
-        now = self.clock()
-        finishing = operation.fire("advance", at=now, step=ProgressStep.FINISHING)
-        tx.remove_succeeded(operation.id)
-        return finishing.fire("finish", at=now)
-
-    def _ended(self, operation_id: str) -> Operation | None:
-        """``None`` while the run goes on; else the operation (failed first if invalidated)."""
-        with self.store.reading() as reading:
-            operation = _get(reading, operation_id)
-        if operation.state is State.IMPORTING and operation.valid:
-            return None
-        if operation.status in _TERMINAL_STEPS or operation.valid:
-            return operation
-        # Invalidated while importing: the first worker to see it fails the run.
-        with self.store.transaction() as tx:
-            operation = _get(tx, operation_id)
-            if operation.status in _TERMINAL_STEPS:
-                return operation
-            return self._stop(tx, operation)
-
-    def _fail_batches(self, operation_id: str, error: Exception) -> Operation:
-        now = self.clock()
-        with self.store.transaction() as tx:
-            operation = _get(tx, operation_id)
-            if operation.status in _TERMINAL_STEPS:
-                return operation
-            failed = operation.fire("fail", at=now, failure=Failure(_message(error), now))
-            tx.update(failed)
-        return failed
+        return self._runner(importer).work(workers)
 
     # -- recovering ------------------------------------------------------------------------
 
@@ -600,20 +338,7 @@ class ImportService:
             ImporterNotDefined: no ``importer`` given and its key is not registered.
             WorkersUnsupported: ``workers`` > 1 and the store has no batch claims.
         """
-        if workers != 1:
-            return self._in_batches(importer, workers, start=False, join=True)
-        with self.store.transaction() as tx:
-            operation = self._valid_current(tx)
-            if operation.state is not State.IMPORTING:
-                raise InvalidOperationStatus
-            call = self._call(operation, importer)
-            if _batch_count(tx, operation.id):
-                claim = None
-            else:
-                claim = Claim.take(tx, operation.id, self.clock())
-        if claim is None:
-            return self._in_batches(importer, workers, start=False, join=True)
-        return self._drive(claim, call)
+        return self._runner(importer).resume(workers)
 
     def stale_operations(self, older_than: dt.timedelta) -> list[Operation]:
         """Importing operations whose heartbeat is older than ``older_than``: their worker is gone.
@@ -621,14 +346,7 @@ class ImportService:
         A run stores a heartbeat with every batch, so ``older_than`` must be
         longer than the importer ever takes for one batch.
         """
-        with self.store.reading() as tx:
-            return [op for op in tx.valid_operations() if self._is_stale(tx, op, older_than)]
-
-    def _is_stale(self, tx: Transaction, operation: Operation, older_than: dt.timedelta) -> bool:
-        if operation.state is not State.IMPORTING:
-            return False
-        beat = tx.heartbeat(operation.id)
-        return beat is None or beat < self.clock() - older_than
+        return self._runner(None).stale_operations(older_than)
 
     def sweep_stale(
         self,
@@ -651,36 +369,13 @@ class ImportService:
         if action not in {"resume", "fail"}:
             msg = f"action must be 'resume' or 'fail', not {action!r}"
             raise ValueError(msg)
+        runner = self._runner(importer)
         swept = []
-        for stale in self.stale_operations(older_than):
-            ended = self._sweep(stale.id, older_than, action, importer)
+        for stale in runner.stale_operations(older_than):
+            ended = runner.sweep(stale.id, older_than, action)
             if ended is not None:
                 swept.append(ended)
         return swept
-
-    def _sweep(
-        self, operation_id: str, older_than: dt.timedelta, action: str, importer: Importer | None,
-    ) -> Operation | None:
-        with self.store.transaction() as tx:
-            operation = _get(tx, operation_id)
-            if not self._is_stale(tx, operation, older_than):
-                return None
-            if action == "fail":
-                now = self.clock()
-                beat = tx.heartbeat(operation_id)
-                last = format_time(beat) if beat is not None else "never"
-                reason = f"The import stopped: no heartbeat for {older_than} (last: {last})."
-                failed = operation.fire("fail", at=now, failure=Failure(reason, now))
-                tx.update(failed)
-                return failed
-            call = self._call(operation, importer)
-            if _batch_count(tx, operation_id):
-                claim = None
-            else:
-                claim = Claim.take(tx, operation_id, self.clock())
-        if claim is None:
-            return self._in_batches(importer, 1, start=False, join=True)
-        return self._drive(claim, call)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -737,57 +432,3 @@ class ImportService:
                 yield record.to_wire()
             after = page[-1].position
 
-
-def _get(tx: Transaction, operation_id: str) -> Operation:
-    operation = tx.get(operation_id)
-    if operation is None:
-        msg = f"operation {operation_id!r} disappeared from the store"
-        raise LookupError(msg)
-    return operation
-
-
-def _batch_count(tx: Transaction, operation_id: str) -> int:
-    """How many batches the operation's run was cut into; 0 on a store without batch claims."""
-    return tx.batch_count(operation_id) if isinstance(tx, BatchTransaction) else 0
-
-
-def _should_stop(operation: Operation) -> bool:
-    return operation.status is ProgressStep.IMPORT_CANCELLED or not operation.valid
-
-
-def _outcomes(call: BatchCall, records: list[StagedRecord]) -> Sequence[BaseException | None]:
-    """The importer's verdict per user; an exception for the whole batch fails every user."""
-    try:
-        outcomes = call([record.data for record in records])
-    except Exception as exc:  # noqa: BLE001 - the batch's users fail, not the run
-        return [exc] * len(records)
-    if len(outcomes) != len(records):
-        error = RuntimeError(f"importer returned {len(outcomes)} results for {len(records)} users")
-        return [error] * len(records)
-    return outcomes
-
-
-def _message(error: BaseException, secrets: Collection[str] = ()) -> str:
-    """The error's text with every secret masked, then cut to ``MAX_ERROR_MESSAGE``."""
-    try:
-        text = str(error) or type(error).__name__
-    except Exception:  # noqa: BLE001 - a broken __str__ must not lose the failure
-        text = type(error).__name__
-    # Longest first, so a password that contains another is masked whole.
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, PASSWORD_MASK)
-    if len(text) > MAX_ERROR_MESSAGE:
-        text = text[:MAX_ERROR_MESSAGE] + "… (truncated)"
-    return text
-
-
-def _secrets(records: Sequence[StagedRecord]) -> set[str]:
-    """The batch's passwords: an importer's message may echo any user of its batch."""
-    return {
-        password for record in records
-        if isinstance(password := record.data.get("password"), str) and password
-    }
-
-
-def _error_doc(error: BaseException, secrets: Collection[str] = ()) -> dict[str, str]:
-    return {"message": _message(error, secrets), "type": type(error).__name__}

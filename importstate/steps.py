@@ -86,6 +86,8 @@ _POSITION: Final[dict[ProgressStep, int]] = {step: i for i, step in enumerate(Pr
 
 #: States in which no more work happens to an operation.
 FINISHED_STATES: Final = frozenset({State.DONE, State.ERROR, State.CANCELED})
+#: The steps of a finished operation: done, failed, cancelled.
+TERMINAL_STEPS: Final = frozenset(step for step in ProgressStep if step.state in FINISHED_STATES)
 
 
 def steps_of(state: State) -> tuple[ProgressStep, ...]:

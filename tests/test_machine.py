@@ -6,7 +6,7 @@ import pytest
 import transitions
 
 from importstate import InvalidTransition, Operation, ProgressStep, State, state_of
-from importstate.machine import DEFINITION, allowed_events, events, fire
+from importstate.machine import DEFINITION, Event, allowed_events, allows, events, fire
 
 P = ProgressStep
 
@@ -81,6 +81,19 @@ def test_every_state_and_event_is_in_the_table():
     }
     reached = {row.dest for row in DEFINITION.transitions}
     assert reached == set(State) - {State.NONE}
+
+
+def test_the_event_enum_names_the_events_of_the_table():
+    assert list(Event) == list(events())
+
+
+def test_allows_reads_the_sources_of_the_table():
+    for event in Event:
+        sources = {s for row in DEFINITION.transitions if row.event == event for s in row.sources}
+        assert {state for state in State if allows(event, state)} == sources
+    assert allows(Event.CANCEL, State.IMPORTING)
+    assert not allows(Event.CANCEL, State.DONE)
+    assert not allows(Event.START, State.NEW)
 
 
 def test_allowed_events_from_ready():

@@ -1,0 +1,177 @@
+"""Running imports: what :class:`~importstate.ImportService` delegates ``run`` and its kin to.
+
+- :mod:`.claim`: what entitles a worker to commit (a serial claim, a batch lease);
+- :mod:`.ledger`: the one place a batch, a stop, a failure and the end are written;
+- :mod:`.serial`: one worker, batch after batch from the checkpoint;
+- :mod:`.batched`: batches leased to any number of workers (stores with batch claims).
+
+:class:`Runner` decides which engine runs: it starts, resumes or joins the
+current operation in one transaction, then hands it to the engine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from typing import Literal
+
+from importstate import machine
+from importstate._run.batched import BatchedRun, batch_count
+from importstate._run.claim import Claim
+from importstate._run.ledger import MAX_ERROR_MESSAGE, PASSWORD_MASK, Ledger, get, valid_current
+from importstate._run.serial import SerialRun
+from importstate._time import format_time
+from importstate.errors import ImporterNotDefined, InvalidOperationStatus
+from importstate.importers import BatchCall, Importer, batch_call
+from importstate.machine import Event
+from importstate.model import Failure, Operation
+from importstate.stores import Store, Transaction
+
+__all__ = ["MAX_ERROR_MESSAGE", "PASSWORD_MASK", "Runner", "valid_current"]
+
+
+class Runner:
+    """Runs, resumes, joins and sweeps the imports of one store.
+
+    Args:
+        store: where the operations live.
+        importers: importer key → importer, looked up by the operation's key
+            when no ``importer`` is given.
+        importer: the importer to use instead of the registered one.
+        clock: the current UTC time.
+        batch_size: records per batch.
+        lease_seconds: how long a batch lease lasts unless renewed.
+    """
+
+    def __init__(  # noqa: PLR0913 - the service's run settings, passed through by keyword
+        self,
+        store: Store,
+        importers: Mapping[str, Importer],
+        importer: Importer | None,
+        *,
+        clock: Callable[[], dt.datetime],
+        batch_size: int,
+        lease_seconds: float,
+    ) -> None:
+        self.ledger = Ledger(store, clock)
+        self.importers = importers
+        self.importer = importer
+        self.batch_size = batch_size
+        self.lease_seconds = lease_seconds
+
+    def run(self, workers: int) -> Operation:
+        """Start the current operation's run (see ``ImportService.run``)."""
+        if workers != 1:
+            return self._in_batches(workers, start=True, join=False)
+        with self.ledger.store.transaction() as tx:
+            operation = valid_current(tx)
+            if not machine.allows(Event.START, operation.state):
+                raise InvalidOperationStatus
+            call = self._call(operation)
+            now = self.ledger.clock()
+            started = operation.fire(
+                Event.START, at=now, count=operation.count.added(completed=0, error=0),
+            )
+            tx.update(started)
+            claim = Claim.take(tx, started.id, now)
+        return self._serial().drive(claim, call)
+
+    def work(self, workers: int) -> Operation:
+        """Start or join the current operation's run in batches (see ``ImportService.work``)."""
+        return self._in_batches(workers, start=True, join=True)
+
+    def resume(self, workers: int) -> Operation:
+        """Continue the current importing operation (see ``ImportService.resume``)."""
+        if workers != 1:
+            return self._in_batches(workers, start=False, join=True)
+        with self.ledger.store.transaction() as tx:
+            operation = valid_current(tx)
+            if not _importing(operation):
+                raise InvalidOperationStatus
+            call = self._call(operation)
+            claim = self._claim_or_join(tx, operation.id)
+        return self._continue(claim, call)
+
+    def stale_operations(self, older_than: dt.timedelta) -> list[Operation]:
+        """Importing operations whose heartbeat is older than ``older_than``."""
+        with self.ledger.store.reading() as tx:
+            return [op for op in tx.valid_operations() if self._is_stale(tx, op, older_than)]
+
+    def sweep(
+        self, operation_id: str, older_than: dt.timedelta, action: Literal["resume", "fail"],
+    ) -> Operation | None:
+        """Resume or fail one operation if it is still stale; ``None`` if it no longer is."""
+        with self.ledger.store.transaction() as tx:
+            operation = get(tx, operation_id)
+            if not self._is_stale(tx, operation, older_than):
+                return None
+            if action == "fail":
+                return self._fail_stale(tx, operation, older_than)
+            call = self._call(operation)
+            claim = self._claim_or_join(tx, operation_id)
+        return self._continue(claim, call)
+
+    def _call(self, operation: Operation) -> BatchCall:
+        """The importer given, or the one registered for the operation's key, as one call per batch.
+
+        Raises:
+            ImporterNotDefined: neither is there.
+        """
+        if self.importer is not None:
+            return batch_call(self.importer)
+        try:
+            return batch_call(self.importers[operation.importer_key])
+        except KeyError:
+            raise ImporterNotDefined(operation.importer_key) from None
+
+    def _claim_or_join(self, tx: Transaction, operation_id: str) -> Claim | None:
+        """A claim on a serial run, or ``None`` for a run in batches (joined instead)."""
+        if batch_count(tx, operation_id):
+            return None
+        return Claim.take(tx, operation_id, self.ledger.clock())
+
+    def _continue(self, claim: Claim | None, call: BatchCall) -> Operation:
+        if claim is None:
+            return self._in_batches(1, start=False, join=True)
+        return self._serial().drive(claim, call)
+
+    def _serial(self) -> SerialRun:
+        return SerialRun(self.ledger, self.batch_size)
+
+    def _in_batches(self, workers: int, *, start: bool, join: bool) -> Operation:
+        """Start (``start``) or join (``join``) the current operation's run in batches."""
+        if workers < 1:
+            msg = f"workers must be at least 1, not {workers}"
+            raise ValueError(msg)
+        batched = BatchedRun(self.ledger, self.batch_size, self.lease_seconds)
+        with batched.claims.transaction() as tx:
+            operation = valid_current(tx)
+            call = self._call(operation)
+            if start and machine.allows(Event.START, operation.state):
+                operation = batched.start(tx, operation)
+            elif not (join and _importing(operation) and tx.batch_count(operation.id)):
+                raise InvalidOperationStatus
+        return batched.work(operation.id, call, workers)
+
+    def _is_stale(self, tx: Transaction, operation: Operation, older_than: dt.timedelta) -> bool:
+        if not _importing(operation):
+            return False
+        beat = tx.heartbeat(operation.id)
+        return beat is None or beat < self.ledger.clock() - older_than
+
+    def _fail_stale(
+        self, tx: Transaction, operation: Operation, older_than: dt.timedelta,
+    ) -> Operation:
+        now = self.ledger.clock()
+        beat = tx.heartbeat(operation.id)
+        last = format_time(beat) if beat is not None else "never"
+        reason = f"The import stopped: no heartbeat for {older_than} (last: {last})."
+        failed = operation.fire(Event.FAIL, at=now, failure=Failure(reason, now))
+        tx.update(failed)
+        return failed
+
+
+def _importing(operation: Operation) -> bool:
+    """Whether a run of the operation is under way (it can still finish)."""
+    return machine.allows(Event.FINISH, operation.state)
+

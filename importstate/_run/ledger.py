@@ -1,0 +1,182 @@
+"""The one ledger of a run: how a batch, a stop, a failure and the end are written (SPEC §5).
+
+Both engines (serial and in batches) commit through :class:`Ledger`, so what
+a committed batch means (counts, errors with passwords masked, checkpoint and
+heartbeat, in one transaction, fenced) is written once. The engines differ
+only in their :class:`Hold`: what entitles a worker to commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Collection, Sequence
+from typing import Final
+
+from importstate import machine
+from importstate._run.claim import Claim, Hold, Turn
+from importstate.errors import OperationNotFound
+from importstate.importers import BatchCall
+from importstate.machine import Event
+from importstate.model import Failure, Operation
+from importstate.steps import TERMINAL_STEPS, ProgressStep
+from importstate.stores import StagedRecord, Store, Transaction
+
+#: Importer error messages longer than this are cut (they are stored per failed user).
+MAX_ERROR_MESSAGE: Final = 2000
+#: What a user's password is replaced with in stored error messages and failure listings.
+PASSWORD_MASK: Final = "[password]"  # noqa: S105 - the placeholder, not a password
+
+_INVALIDATED: Final = "The import operation was cleared or replaced while it was running."
+#: A batch finding its operation here has nothing to write: the run ended elsewhere.
+_ENDED: Final = frozenset({ProgressStep.DONE, ProgressStep.IMPORT_FAILED})
+
+
+def must_stop(operation: Operation) -> bool:
+    """Whether a run of ``operation`` stops here: cancelled, invalidated or ended elsewhere."""
+    return not machine.allows(Event.FINISH, operation.state)
+
+
+def outcomes(call: BatchCall, records: list[StagedRecord]) -> Sequence[BaseException | None]:
+    """The importer's verdict per user; an exception for the whole batch fails every user."""
+    try:
+        results = call([record.data for record in records])
+    except Exception as exc:  # noqa: BLE001 - the batch's users fail, not the run
+        return [exc] * len(records)
+    if len(results) != len(records):
+        error = RuntimeError(f"importer returned {len(results)} results for {len(records)} users")
+        return [error] * len(records)
+    return results
+
+
+def failures(
+    records: Sequence[StagedRecord], results: Sequence[BaseException | None],
+) -> list[tuple[int, dict[str, str]]]:
+    """``(position, error document)`` of each failed record, its batch's passwords masked."""
+    failed = [(r, exc) for r, exc in zip(records, results, strict=True) if exc is not None]
+    if not failed:
+        return []
+    # Any user's password may be echoed in any message of the batch.
+    secrets = _secrets(records)
+    return [(record.position, _error_doc(exc, secrets)) for record, exc in failed]
+
+
+class Ledger:
+    """Writes a run's progress and its end to the store."""
+
+    def __init__(self, store: Store, clock: Callable[[], dt.datetime]) -> None:
+        self.store = store
+        self.clock = clock
+
+    def commit(
+        self,
+        hold: Hold,
+        records: Sequence[StagedRecord],
+        results: Sequence[BaseException | None],
+    ) -> Operation | None:
+        """Write one batch's counts, errors, checkpoint and heartbeat in one transaction.
+
+        Returns the operation if this worker must stop here (cancelled,
+        invalidated, or taken over: then nothing was written), else ``None``.
+        A hold's last batch finishes the run in the same transaction.
+        """
+        failed = failures(records, results)
+        now = self.clock()
+        with self.store.transaction() as tx:
+            operation = get(tx, hold.operation_id)
+            if operation.status in _ENDED:
+                return operation
+            turn = hold.turn(tx)
+            if turn is Turn.LOST:
+                return operation
+            counted = operation.touched(now, count=operation.count.added(
+                completed=len(records) - len(failed), error=len(failed),
+            ))
+            tx.record_errors(hold.operation_id, failed)
+            hold.stamp(tx, records[-1].position if records else None, now)
+            if must_stop(counted):
+                tx.update(counted)
+                return self.stop(tx, counted)
+            if turn is Turn.LAST:
+                counted = self.finished(tx, counted)
+            tx.update(counted)
+        hold.stamped()
+        return None
+
+    def stop(self, tx: Transaction, operation: Operation) -> Operation:
+        """End a run that must stop: cancelled (or ended) stays so, invalidated fails."""
+        if operation.status in TERMINAL_STEPS:
+            return operation
+        now = self.clock()
+        failed = operation.fire(Event.FAIL, at=now, failure=Failure(_INVALIDATED, now))
+        tx.update(failed)
+        return failed
+
+    def finished(self, tx: Transaction, operation: Operation) -> Operation:
+        """Finish a run whose every batch is done: drop the succeeded records, move to done."""
+        now = self.clock()
+        if operation.status is not ProgressStep.FINISHING:
+            operation = operation.fire(Event.ADVANCE, at=now, step=ProgressStep.FINISHING)
+        tx.remove_succeeded(operation.id)
+        return operation.fire(Event.FINISH, at=now)
+
+    def fail(
+        self, operation_id: str, error: BaseException, claim: Claim | None = None,
+    ) -> Operation:
+        """Fail the run with ``error``'s message, unless it ended or ``claim`` was taken over."""
+        now = self.clock()
+        with self.store.transaction() as tx:
+            operation = get(tx, operation_id)
+            if operation.status in TERMINAL_STEPS:
+                return operation
+            if claim is not None and not claim.holds(tx):
+                return operation
+            failed = operation.fire(Event.FAIL, at=now, failure=Failure(message(error), now))
+            tx.update(failed)
+        return failed
+
+
+def valid_current(tx: Transaction) -> Operation:
+    """The current operation, which must be valid.
+
+    Raises:
+        OperationNotFound: there is none, or it is not valid.
+    """
+    operation = tx.current()
+    if operation is None or not operation.valid:
+        raise OperationNotFound
+    return operation
+
+
+def get(tx: Transaction, operation_id: str) -> Operation:
+    """The operation a run works on; it never disappears while the run holds it."""
+    operation = tx.get(operation_id)
+    if operation is None:
+        msg = f"operation {operation_id!r} disappeared from the store"
+        raise LookupError(msg)
+    return operation
+
+
+def message(error: BaseException, secrets: Collection[str] = ()) -> str:
+    """The error's text with every secret masked, then cut to ``MAX_ERROR_MESSAGE``."""
+    try:
+        text = str(error) or type(error).__name__
+    except Exception:  # noqa: BLE001 - a broken __str__ must not lose the failure
+        text = type(error).__name__
+    # Longest first, so a password that contains another is masked whole.
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, PASSWORD_MASK)
+    if len(text) > MAX_ERROR_MESSAGE:
+        text = text[:MAX_ERROR_MESSAGE] + "… (truncated)"
+    return text
+
+
+def _secrets(records: Sequence[StagedRecord]) -> set[str]:
+    """The batch's passwords: an importer's message may echo any user of its batch."""
+    return {
+        password for record in records
+        if isinstance(password := record.data.get("password"), str) and password
+    }
+
+
+def _error_doc(error: BaseException, secrets: Collection[str]) -> dict[str, str]:
+    return {"message": message(error, secrets), "type": type(error).__name__}
