@@ -219,6 +219,18 @@ class SchemaVersionError(ImportStateError):
     """The database was written by a newer importstate than this one."""
 
 
+class PostgresUnreachable(ImportStateError):
+    """The PostgreSQL database of ``--dsn`` (a ``dsn=`` argument) did not accept a connection.
+
+    Attributes:
+        reason: libpq's message, on one line.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"--dsn: cannot connect to PostgreSQL: {reason}")
+        self.reason = reason
+
+
 class DatabaseBusy(ImportStateError):
     """Another connection kept the database locked for longer than the store's ``timeout``."""
 

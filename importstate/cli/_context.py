@@ -17,8 +17,8 @@ import attrs
 from rich.console import Console
 from rich.text import Text
 
+from importstate._setup import Setup, open_setup
 from importstate.service import ImportService
-from importstate.stores import SQLiteStore, Store
 from importstate.users_table import UsersTableImporter
 
 #: The database used when neither ``--db`` nor ``IMPORTSTATE_DB`` is given.
@@ -44,9 +44,7 @@ class Context:
     args: argparse.Namespace
     out: Console
     err: Console
-    _store: Store | None = None
-    _importer: UsersTableImporter | None = None
-    _service: ImportService | None = None
+    _setup: Setup | None = None
 
     @property
     def json(self) -> bool:
@@ -65,9 +63,7 @@ class Context:
 
     def service(self) -> ImportService:
         """The import service over :attr:`dsn` or :attr:`db`, opened on first call."""
-        if self._service is None:
-            self._service = self.open(self.db, dsn=self.dsn)
-        return self._service
+        return self._opened().service
 
     def open(self, path: Path, *, dsn: str | None = None) -> ImportService:
         """An import service over ``dsn``, else the SQLite file ``path``; closed with the context.
@@ -75,25 +71,24 @@ class Context:
         The built-in importer writes to ``path`` either way.
         """
         self.close()
-        self._store = _postgres_store(dsn) if dsn else SQLiteStore(path)
-        self._importer = UsersTableImporter(path)
-        self._service = ImportService(self._store, {"api": self._importer})
-        return self._service
+        self._setup = open_setup(path, dsn=dsn)
+        return self._setup.service
 
     @property
     def importer(self) -> UsersTableImporter:
         """The built-in importer of the open service."""
-        self.service()
-        assert self._importer is not None  # noqa: S101 - opened with the service
-        return self._importer
+        return self._opened().importer
 
     def close(self) -> None:
         """Close the store and the importer, if open."""
-        if self._importer is not None:
-            self._importer.close()
-        if self._store is not None:
-            self._store.close()
-        self._store = self._importer = self._service = None
+        if self._setup is not None:
+            setup, self._setup = self._setup, None
+            setup.close()
+
+    def _opened(self) -> Setup:
+        if self._setup is None:
+            self._setup = open_setup(self.db, dsn=self.dsn)
+        return self._setup
 
     def print_json(self, value: object) -> None:
         """Write ``value`` as indented JSON to stdout, unstyled, for scripts."""
@@ -104,19 +99,6 @@ class Context:
         """Print one line for people (not in ``--json`` mode); ``str`` parts are not markup."""
         if not self.json:
             self.out.print(Text.assemble(*parts))
-
-
-def _postgres_store(dsn: str) -> Store:
-    from psycopg import OperationalError  # noqa: PLC0415 - same
-
-    from importstate.stores.postgres import PostgresStore  # noqa: PLC0415 - needs psycopg
-
-    try:
-        return PostgresStore(dsn)
-    except OperationalError as exc:
-        # libpq's message spans lines; the command line reports one.
-        msg = f"--dsn: cannot connect to PostgreSQL: {' '.join(str(exc).split())}"
-        raise CommandError(msg) from exc
 
 
 Handler = Callable[[Context], int]

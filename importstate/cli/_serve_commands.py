@@ -27,8 +27,6 @@ def _serve(ctx: Context) -> int:
     if args.max_body < 0:
         msg = "--max-body must not be negative"
         raise CommandError(msg)
-    if ctx.dsn:
-        ctx.service()  # a --dsn that does not connect fails here, as one line
     http.serve(ctx.db, host=args.host, port=args.port, max_body=args.max_body, dsn=ctx.dsn)
     return 0
 
