@@ -10,6 +10,31 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import ClassVar
 
+__all__ = [
+    "ApiUserExists",
+    "DatabaseBusy",
+    "DuplicateUser",
+    "GraphvizNotFound",
+    "ImportStateError",
+    "ImporterNotDefined",
+    "InvalidOperationStatus",
+    "InvalidRoles",
+    "InvalidTransition",
+    "InvalidUserList",
+    "MissingUserData",
+    "OperationAlreadyFinished",
+    "OperationCannotReceiveData",
+    "OperationNotFound",
+    "OperationNotInitialized",
+    "PostgresUnreachable",
+    "SchemaVersionError",
+    "ServerStopping",
+    "UnknownApiUser",
+    "UnknownPermission",
+    "WireFormatError",
+    "WorkersUnsupported",
+]
+
 
 class ImportStateError(Exception):
     """Base class of every error importstate raises on purpose."""

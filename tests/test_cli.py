@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+import importstate.cli
 from importstate import ImportService, SQLiteStore, diagrams
 from importstate.cli import _context, _userfile
 
@@ -417,3 +418,10 @@ def test_a_db_that_is_not_sqlite_is_one_line(tmp_path):
     not_a_db.write_text("these are not the tables you are looking for\n" * 100)
     done = cli("status", db=not_a_db, check_status=1)
     assert done.stderr == f"importstate: {not_a_db}: file is not a database\n"
+
+
+def test_the_public_api_of_the_command_line():
+    assert importstate.cli.__all__ == [
+        "COMMANDS", "DEFAULT_DB", "GROUPS", "INTERRUPTED", "Command", "CommandError", "Context",
+        "Handler", "Option", "build_parser", "command", "group", "main", "option",
+    ]
