@@ -10,6 +10,31 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import ClassVar
 
+__all__ = [
+    "ApiUserExists",
+    "DatabaseBusy",
+    "DuplicateUser",
+    "GraphvizNotFound",
+    "ImportStateError",
+    "ImporterNotDefined",
+    "InvalidOperationStatus",
+    "InvalidRoles",
+    "InvalidTransition",
+    "InvalidUserList",
+    "MissingUserData",
+    "OperationAlreadyFinished",
+    "OperationCannotReceiveData",
+    "OperationNotFound",
+    "OperationNotInitialized",
+    "PostgresUnreachable",
+    "SchemaVersionError",
+    "ServerStopping",
+    "UnknownApiUser",
+    "UnknownPermission",
+    "WireFormatError",
+    "WorkersUnsupported",
+]
+
 
 class ImportStateError(Exception):
     """Base class of every error importstate raises on purpose."""
@@ -218,6 +243,18 @@ class WorkersUnsupported(ImportStateError):
 
 class SchemaVersionError(ImportStateError):
     """The database was written by a newer importstate than this one."""
+
+
+class PostgresUnreachable(ImportStateError):
+    """The PostgreSQL database of ``--dsn`` (a ``dsn=`` argument) did not accept a connection.
+
+    Attributes:
+        reason: libpq's message, on one line.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"--dsn: cannot connect to PostgreSQL: {reason}")
+        self.reason = reason
 
 
 class DatabaseBusy(ImportStateError):

@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from importstate import ImportService, SQLiteStore, _userfile, diagrams
-from importstate import cli as cli_module
+import importstate.cli
+from importstate import ImportService, SQLiteStore, diagrams
+from importstate.cli import _context, _userfile
 
 # Runs the command line with the built-in importer slowed down, so a test can
 # interrupt an import that is still going.
@@ -407,9 +408,9 @@ def test_svg_through_the_command_line_runs_dot(db, tmp_path):
 
 
 def test_a_group_of_subcommands_has_its_help_line(monkeypatch):
-    monkeypatch.setattr(cli_module, "GROUPS", {})
-    cli_module.group("users", "manage the API users")
-    assert "manage the API users" in cli_module.build_parser().format_help()
+    monkeypatch.setattr(_context, "GROUPS", {})
+    _context.group("users", "manage the API users")
+    assert "manage the API users" in _context.build_parser().format_help()
 
 
 def test_a_db_that_is_not_sqlite_is_one_line(tmp_path):
@@ -417,3 +418,10 @@ def test_a_db_that_is_not_sqlite_is_one_line(tmp_path):
     not_a_db.write_text("these are not the tables you are looking for\n" * 100)
     done = cli("status", db=not_a_db, check_status=1)
     assert done.stderr == f"importstate: {not_a_db}: file is not a database\n"
+
+
+def test_the_public_api_of_the_command_line():
+    assert importstate.cli.__all__ == [
+        "COMMANDS", "DEFAULT_DB", "GROUPS", "INTERRUPTED", "Command", "CommandError", "Context",
+        "Handler", "Option", "build_parser", "command", "group", "main", "option",
+    ]

@@ -40,7 +40,9 @@ from importstate import (
     State,
     WorkersUnsupported,
     cli,
+    http,
 )
+from importstate.errors import PostgresUnreachable
 
 WAIT = 60  # seconds a process or thread waits before the test is declared stuck
 DONE_LOG = """
@@ -412,7 +414,15 @@ def test_workers_without_dsn_and_an_unreachable_dsn_are_one_line_errors(tmp_path
     assert cli.main(["worker", "--db", db]) == 1
     assert "no batch claims" in capsys.readouterr().err
     unreachable = "host=127.0.0.1 port=1 connect_timeout=2"
-    assert cli.main(["status", "--dsn", unreachable, "--db", db]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("importstate: --dsn: cannot connect to PostgreSQL")
-    assert err.count("\n") == 1
+    for command in ("status", "serve"):
+        assert cli.main([command, "--dsn", unreachable, "--db", db]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("importstate: --dsn: cannot connect to PostgreSQL")
+        assert err.count("\n") == 1
+
+
+def test_serve_on_an_unreachable_dsn_raises_postgres_unreachable(tmp_path):
+    with pytest.raises(PostgresUnreachable) as raised:
+        http.serve(tmp_path / "importstate.db", dsn="host=127.0.0.1 port=1 connect_timeout=2")
+    assert "\n" not in raised.value.reason
+    assert str(raised.value) == f"--dsn: cannot connect to PostgreSQL: {raised.value.reason}"

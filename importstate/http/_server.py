@@ -10,11 +10,9 @@ from typing import Any, Final
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
+from importstate._setup import open_setup
 from importstate.accounts import Accounts
 from importstate.http._app import DEFAULT_MAX_BODY, create_app
-from importstate.service import ImportService
-from importstate.stores import SQLiteStore, Store
-from importstate.users_table import UsersTableImporter
 
 _log = logging.getLogger("importstate.http")
 
@@ -40,12 +38,14 @@ def serve(  # noqa: PLR0913 - every argument after db is an optional, keyword-on
     key ``api``); API users are those of :class:`~importstate.accounts.Accounts`
     on that file. Stopping holds a running import at a batch boundary; the
     next start resumes it.
+
+    Raises:
+        PostgresUnreachable: ``dsn`` does not accept a connection.
     """
-    store = _postgres_store(dsn) if dsn else SQLiteStore(db)
-    importer = UsersTableImporter(db)
+    setup = open_setup(db, dsn=dsn)
     accounts = Accounts(db)
     try:
-        app = create_app(ImportService(store, {"api": importer}), accounts, max_body=max_body)
+        app = create_app(setup.service, accounts, max_body=max_body)
         config = uvicorn.Config(
             app, host=host, port=port, log_level=log_level, lifespan="on",
             timeout_graceful_shutdown=10, log_config=_logging(log_level),
@@ -59,13 +59,7 @@ def serve(  # noqa: PLR0913 - every argument after db is an optional, keyword-on
         uvicorn.Server(config).run()
     finally:
         accounts.close()
-        store.close()
-
-
-def _postgres_store(dsn: str) -> Store:
-    from importstate.stores.postgres import PostgresStore  # noqa: PLC0415 - needs psycopg
-
-    return PostgresStore(dsn)
+        setup.close()
 
 
 def _logging(level: str) -> dict[str, Any]:

@@ -1,0 +1,115 @@
+"""How the command line shows operations, counts and failed users to people (rich tables)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any, Final
+
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from importstate.cli._context import Context
+from importstate.cli._watch import Outcome
+from importstate.model import Operation
+from importstate.service import PASSWORD_MASK, ImportService
+from importstate.steps import State
+
+#: The rich style of each state's name; states not listed are unstyled.
+STATE_STYLE: Final = {
+    State.DONE: "green",
+    State.ERROR: "red",
+    State.CANCELED: "yellow",
+    State.IMPORTING: "cyan",
+    State.READY: "blue",
+}
+
+
+def _counts(operation: Operation) -> str:
+    count = operation.count
+    return (
+        f"{count.get('completed'):,} imported, {count.get('error'):,} failed,"
+        f" {count.get('total'):,} total"
+    )
+
+
+def status_table(status: dict[str, Any]) -> Table:
+    """The state, then each field of the operation's wire document, one per row."""
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("state", Text(status["state"], style=STATE_STYLE.get(status["state"], "")))
+    for key, value in status.get("operation", {}).items():
+        shown = value if isinstance(value, str) else json.dumps(value)
+        table.add_row(key, Text(shown))
+    return table
+
+
+def operations_table(operations: Iterable[Operation]) -> Table:
+    """One row per operation: id, state, step, last update, counts, user."""
+    table = Table(title="latest import operations (--json for the documents)",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("_id", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("step", overflow="fold", min_width=16)
+    table.add_column("updated", no_wrap=True)
+    for name in ("total", "completed", "error"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("user", overflow="ellipsis")
+    for op in operations:
+        table.add_row(
+            Text(op.id), Text(op.state, style=STATE_STYLE.get(op.state, "")),
+            # The wire prefix is the same on every step; --json shows it.
+            Text(op.status.removeprefix("importer_")),
+            op.updated_at.strftime("%m-%d %H:%M"),
+            *(f"{op.count.get(name):,}" for name in ("total", "completed", "error")),
+            Text(op.user),
+        )
+    return table
+
+
+def failures_table(records: Iterable[dict[str, Any]], *, limit: int | None = None) -> Table:
+    """One row per failed staged user (at most ``limit``), with its errors joined by ``;``."""
+    table = Table("importId", "username", "email", "error", title="failed users still staged")
+    for shown, record in enumerate(records):
+        if limit is not None and shown >= limit:
+            break
+        data = record["data"]
+        table.add_row(
+            Text(_first(data.get("importIds"))),
+            Text(str(data.get("username", ""))),
+            Text(_first(data.get("emails"))),
+            Text("; ".join(str(e.get("message", "")) for e in record["errors"])),
+        )
+    return table
+
+
+def _first(values: object) -> str:
+    return str(values[0]) if isinstance(values, list) and values else ""
+
+
+def failed_records(service: ImportService) -> list[dict[str, Any]]:
+    """The current operation's staged users that failed, their passwords masked."""
+    return [_without_password(r) for r in service.staged_users() if r.get("errors")]
+
+
+def _without_password(record: dict[str, Any]) -> dict[str, Any]:
+    # Failure listings end up in terminals and tickets: a user's password stays out.
+    data = record["data"]
+    if "password" not in data:
+        return record
+    return {**record, "data": {**data, "password": PASSWORD_MASK}}
+
+
+def report(ctx: Context, outcome: Outcome) -> None:
+    """Say how a run ended: its state and counts, its failure, where the failed users are."""
+    op = outcome.operation
+    if outcome.interrupted:
+        ctx.say("interrupted: the import was cancelled at its next batch; staged users stay")
+    style = STATE_STYLE.get(op.state, "")
+    ctx.say(f"operation {op.id}: ", Text(str(op.state), style=style), f" ({_counts(op)})")
+    if op.failure is not None:
+        ctx.say(Text(f"failure: {op.failure.message}", style="red"))
+    if op.count.get("error"):
+        ctx.say("the failed users stay in staging: see `importstate failures`")
