@@ -9,6 +9,7 @@ from importstate.errors import WireFormatError
 
 _UTC: Final = dt.UTC
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=_UTC)
+_MILLISECOND: Final = dt.timedelta(milliseconds=1)
 
 
 def utc_now() -> dt.datetime:
@@ -26,7 +27,7 @@ def to_millis_precision(moment: dt.datetime) -> dt.datetime:
 
 def epoch_millis(moment: dt.datetime) -> int:
     """``moment`` as integer milliseconds since the Unix epoch."""
-    return (moment - _EPOCH) // dt.timedelta(milliseconds=1)
+    return (moment - _EPOCH) // _MILLISECOND
 
 
 def from_epoch_millis(millis: int) -> dt.datetime:
@@ -38,8 +39,9 @@ def format_time(moment: dt.datetime) -> str:
     """ISO-8601 UTC with milliseconds and ``Z``: ``2023-08-11T20:08:37.655Z``."""
     if moment.tzinfo is not _UTC:
         moment = moment.astimezone(_UTC)
-    # isoformat pads the year to four digits (strftime's %Y does not on every platform).
-    return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    # isoformat pads the year to four digits (strftime's %Y does not on every platform);
+    # in UTC it ends in "+00:00", which the wire format writes "Z".
+    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def parse_time(value: object, field: str) -> dt.datetime:

@@ -41,7 +41,11 @@ class Count:
 
     def added(self, **amounts: int) -> Count:
         """A copy with each named count increased (absent counts start at 0)."""
-        return attrs.evolve(self, **{k: self.get(k) + v for k, v in amounts.items()})
+        # Built directly, not with attrs.evolve: a run adds to the counts once per batch.
+        values = {name: getattr(self, name) for name in COUNT_FIELDS}
+        for name, amount in amounts.items():
+            values[name] = (values[name] or 0) + amount
+        return Count(**values)
 
     def to_wire(self) -> dict[str, int]:
         """The ``count`` object, present keys only."""
@@ -178,7 +182,10 @@ class Operation:
     def touched(self, at: dt.datetime, **changes: Any) -> Operation:  # noqa: ANN401
         """A copy with ``changes`` and ``_updatedAt`` set to ``at`` (never moving backwards)."""
         stamp = max(to_millis_precision(at), self.updated_at)
-        return attrs.evolve(self, updated_at=stamp, **changes)
+        # Built directly, not with attrs.evolve: a run stamps its operation once per batch.
+        values = {name: getattr(self, name) for name in _OPERATION_FIELDS}
+        values.update(changes, updated_at=stamp)
+        return Operation(**values)
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON-ready wire document, keys in Rocket.Chat's order."""
@@ -247,3 +254,6 @@ def _required(doc: Mapping[str, Any], key: str) -> str:
     value = _string(doc, key)
     assert value is not None  # noqa: S101 - _string raises for a missing required key
     return value
+
+
+_OPERATION_FIELDS: Final = tuple(field.name for field in attrs.fields(Operation))

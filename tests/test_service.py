@@ -687,14 +687,20 @@ def test_a_reader_thread_never_sees_a_partial_batch(tmp_path):
     assert len(set(seen)) > 3
 
 
-def test_a_store_may_read_several_batches_per_query():
+def test_a_store_may_read_several_batches_per_query(monkeypatch):
+    from importstate.stores import memory
+
     class ReadingAhead(MemoryStore):
         read_ahead = 3
         queries = 0
 
-        def reading(self):
-            ReadingAhead.queries += 1
-            return super().reading()
+    staged = memory._MemoryTransaction.staged
+
+    def counted(tx, *args, **kwargs):
+        ReadingAhead.queries += 1
+        return staged(tx, *args, **kwargs)
+
+    monkeypatch.setattr(memory._MemoryTransaction, "staged", counted)
 
     batches = []
 

@@ -177,7 +177,8 @@ class BatchedRun:
                 batch, records = claimed
                 with leases.holding(batch):
                     results = outcomes(call, records) if records else []
-                    self.ledger.commit(Lease(batch), records, results)
+                    with self.claims.transaction() as tx:
+                        self.ledger.commit(tx, Lease(batch), records, results)
         except Exception as exc:  # noqa: BLE001 - a library or store error fails the run, kept
             self.ledger.fail(operation_id, exc)
 

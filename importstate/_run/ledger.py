@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Collection, Sequence
-from typing import Final
+from typing import Any, Final, Protocol
 
 from importstate import machine
 from importstate._run.claim import Claim, Hold, Turn
@@ -19,7 +19,7 @@ from importstate.importers import BatchCall
 from importstate.machine import Event
 from importstate.model import Failure, Operation
 from importstate.steps import TERMINAL_STEPS, ProgressStep
-from importstate.stores import StagedRecord, Store, Transaction
+from importstate.stores import Store, Transaction
 
 #: Importer error messages longer than this are cut (they are stored per failed user).
 MAX_ERROR_MESSAGE: Final = 2000
@@ -31,12 +31,24 @@ _INVALIDATED: Final = "The import operation was cleared or replaced while it was
 _ENDED: Final = frozenset({ProgressStep.DONE, ProgressStep.IMPORT_FAILED})
 
 
+class Record(Protocol):
+    """What a run needs of a staged record: a ``Pending`` or a ``StagedRecord`` has it."""
+
+    @property
+    def position(self) -> int:
+        """Its place in the staging order."""
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """What the importer is handed."""
+
+
 def must_stop(operation: Operation) -> bool:
     """Whether a run of ``operation`` stops here: cancelled, invalidated or ended elsewhere."""
     return not machine.allows(Event.FINISH, operation.state)
 
 
-def outcomes(call: BatchCall, records: list[StagedRecord]) -> Sequence[BaseException | None]:
+def outcomes(call: BatchCall, records: Sequence[Record]) -> Sequence[BaseException | None]:
     """The importer's verdict per user; an exception for the whole batch fails every user."""
     try:
         results = call([record.data for record in records])
@@ -49,12 +61,12 @@ def outcomes(call: BatchCall, records: list[StagedRecord]) -> Sequence[BaseExcep
 
 
 def failures(
-    records: Sequence[StagedRecord], results: Sequence[BaseException | None],
+    records: Sequence[Record], results: Sequence[BaseException | None],
 ) -> list[tuple[int, dict[str, str]]]:
     """``(position, error document)`` of each failed record, its batch's passwords masked."""
-    failed = [(r, exc) for r, exc in zip(records, results, strict=True) if exc is not None]
-    if not failed:
+    if results.count(None) == len(results):  # the common batch, checked in C
         return []
+    failed = [(r, exc) for r, exc in zip(records, results, strict=True) if exc is not None]
     # Any user's password may be echoed in any message of the batch.
     secrets = _secrets(records)
     return [(record.position, _error_doc(exc, secrets)) for record, exc in failed]
@@ -69,37 +81,37 @@ class Ledger:
 
     def commit(
         self,
+        tx: Transaction,
         hold: Hold,
-        records: Sequence[StagedRecord],
+        records: Sequence[Record],
         results: Sequence[BaseException | None],
     ) -> Operation | None:
-        """Write one batch's counts, errors, checkpoint and heartbeat in one transaction.
+        """Write one batch's counts, errors, checkpoint and heartbeat in the transaction ``tx``.
 
         Returns the operation if this worker must stop here (cancelled,
-        invalidated, or taken over: then nothing was written), else ``None``.
+        invalidated, or taken over: then nothing was written), else ``None``;
+        once ``tx`` has committed, the caller tells the hold (``stamped``).
         A hold's last batch finishes the run in the same transaction.
         """
+        operation = get(tx, hold.operation_id)
+        if operation.status in _ENDED:
+            return operation
+        turn = hold.turn(tx)
+        if turn is Turn.LOST:
+            return operation
         failed = failures(records, results)
         now = self.clock()
-        with self.store.transaction() as tx:
-            operation = get(tx, hold.operation_id)
-            if operation.status in _ENDED:
-                return operation
-            turn = hold.turn(tx)
-            if turn is Turn.LOST:
-                return operation
-            counted = operation.touched(now, count=operation.count.added(
-                completed=len(records) - len(failed), error=len(failed),
-            ))
-            tx.record_errors(hold.operation_id, failed)
-            hold.stamp(tx, records[-1].position if records else None, now)
-            if must_stop(counted):
-                tx.update(counted)
-                return self.stop(tx, counted)
-            if turn is Turn.LAST:
-                counted = self.finished(tx, counted)
+        counted = operation.touched(now, count=operation.count.added(
+            completed=len(records) - len(failed), error=len(failed),
+        ))
+        tx.record_errors(hold.operation_id, failed)
+        hold.stamp(tx, records[-1].position if records else None, now)
+        if must_stop(counted):
             tx.update(counted)
-        hold.stamped()
+            return self.stop(tx, counted)
+        if turn is Turn.LAST:
+            counted = self.finished(tx, counted)
+        tx.update(counted)
         return None
 
     def stop(self, tx: Transaction, operation: Operation) -> Operation:
@@ -170,7 +182,7 @@ def message(error: BaseException, secrets: Collection[str] = ()) -> str:
     return text
 
 
-def _secrets(records: Sequence[StagedRecord]) -> set[str]:
+def _secrets(records: Sequence[Record]) -> set[str]:
     """The batch's passwords: an importer's message may echo any user of its batch."""
     return {
         password for record in records

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Sequence
 
 from importstate._run.claim import Claim
-from importstate._run.ledger import Ledger, get, must_stop, outcomes
+from importstate._run.ledger import Ledger, Record, get, must_stop, outcomes
 from importstate.importers import BatchCall
 from importstate.machine import Event
 from importstate.model import Operation
 from importstate.steps import ProgressStep
-from importstate.stores import StagedRecord, Store
+from importstate.stores import Store, Transaction
 
 
 class SerialRun:
@@ -22,18 +22,56 @@ class SerialRun:
         self.batch_size = batch_size
 
     def drive(self, claim: Claim, call: BatchCall) -> Operation:
-        """Run the claimed operation from its checkpoint to the end, or until it must stop."""
+        """Run the claimed operation from its checkpoint to the end, or until it must stop.
+
+        Each batch commits in one transaction, which also reads the records
+        that follow once the batches in hand are used up: a batch costs one
+        transaction, not a read and a write.
+        """
         try:
             stopped = self._advance_to(claim, ProgressStep.IMPORTING_USERS)
             if stopped is not None:
                 return stopped
-            for records in self._batches(claim.operation_id, claim.checkpoint):
-                stopped = self.ledger.commit(claim, records, outcomes(call, records))
+            with self.store.reading() as tx:
+                page = self._page(tx, claim.operation_id, claim.checkpoint)
+            while page:
+                stopped, page = self._import(claim, call, page)
                 if stopped is not None:
                     return stopped
             return self._finish(claim)
         except Exception as exc:  # noqa: BLE001 - a library or store error fails the run, kept
             return self.ledger.fail(claim.operation_id, exc, claim)
+
+    def _import(
+        self, claim: Claim, call: BatchCall, page: Sequence[Record],
+    ) -> tuple[Operation | None, Sequence[Record]]:
+        """Import and commit a page's batches; the operation if the run stops, and the next page."""
+        size = self.batch_size
+        following: Sequence[Record] = ()
+        for start in range(0, len(page), size):
+            records = page[start:start + size]
+            results = outcomes(call, records)
+            last = start + size >= len(page)
+            with self.store.transaction() as tx:
+                stopped = self.ledger.commit(tx, claim, records, results)
+                if stopped is not None:
+                    return stopped, ()
+                following = self._page(tx, claim.operation_id, records[-1].position) if last else ()
+            claim.stamped()
+        return None, following
+
+    def _page(self, tx: Transaction, operation_id: str, after: int | None) -> Sequence[Record]:
+        """The records after position ``after``, ``store.read_ahead`` batches of them.
+
+        One batch per query (the default) suits an in-process store: records
+        that outlive their batch get promoted by the garbage collector and make
+        its full passes costly. A store across the network sets ``read_ahead``
+        higher to save round trips.
+        """
+        limit = self.batch_size * getattr(self.store, "read_ahead", 1)
+        read = getattr(tx, "pending", tx.staged)
+        page: Sequence[Record] = read(operation_id, after=after, limit=limit)
+        return page
 
     def _advance_to(self, claim: Claim, step: ProgressStep) -> Operation | None:
         """Move to ``step`` unless a resumed run is there already; the operation if it must stop."""
@@ -46,25 +84,6 @@ class SerialRun:
             if operation.status.position < step.position:
                 tx.update(operation.fire(Event.ADVANCE, at=self.ledger.clock(), step=step))
         return None
-
-    def _batches(self, operation_id: str, after: int | None) -> Iterator[list[StagedRecord]]:
-        """Stream the operation's staged records, ``store.read_ahead`` batches per query.
-
-        One batch per query (the default) suits an in-process store: records
-        that outlive their batch get promoted by the garbage collector and make
-        its full passes costly. A store across the network sets ``read_ahead``
-        higher to save round trips.
-        """
-        size = self.batch_size
-        ahead: int = getattr(self.store, "read_ahead", 1)
-        while True:
-            with self.store.reading() as tx:
-                page = tx.staged(operation_id, after=after, limit=size * ahead)
-            if not page:
-                return
-            for start in range(0, len(page), size):
-                yield page[start:start + size]
-            after = page[-1].position
 
     def _finish(self, claim: Claim) -> Operation:
         stopped = self._advance_to(claim, ProgressStep.FINISHING)

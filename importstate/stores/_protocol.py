@@ -36,6 +36,13 @@ class StagedRecord(NamedTuple):
         return doc
 
 
+class Pending(NamedTuple):
+    """A staged record as a run reads it: its position and its data, nothing else."""
+
+    position: int
+    data: dict[str, Any]
+
+
 class NewRecord(NamedTuple):
     """A record to stage: its ``_id``, the user's data as JSON text, and its type.
 
@@ -54,6 +61,12 @@ class Transaction(Protocol):
 
     Everything a transaction wrote becomes visible to other handles together
     when it commits, or not at all when the ``with`` block raises.
+
+    A transaction may also have ``pending(operation_id, *, after, limit) ->
+    list[Pending]``: the records :meth:`staged` gives, as position and data
+    only. A run reads its batches with it when present (it does not need a
+    record's id, type or errors, and a store may read those columns for
+    nothing); :class:`~importstate.testing.StoreTests` checks that the two agree.
     """
 
     def current(self) -> Operation | None:

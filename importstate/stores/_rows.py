@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable
 from typing import Final
 
-from importstate.stores._protocol import StagedRecord
+from importstate.stores._protocol import Pending, StagedRecord
 
 _DECODER: Final = json.JSONDecoder()
 
@@ -22,3 +22,9 @@ def staged_records(
                            tuple(decode(errors)[0]) if errors else ()))
         for position, id_, data, kind, errors in rows
     ]
+
+
+def pending_records(rows: Iterable[tuple[int, str]]) -> list[Pending]:
+    """Records from rows ``(position, data)``, data JSON text."""
+    decode, new = _DECODER.raw_decode, tuple.__new__
+    return [new(Pending, (position, decode(data)[0])) for position, data in rows]

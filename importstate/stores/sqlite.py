@@ -8,22 +8,25 @@ and wait up to ``timeout`` seconds for it, and readers never wait for writers.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Final
+
+import attrs
 
 from importstate._time import epoch_millis, from_epoch_millis
 from importstate.errors import DatabaseBusy, SchemaVersionError
 from importstate.model import Operation
-from importstate.stores._protocol import NewRecord, StagedRecord
-from importstate.stores._rows import staged_records
+from importstate.stores._protocol import NewRecord, Pending, StagedRecord
+from importstate.stores._rows import pending_records, staged_records
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS operations (
@@ -48,7 +51,9 @@ CREATE TABLE IF NOT EXISTS staged (
     data_type TEXT NOT NULL,
     errors    TEXT
 );
-CREATE INDEX IF NOT EXISTS staged_by_operation ON staged (operation, position);
+-- No index on operation: a new operation clears the staging, so its rows are the
+-- current operation's, read in position order (the primary key). Version 1 had one.
+DROP INDEX IF EXISTS staged_by_operation;
 """
 
 
@@ -126,31 +131,13 @@ class SQLiteStore:
                     tx.conn.execute(statement)
             tx.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
-    @contextmanager
-    def transaction(self) -> Iterator[_SQLiteTransaction]:
+    def transaction(self) -> AbstractContextManager[_SQLiteTransaction]:
         """A read-write transaction holding the database's write lock."""
-        with self._begin("BEGIN IMMEDIATE") as tx:
-            yield tx
+        return _Begin(self, "BEGIN IMMEDIATE")
 
-    @contextmanager
-    def reading(self) -> Iterator[_SQLiteTransaction]:
+    def reading(self) -> AbstractContextManager[_SQLiteTransaction]:
         """A read-only snapshot; does not wait for writers (WAL)."""
-        with self._begin("BEGIN") as tx:
-            yield tx
-
-    @contextmanager
-    def _begin(self, begin: str) -> Iterator[_SQLiteTransaction]:
-        conn = self._connection()
-        self._patiently(conn, begin)
-        try:
-            yield _SQLiteTransaction(conn)
-            self._patiently(conn, "COMMIT")
-        except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            if _is_busy(exc):
-                raise self._busy() from exc
-            raise
+        return _Begin(self, "BEGIN")
 
     def _patiently(self, conn: sqlite3.Connection, sql: str) -> None:
         """Execute ``sql``, retrying while the database is locked, for at most ``timeout``.
@@ -162,6 +149,13 @@ class SQLiteStore:
         Raises:
             DatabaseBusy: still locked when ``timeout`` ran out.
         """
+        try:
+            conn.execute(sql)
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+        else:
+            return
         deadline = time.monotonic() + self._timeout
         pause = 0.001
         while True:
@@ -220,56 +214,124 @@ _OPERATION_ORDER: Final = {
 }
 
 
+class _Begin:
+    """A transaction of the store on this thread's connection: begun on entry, committed on exit.
+
+    A class rather than a generator: it is entered twice per batch of a run.
+    """
+
+    __slots__ = ("_begin", "_store", "_tx")
+
+    def __init__(self, store: SQLiteStore, begin: str) -> None:
+        self._store, self._begin = store, begin
+
+    def __enter__(self) -> _SQLiteTransaction:
+        conn = self._store._connection()  # noqa: SLF001 - the store's own helper
+        self._store._patiently(conn, self._begin)  # noqa: SLF001
+        self._tx = _SQLiteTransaction(conn)
+        return self._tx
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _: object,
+    ) -> None:
+        conn = self._tx.conn
+        if error is None:
+            try:
+                self._tx.flush()
+                self._store._patiently(conn, "COMMIT")  # noqa: SLF001
+            except BaseException as exc:
+                self._roll_back(conn, exc)
+                raise
+            return
+        self._roll_back(conn, error)  # and the body's error goes on
+
+    def _roll_back(self, conn: sqlite3.Connection, error: BaseException) -> None:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        if _is_busy(error):
+            raise self._store._busy() from error  # noqa: SLF001
+
+
 class _SQLiteTransaction:
+    """One transaction on one connection.
+
+    Writes to an operation read in this transaction (``get``) are deferred
+    and merged: a run's batch commit updates the document, the checkpoint and
+    the heartbeat of one row in a single ``UPDATE``, issued before the next
+    statement or the ``COMMIT``. Writes to other operations go out at once,
+    so an unknown id still raises :class:`KeyError` where the call is made.
+    """
+
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        # Bookkeeping read along with an operation: nobody else writes it inside our transaction.
-        self._bookkept: dict[str, tuple[int | None, int | None]] = {}
+        # What this transaction read or wrote of each operation it got: nobody else
+        # writes those rows inside our transaction.
+        self._rows: dict[str, _Row] = {}
+        self._deferred: dict[str, dict[str, object]] = {}
+
+    def _execute(self, sql: str, parameters: Sequence[object] = ()) -> sqlite3.Cursor:
+        if self._deferred:
+            self.flush()
+        return self.conn.execute(sql, parameters)
+
+    def flush(self) -> None:
+        """Issue the deferred writes (before the next statement, and before ``COMMIT``)."""
+        deferred, self._deferred = self._deferred, {}
+        for operation_id, columns in deferred.items():
+            names = tuple(columns)
+            self.conn.execute(_update_statement(names), (*columns.values(), operation_id))
 
     def current(self) -> Operation | None:
-        row = self.conn.execute(
+        row = self._execute(
             f"SELECT doc FROM operations {_OPERATION_ORDER['current']} LIMIT 1",  # noqa: S608
         ).fetchone()
         return _operation(row[0]) if row else None
 
     def get(self, operation_id: str) -> Operation | None:
-        row = self.conn.execute(
-            "SELECT doc, checkpoint, heartbeat FROM operations WHERE id = ?", (operation_id,),
+        known = self._rows.get(operation_id)
+        if known is not None:
+            return known.operation
+        row = self._execute(
+            "SELECT doc, ts, checkpoint, heartbeat FROM operations WHERE id = ?", (operation_id,),
         ).fetchone()
         if row is None:
             return None
-        self._bookkept[operation_id] = row[1], row[2]
-        return _operation(row[0])
+        operation = _operation(row[0])
+        self._rows[operation_id] = _Row(operation, row[1], row[2], row[3])
+        return operation
 
     def latest(self, limit: int) -> list[Operation]:
-        rows = self.conn.execute(
+        rows = self._execute(
             f"SELECT doc FROM operations {_OPERATION_ORDER['latest']} LIMIT ?",  # noqa: S608
             (limit,),
         )
         return [_operation(doc) for (doc,) in rows]
 
     def valid_operations(self) -> list[Operation]:
-        rows = self.conn.execute("SELECT doc FROM operations WHERE valid ORDER BY created")
+        rows = self._execute("SELECT doc FROM operations WHERE valid ORDER BY created")
         return [_operation(doc) for (doc,) in rows]
 
     def insert(self, operation: Operation) -> None:
-        self.conn.execute(
+        self._execute(
             "INSERT INTO operations (id, ts, updated_at, valid, doc) VALUES (?, ?, ?, ?, ?)",
             (operation.id, epoch_millis(operation.ts), *self._columns(operation)),
         )
 
     def update(self, operation: Operation) -> None:
-        columns, ts = self._columns(operation), epoch_millis(operation.ts)
-        # ts almost never changes; leaving it out of SET spares its index a rewrite per batch.
-        cursor = self.conn.execute(
-            "UPDATE operations SET updated_at = ?, valid = ?, doc = ? WHERE id = ? AND ts = ?",
-            (*columns, operation.id, ts),
+        updated_at, valid, doc = self._columns(operation)
+        ts = epoch_millis(operation.ts)
+        known = self._rows.get(operation.id)
+        if known is not None:
+            columns = self._deferred.setdefault(operation.id, {})
+            columns.update(updated_at=updated_at, valid=valid, doc=doc)
+            if ts != known.ts:  # ts almost never changes: its index is spared a rewrite
+                columns["ts"] = ts
+            known.operation, known.ts = operation, ts
+            return
+        cursor = self._execute(
+            "UPDATE operations SET updated_at = ?, valid = ?, doc = ?, ts = ? WHERE id = ?",
+            (updated_at, valid, doc, ts, operation.id),
         )
-        if cursor.rowcount != 1:
-            cursor = self.conn.execute(
-                "UPDATE operations SET updated_at = ?, valid = ?, doc = ?, ts = ? WHERE id = ?",
-                (*columns, ts, operation.id),
-            )
         if cursor.rowcount != 1:
             msg = f"no operation {operation.id!r}"
             raise KeyError(msg)
@@ -281,24 +343,36 @@ class _SQLiteTransaction:
         return epoch_millis(operation.updated_at), operation.valid, doc
 
     def stage(self, operation_id: str, records: Sequence[NewRecord]) -> None:
+        if self._deferred:
+            self.flush()
         self.conn.executemany(
             "INSERT INTO staged (operation, id, data, data_type) VALUES (?, ?, ?, ?)",
             ((operation_id, *record) for record in records),
         )
 
     def staged(self, operation_id: str, *, after: int | None, limit: int) -> list[StagedRecord]:
-        rows = self.conn.execute(
+        rows = self._execute(
             "SELECT position, id, data, data_type, errors FROM staged"
-            " WHERE operation = ? AND position > ? ORDER BY position LIMIT ?",
-            (operation_id, after if after is not None else -1, limit),
+            " WHERE position > ? AND operation = ? ORDER BY position LIMIT ?",
+            (after if after is not None else -1, operation_id, limit),
         )
         return staged_records(rows)
+
+    def pending(self, operation_id: str, *, after: int | None, limit: int) -> list[Pending]:
+        rows = self._execute(
+            "SELECT position, data FROM staged"
+            " WHERE position > ? AND operation = ? ORDER BY position LIMIT ?",
+            (after if after is not None else -1, operation_id, limit),
+        )
+        return pending_records(rows)
 
     def record_errors(
         self, operation_id: str, errors: Sequence[tuple[int, Mapping[str, Any]]],
     ) -> None:
         if not errors:
             return
+        if self._deferred:
+            self.flush()
         self.conn.executemany(
             "UPDATE staged SET errors = json_insert(coalesce(errors, '[]'), '$[#]', json(?))"
             " WHERE position = ? AND operation = ?",
@@ -306,40 +380,54 @@ class _SQLiteTransaction:
         )
 
     def remove_succeeded(self, operation_id: str) -> int:
-        cursor = self.conn.execute(
+        kept = self._execute(
+            "SELECT 1 FROM staged WHERE errors IS NOT NULL OR operation != ? LIMIT 1",
+            (operation_id,),
+        ).fetchone()
+        if kept is None:
+            # Every row goes: a DELETE without WHERE drops the table's pages at once.
+            return self._execute("DELETE FROM staged").rowcount
+        cursor = self._execute(
             "DELETE FROM staged WHERE operation = ? AND errors IS NULL", (operation_id,),
         )
         return cursor.rowcount
 
     def unstage_all(self) -> int:
-        return self.conn.execute("DELETE FROM staged").rowcount
+        return self._execute("DELETE FROM staged").rowcount
 
     def checkpoint(self, operation_id: str) -> int | None:
-        return self._bookkeeping(operation_id)[0]
+        return self._row(operation_id).checkpoint
 
     def heartbeat(self, operation_id: str) -> dt.datetime | None:
-        millis = self._bookkeeping(operation_id)[1]
+        millis = self._row(operation_id).heartbeat
         return from_epoch_millis(millis) if millis is not None else None
 
-    def _bookkeeping(self, operation_id: str) -> tuple[int | None, int | None]:
-        if operation_id in self._bookkept:
-            return self._bookkept[operation_id]
-        row = self.conn.execute(
-            "SELECT checkpoint, heartbeat FROM operations WHERE id = ?", (operation_id,),
-        ).fetchone()
-        if row is None:
+    def _row(self, operation_id: str) -> _Row:
+        if self.get(operation_id) is None:
             msg = f"no operation {operation_id!r}"
             raise KeyError(msg)
-        return row[0], row[1]
+        return self._rows[operation_id]
 
     def set_checkpoint(
         self, operation_id: str, position: int | None, heartbeat: dt.datetime,
     ) -> None:
-        cursor = self.conn.execute(
-            "UPDATE operations SET checkpoint = ?, heartbeat = ? WHERE id = ?",
-            (position, epoch_millis(heartbeat), operation_id),
-        )
-        if cursor.rowcount != 1:
-            msg = f"no operation {operation_id!r}"
-            raise KeyError(msg)
-        self._bookkept[operation_id] = position, epoch_millis(heartbeat)
+        row = self._row(operation_id)
+        row.checkpoint, row.heartbeat = position, epoch_millis(heartbeat)
+        columns = self._deferred.setdefault(operation_id, {})
+        columns.update(checkpoint=position, heartbeat=row.heartbeat)
+
+
+@attrs.define
+class _Row:
+    """An operation's row as this transaction last read or wrote it."""
+
+    operation: Operation
+    ts: int
+    checkpoint: int | None
+    heartbeat: int | None
+
+
+@functools.cache
+def _update_statement(columns: tuple[str, ...]) -> str:
+    assignments = ", ".join(f"{name} = ?" for name in columns)
+    return f"UPDATE operations SET {assignments} WHERE id = ?"  # noqa: S608 - our own column names
