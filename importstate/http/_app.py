@@ -19,12 +19,14 @@ from importstate.errors import DatabaseBusy, ImportStateError, ServerStopping
 from importstate.http._body import BadRequest, login_fields, read_limited
 from importstate.http._openapi import openapi_document
 from importstate.http._routes import (
+    AUTH_TOKEN_HEADER,
     ENDPOINTS,
     FORBIDDEN,
     LOGIN,
     LOGIN_FAILED,
     OPENAPI,
     UNAUTHORIZED,
+    USER_ID_HEADER,
     Call,
     Endpoint,
 )
@@ -65,8 +67,8 @@ class _Server:
         return Route(endpoint.path, respond, methods=[endpoint.method])
 
     def _authenticate(self, request: Request) -> ApiUser | None:
-        user_id = request.headers.get("x-user-id")
-        token = request.headers.get("x-auth-token")
+        user_id = request.headers.get(USER_ID_HEADER)
+        token = request.headers.get(AUTH_TOKEN_HEADER)
         if not user_id or not token:
             return None
         return self.accounts.authenticate(user_id, token)

@@ -11,6 +11,7 @@ from typing import Final
 from importstate import __version__
 from importstate._users import KNOWN_ROLES
 from importstate.http._routes import (
+    AUTH_TOKEN_HEADER,
     ENDPOINTS,
     FORBIDDEN,
     LOGIN,
@@ -18,6 +19,7 @@ from importstate.http._routes import (
     OPENAPI,
     SUCCESS,
     UNAUTHORIZED,
+    USER_ID_HEADER,
     Endpoint,
     Route,
 )
@@ -133,7 +135,8 @@ def _login() -> Schema:
             "application/x-www-form-urlencoded": {"schema": body},
         }},
         "responses": {
-            "200": _json(ok, "logged in: send userId and authToken as X-User-Id and X-Auth-Token"),
+            "200": _json(ok, "logged in: send userId and authToken as"
+                             f" {USER_ID_HEADER} and {AUTH_TOKEN_HEADER}"),
             "400": _json(ref("Failure"), "the body is neither JSON nor form-encoded"),
             "401": _json(ref("LoginFailed"), "wrong name or password"),
             "413": _TOO_LARGE,
@@ -174,8 +177,8 @@ def openapi_document(max_body: int) -> Schema:
         "components": {
             "schemas": _SCHEMAS,
             "securitySchemes": {
-                "userId": {"type": "apiKey", "in": "header", "name": "X-User-Id"},
-                "authToken": {"type": "apiKey", "in": "header", "name": "X-Auth-Token"},
+                "userId": {"type": "apiKey", "in": "header", "name": USER_ID_HEADER},
+                "authToken": {"type": "apiKey", "in": "header", "name": AUTH_TOKEN_HEADER},
             },
         },
         "security": [{"userId": [], "authToken": []}],

@@ -24,6 +24,9 @@ from importstate.steps import ProgressStep, State
 
 #: Where every route lives.
 PREFIX: Final = "/api/v1/"
+#: The headers that carry a caller's credentials (``userId`` and ``authToken`` of ``login``).
+USER_ID_HEADER: Final = "X-User-Id"
+AUTH_TOKEN_HEADER: Final = "X-Auth-Token"  # noqa: S105 - a header name, not a secret
 
 # The bodies SPEC §7 fixes; the document's schemas of them are derived from these values.
 #: Missing or wrong credentials (401).
@@ -161,7 +164,7 @@ async def _cancel(call: Call) -> object:
 
 async def _logout(call: Call) -> object:
     await run_in_threadpool(
-        call.accounts.logout, call.user.id, call.request.headers["x-auth-token"],
+        call.accounts.logout, call.user.id, call.request.headers[AUTH_TOKEN_HEADER],
     )
     return LOGGED_OUT
 
