@@ -40,7 +40,8 @@ FORBIDDEN: Final = {
 LOGIN_FAILED: Final = {"status": "error", "error": "Unauthorized", "message": "Unauthorized"}
 #: ``logout``'s answer.
 LOGGED_OUT: Final = {"status": "success", "data": {"message": "You've been logged out!"}}
-#: Beside the fields of every other success body but ``getLatestImportOperations``'.
+#: What an endpoint's success body carries beside its fields (but the bare array of
+#: ``getLatestImportOperations`` and ``logout``'s fixed body).
 SUCCESS: Final = {"success": True}
 
 
