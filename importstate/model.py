@@ -1,15 +1,17 @@
-"""The operation document (SPEC §3): one attrs model, one converter each way.
+"""The operation document (SPEC §3): one attrs model, one table of its wire fields.
 
-:class:`Operation` is an immutable value. :meth:`Operation.from_wire` is the
-only reader of the wire format and :meth:`Operation.to_wire` the only writer;
-a status change is :meth:`Operation.fire`, which goes through the shared
-machine.
+:class:`Operation` is an immutable value. :data:`WIRE_FIELDS` names every key
+of the document; :meth:`Operation.from_wire` (the only reader),
+:meth:`Operation.to_wire` (the only writer) and the REST API's schema are
+driven by it. A status change is :meth:`Operation.fire`, which goes through
+the shared machine.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+import enum
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import attrs
@@ -96,20 +98,138 @@ class Failure:
         return cls(message, parse_time(doc.get("at"), "failure.at"))
 
 
-def _string(doc: Mapping[str, Any], key: str, *, required: bool = True) -> str | None:
-    if key not in doc:
-        if required:
-            raise WireFormatError(key, "missing")
-        return None
-    value = doc[key]
+class WireKind(enum.Enum):
+    """What a wire field holds, which decides how it is read, written and described."""
+
+    STRING = "string"
+    #: Written as ISO-8601 UTC with milliseconds and ``Z``; read in the three forms of SPEC §3.
+    TIME = "time"
+    #: A :class:`ProgressStep`'s value.
+    STATUS = "status"
+    BOOL = "bool"
+    #: A :class:`Count` object.
+    COUNT = "count"
+    #: A :class:`Failure` object.
+    FAILURE = "failure"
+
+
+@attrs.frozen
+class WireField:
+    """One key of the operation document and the :class:`Operation` attribute behind it.
+
+    A required field is always written and must be there to read; an optional
+    one is written only when set (``count``: when it holds a key).
+    """
+
+    wire: str
+    attr: str
+    kind: WireKind
+    required: bool = True
+
+
+#: The operation document's keys, in Rocket.Chat's order (SPEC §3).
+WIRE_FIELDS: Final = (
+    WireField("_id", "id", WireKind.STRING),
+    WireField("type", "type", WireKind.STRING),
+    WireField("importerKey", "importer_key", WireKind.STRING),
+    WireField("ts", "ts", WireKind.TIME),
+    WireField("status", "status", WireKind.STATUS),
+    WireField("valid", "valid", WireKind.BOOL),
+    WireField("user", "user", WireKind.STRING),
+    WireField("_updatedAt", "updated_at", WireKind.TIME),
+    WireField("count", "count", WireKind.COUNT, required=False),
+    WireField("contentType", "content_type", WireKind.STRING, required=False),
+    WireField("file", "file", WireKind.STRING, required=False),
+    WireField("failure", "failure", WireKind.FAILURE, required=False),
+)
+
+#: What a reader is given for a key the document lacks.
+_ABSENT: Final = object()
+
+
+def _missing(key: str) -> WireFormatError:
+    return WireFormatError(key, "missing")
+
+
+def _read_string(value: object, key: str) -> str:
+    if value is _ABSENT:
+        raise _missing(key)
     if not isinstance(value, str):
         raise WireFormatError(key, f"expected a string, got {type(value).__name__}")
     return value
 
 
-_KNOWN_KEYS: Final = frozenset(
-    {"_id", "type", "importerKey", "ts", "status", "valid", "user", "_updatedAt", "count",
-     "contentType", "file", "failure"},
+def _read_time(value: object, key: str) -> dt.datetime:
+    if value is _ABSENT:
+        raise _missing(key)
+    return parse_time(value, key)
+
+
+def _read_status(value: object, key: str) -> ProgressStep:
+    text = _read_string(value, key)
+    try:
+        return ProgressStep(text)
+    except ValueError:
+        raise WireFormatError(key, f"unknown status {text!r}") from None
+
+
+def _read_bool(value: object, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise WireFormatError(key, "expected a boolean")
+    return value
+
+
+def _read_count(value: object, _key: str) -> Count:
+    return Count.from_wire(value)
+
+
+def _read_failure(value: object, _key: str) -> Failure:
+    return Failure.from_wire(value)
+
+
+def _status_value(step: ProgressStep) -> str:
+    return step.value
+
+
+def _count_when_set(count: Count) -> dict[str, int] | None:
+    return count.to_wire() or None
+
+
+@attrs.frozen
+class _Codec:
+    """How one kind of field is read and written.
+
+    ``read`` takes the key's value (``_ABSENT`` if missing) and the key, and
+    raises WireFormatError naming it. ``write`` takes a set value and gives
+    the wire value, or None to leave the key out; without one the value is
+    written as it is.
+    """
+
+    read: Callable[[object, str], object]
+    write: Callable[[Any], object] | None
+
+
+_CODECS: Final = {
+    WireKind.STRING: _Codec(_read_string, None),
+    WireKind.TIME: _Codec(_read_time, format_time),
+    WireKind.STATUS: _Codec(_read_status, _status_value),
+    WireKind.BOOL: _Codec(_read_bool, None),
+    WireKind.COUNT: _Codec(_read_count, _count_when_set),
+    WireKind.FAILURE: _Codec(_read_failure, Failure.to_wire),
+}
+
+_WIRE_KEYS: Final = frozenset(field.wire for field in WIRE_FIELDS)
+# The converters run for every document read or written: flat tuples keep lookups out of
+# their loops.
+_WRITERS: Final = tuple((f.wire, f.attr, _CODECS[f.kind].write) for f in WIRE_FIELDS)
+_READERS: Final = tuple((f.wire, f.attr, _CODECS[f.kind].read, f.required) for f in WIRE_FIELDS)
+# status and valid decide the state: from_wire names a misfit there before any other.
+_STATE_READERS: Final = tuple(
+    reader for reader, f in zip(_READERS, WIRE_FIELDS, strict=True)
+    if f.kind in {WireKind.STATUS, WireKind.BOOL}
+)
+_REQUIRED_TIMES: Final = tuple(
+    f.wire for f in WIRE_FIELDS if f.kind is WireKind.TIME and f.required
 )
 
 
@@ -188,72 +308,43 @@ class Operation:
         return Operation(**values)
 
     def to_wire(self) -> dict[str, Any]:
-        """The JSON-ready wire document, keys in Rocket.Chat's order."""
-        doc: dict[str, Any] = {
-            "_id": self.id,
-            "type": self.type,
-            "importerKey": self.importer_key,
-            "ts": format_time(self.ts),
-            "status": self.status.value,
-            "valid": self.valid,
-            "user": self.user,
-            "_updatedAt": format_time(self.updated_at),
-        }
-        count = self.count.to_wire()
-        if count:
-            doc["count"] = count
-        if self.content_type is not None:
-            doc["contentType"] = self.content_type
-        if self.file is not None:
-            doc["file"] = self.file
-        if self.failure is not None:
-            doc["failure"] = self.failure.to_wire()
+        """The JSON-ready wire document, keys in Rocket.Chat's order (:data:`WIRE_FIELDS`)."""
+        doc: dict[str, Any] = {}
+        for wire, attr, write in _WRITERS:
+            value = getattr(self, attr)
+            if value is not None and write is not None:
+                value = write(value)
+            if value is not None:
+                doc[wire] = value
         return doc
 
     @classmethod
     def from_wire(cls, doc: object) -> Operation:
         """Read a wire document (any of the three ``ts`` forms).
 
+        A document with several misfits names the first of: an unknown key,
+        ``status``, ``valid``, a missing time, then each key in wire order.
+
         Raises:
             WireFormatError: the document does not fit; ``field`` names the key.
         """
         if not isinstance(doc, Mapping):
             raise WireFormatError("$", f"expected an object, got {type(doc).__name__}")
-        unknown = sorted(set(doc) - _KNOWN_KEYS)
+        unknown = sorted(set(doc) - _WIRE_KEYS)
         if unknown:
             raise WireFormatError(unknown[0], "unknown key")
-        status = _required(doc, "status")
-        try:
-            step = ProgressStep(status)
-        except ValueError:
-            raise WireFormatError("status", f"unknown status {status!r}") from None
-        valid = doc.get("valid")
-        if not isinstance(valid, bool):
-            raise WireFormatError("valid", "expected a boolean")
-        if "ts" not in doc:
-            raise WireFormatError("ts", "missing")
-        if "_updatedAt" not in doc:
-            raise WireFormatError("_updatedAt", "missing")
-        return cls(
-            id=_required(doc, "_id"),
-            type=_required(doc, "type"),
-            importer_key=_required(doc, "importerKey"),
-            ts=parse_time(doc["ts"], "ts"),
-            status=step,
-            valid=valid,
-            user=_required(doc, "user"),
-            updated_at=parse_time(doc["_updatedAt"], "_updatedAt"),
-            count=Count.from_wire(doc["count"]) if "count" in doc else Count(),
-            content_type=_string(doc, "contentType", required=False),
-            file=_string(doc, "file", required=False),
-            failure=Failure.from_wire(doc["failure"]) if "failure" in doc else None,
-        )
-
-
-def _required(doc: Mapping[str, Any], key: str) -> str:
-    value = _string(doc, key)
-    assert value is not None  # noqa: S101 - _string raises for a missing required key
-    return value
+        values: dict[str, Any] = {}
+        for wire, attr, read, _ in _STATE_READERS:
+            values[attr] = read(doc.get(wire, _ABSENT), wire)
+        for wire in _REQUIRED_TIMES:
+            if wire not in doc:
+                raise _missing(wire)
+        for wire, attr, read, required in _READERS:
+            value = doc.get(wire, _ABSENT)
+            # An optional key the document lacks is left to the attribute's default.
+            if attr not in values and (required or value is not _ABSENT):
+                values[attr] = read(value, wire)
+        return cls(**values)
 
 
 _OPERATION_FIELDS: Final = tuple(field.name for field in attrs.fields(Operation))

@@ -13,7 +13,6 @@ from http_server import Server, add_user, cli, headers
 
 from importstate import Accounts, ImportService, MemoryStore, SQLiteStore, UsersTableImporter
 from importstate.http import ENDPOINTS, create_app
-from importstate.http._worker import RunWorker, ServerStopping
 
 UNAUTHORIZED = {"status": "error", "message": "You must be logged in to do this."}
 FORBIDDEN = {
@@ -603,25 +602,3 @@ def test_create_app_serves_any_service(tmp_path):
     asyncio.run(drive())
     accounts.close()
     assert [u["importIds"] for u in imported] == [["id-1"], ["id-2"]]
-
-
-def test_a_stopped_worker_holds_its_run_at_a_batch_boundary():
-    def slow_import(_user):
-        time.sleep(0.001)
-
-    service = ImportService(MemoryStore(), {"api": slow_import})
-    worker = RunWorker(service)
-    service.new_operation("admin")
-    service.add_users([user(n) for n in range(1000)])
-    worker.start()
-    while service.current_operation().count.get("completed") < 50:
-        time.sleep(0.005)
-    worker.stop()
-    held = service.current_operation()
-    time.sleep(0.2)
-    assert service.current_operation() == held
-    assert held.state == "importing"
-    assert 50 <= held.count.get("completed") < 1000
-    assert held.count.get("completed") % 50 == 0
-    with pytest.raises(ServerStopping):
-        worker.start()

@@ -1,6 +1,7 @@
 """The OpenAPI document is true: requests made from it get no 5xx and only documented answers."""
 
 import json
+import re
 from urllib.parse import urlencode
 
 import httpx
@@ -42,6 +43,12 @@ def test_every_endpoint_is_documented(fuzzed):
     served = {(e.method, f"/api/v1/{e.name}") for e in ENDPOINTS}
     served |= {("POST", "/api/v1/login"), ("GET", "/api/v1/openapi.json")}
     assert documented == served
+
+
+def test_every_reference_names_a_component():
+    document = openapi_document(1024)
+    referenced = set(re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(document)))
+    assert referenced <= set(document["components"]["schemas"])
 
 
 json_values = st.recursive(

@@ -2,10 +2,12 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import attrs
 import pytest
 
 from importstate import Count, Failure, Operation, ProgressStep, State, WireFormatError
 from importstate._time import format_time, parse_time
+from importstate.model import WIRE_FIELDS
 
 SEEDS = json.loads((Path(__file__).parent / "data" / "seed_examples.json").read_text())["pages"]
 
@@ -132,6 +134,31 @@ def test_missing_keys_are_named(missing):
     with pytest.raises(WireFormatError) as caught:
         Operation.from_wire(doc)
     assert caught.value.field == missing
+
+
+@pytest.mark.parametrize(("change", "missing", "field"), [
+    ({"_id": 5, "status": "importer_bogus"}, (), "status"),
+    ({"_id": 5, "user": 5, "valid": "yes"}, (), "valid"),
+    ({"_id": 5, "status": 3}, ("valid",), "status"),
+    ({"_id": 5}, ("_updatedAt",), "_updatedAt"),
+    ({"status": "importer_bogus"}, ("_id", "ts"), "status"),
+    ({"_id": 5, "ts": "yesterday", "file": 7}, (), "_id"),
+    ({"ts": "yesterday", "user": 5}, (), "ts"),
+    ({"progress": 1, "status": 3}, ("_id",), "progress"),
+    ({"count": [], "file": 7}, (), "count"),
+])
+def test_several_misfits_name_the_same_field_first(change, missing, field):
+    doc = {k: v for k, v in {**GOOD, **change}.items() if k not in missing}
+    with pytest.raises(WireFormatError) as caught:
+        Operation.from_wire(doc)
+    assert caught.value.field == field
+
+
+def test_the_wire_table_holds_every_attribute_in_order():
+    assert [f.attr for f in WIRE_FIELDS] == [a.name for a in attrs.fields(Operation)]
+    assert [f.wire for f in WIRE_FIELDS if f.required] == [
+        "_id", "type", "importerKey", "ts", "status", "valid", "user", "_updatedAt",
+    ]
 
 
 @pytest.mark.parametrize("value", [None, [], "doc", 3, True])

@@ -23,6 +23,7 @@ from importstate import (
     SQLiteStore,
     State,
 )
+from importstate.stores import memory
 
 
 class Clock:
@@ -688,8 +689,6 @@ def test_a_reader_thread_never_sees_a_partial_batch(tmp_path):
 
 
 def test_a_store_may_read_several_batches_per_query(monkeypatch):
-    from importstate.stores import memory
-
     class ReadingAhead(MemoryStore):
         read_ahead = 3
         queries = 0

@@ -5,8 +5,9 @@
 one SQLite file, as ``importstate serve`` does.
 """
 
-from importstate.http._app import DEFAULT_MAX_BODY, ENDPOINTS, Endpoint, create_app
+from importstate.http._app import DEFAULT_MAX_BODY, create_app
 from importstate.http._openapi import openapi_document
+from importstate.http._routes import ENDPOINTS, Endpoint
 from importstate.http._server import DEFAULT_HOST, DEFAULT_PORT, serve
 
 __all__ = [

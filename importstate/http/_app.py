@@ -1,9 +1,9 @@
-"""The REST API of SPEC §7 as a Starlette application over an :class:`ImportService`."""
+"""The REST API of SPEC §7 as a Starlette application, built from the route table."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Final
 
 import attrs
@@ -14,135 +14,27 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from importstate.accounts import Accounts, ApiUser, Permission
+from importstate.accounts import Accounts, ApiUser
 from importstate.errors import DatabaseBusy, ImportStateError, ServerStopping
-from importstate.http._body import BadRequest, json_object, login_fields, read_limited
+from importstate.http._body import BadRequest, login_fields, read_limited
 from importstate.http._openapi import openapi_document
+from importstate.http._routes import (
+    AUTH_TOKEN_HEADER,
+    ENDPOINTS,
+    FORBIDDEN,
+    LOGIN,
+    LOGIN_FAILED,
+    OPENAPI,
+    UNAUTHORIZED,
+    USER_ID_HEADER,
+    Call,
+    Endpoint,
+)
 from importstate.http._worker import RunWorker
 from importstate.service import ImportService
 
 #: Largest request body accepted, in bytes, unless the server is told otherwise.
 DEFAULT_MAX_BODY: Final = 10 * 1024 * 1024
-#: Where every endpoint lives.
-PREFIX: Final = "/api/v1/"
-
-#: The bodies SPEC §7 fixes.
-UNAUTHORIZED: Final = {"status": "error", "message": "You must be logged in to do this."}
-FORBIDDEN: Final = {
-    "success": False,
-    "error": "User does not have the permissions required for this action [error-unauthorized]",
-}
-LOGIN_FAILED: Final = {"status": "error", "error": "Unauthorized", "message": "Unauthorized"}
-LOGGED_OUT: Final = {"status": "success", "data": {"message": "You've been logged out!"}}
-
-
-@attrs.frozen
-class Call:
-    """What an endpoint handler gets: the server's parts and the caller."""
-
-    service: ImportService
-    worker: RunWorker
-    accounts: Accounts
-    request: Request
-    user: ApiUser
-    body: bytes
-
-
-Handler = Callable[[Call], Awaitable[object]]
-
-
-@attrs.frozen
-class Endpoint:
-    """One authenticated endpoint: ``method /api/v1/<name>`` needing ``permission``.
-
-    ``permission`` ``None`` needs a logged-in user only. The handler's result
-    is sent as JSON with status 200.
-    """
-
-    method: str
-    name: str
-    permission: str | None
-    handler: Handler
-
-
-def _ok(**fields: object) -> dict[str, object]:
-    return {**fields, "success": True}
-
-
-async def _latest(call: Call) -> object:
-    return [op.to_wire() for op in call.service.latest_operations()]
-
-
-async def _new(call: Call) -> object:
-    operation = await run_in_threadpool(call.service.new_operation, call.user.id)
-    return _ok(operation=operation.to_wire())
-
-
-async def _status(call: Call) -> object:
-    return _ok(**call.service.status())
-
-
-async def _add_users(call: Call) -> object:
-    await run_in_threadpool(_stage, call.service, call.body)
-    return _ok()
-
-
-def _stage(service: ImportService, body: bytes) -> None:
-    document = json_object(body)
-    if "users" not in document:
-        msg = 'The request body must have a "users" list.'
-        raise BadRequest(msg)
-    users = document["users"]
-    if not isinstance(users, list):
-        msg = '"users" must be a list of users.'
-        raise BadRequest(msg)
-    service.add_users(users)
-
-
-async def _run(call: Call) -> object:
-    await run_in_threadpool(call.worker.start)
-    return _ok()
-
-
-async def _clear(call: Call) -> object:
-    await run_in_threadpool(call.service.clear)
-    return _ok()
-
-
-async def _current(call: Call) -> object:
-    operation = call.service.current_operation()
-    return _ok(operation=operation.to_wire() if operation is not None else None)
-
-
-async def _progress(call: Call) -> object:
-    return _ok(**call.service.progress())
-
-
-async def _cancel(call: Call) -> object:
-    operation = await run_in_threadpool(call.service.cancel)
-    return _ok(operation=operation.to_wire())
-
-
-async def _logout(call: Call) -> object:
-    await run_in_threadpool(
-        call.accounts.logout, call.user.id, call.request.headers["x-auth-token"],
-    )
-    return LOGGED_OUT
-
-
-#: Every authenticated endpoint of SPEC §7, in its order.
-ENDPOINTS: Final = (
-    Endpoint("GET", "getLatestImportOperations", Permission.VIEW_IMPORT_OPERATIONS, _latest),
-    Endpoint("POST", "import.new", Permission.RUN_IMPORT, _new),
-    Endpoint("GET", "import.status", Permission.RUN_IMPORT, _status),
-    Endpoint("POST", "import.addUsers", Permission.RUN_IMPORT, _add_users),
-    Endpoint("POST", "import.run", Permission.RUN_IMPORT, _run),
-    Endpoint("POST", "import.clear", Permission.RUN_IMPORT, _clear),
-    Endpoint("GET", "getCurrentImportOperation", Permission.RUN_IMPORT, _current),
-    Endpoint("GET", "getImportProgress", Permission.RUN_IMPORT, _progress),
-    Endpoint("POST", "import.cancel", Permission.RUN_IMPORT, _cancel),
-    Endpoint("POST", "logout", None, _logout),
-)
 
 
 @attrs.frozen
@@ -172,11 +64,11 @@ class _Server:
             except ImportStateError as exc:
                 return _failure(str(exc), 400)
 
-        return Route(PREFIX + endpoint.name, respond, methods=[endpoint.method])
+        return Route(endpoint.path, respond, methods=[endpoint.method])
 
     def _authenticate(self, request: Request) -> ApiUser | None:
-        user_id = request.headers.get("x-user-id")
-        token = request.headers.get("x-auth-token")
+        user_id = request.headers.get(USER_ID_HEADER)
+        token = request.headers.get(AUTH_TOKEN_HEADER)
         if not user_id or not token:
             return None
         return self.accounts.authenticate(user_id, token)
@@ -216,11 +108,12 @@ def create_app(
     """The ASGI application of SPEC §7 over ``service``, with ``accounts`` as its users.
 
     ``import.run`` starts the import in a background thread of this process
-    and returns at once; the app gates every importer registered with
-    ``service`` so that shutting the app down holds a run between two
-    batches, leaving the operation ``importing`` at its checkpoint. On
-    startup the app resumes such an operation (``ImportService.resume``).
-    Bodies longer than ``max_body`` bytes get 413.
+    and returns at once. The run's importer (from ``service.importers``,
+    which stays as it is) gets a gate in front, so that shutting the app
+    down holds the run between two batches, leaving the operation
+    ``importing`` at its checkpoint. On startup the app resumes such an
+    operation (``ImportService.resume``). Bodies longer than ``max_body``
+    bytes get 413.
     """
     worker = RunWorker(service)
     server = _Server(service, worker, accounts, max_body, openapi_document(max_body))
@@ -233,8 +126,8 @@ def create_app(
 
     routes = [server.route(endpoint) for endpoint in ENDPOINTS]
     routes += [
-        Route(PREFIX + "login", server.login, methods=["POST"]),
-        Route(PREFIX + "openapi.json", server.openapi, methods=["GET"]),
+        Route(LOGIN.path, server.login, methods=[LOGIN.method]),
+        Route(OPENAPI.path, server.openapi, methods=[OPENAPI.method]),
     ]
     return Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error},

@@ -10,7 +10,7 @@ from typing import Any, Final
 
 import attrs
 
-from importstate.errors import ImportStateError, ServerStopping
+from importstate.errors import ImporterNotDefined, ImportStateError, ServerStopping
 from importstate.importers import BatchCall, BatchImporter, Importer, batch_call
 from importstate.model import Operation
 from importstate.service import ImportService
@@ -66,17 +66,14 @@ class _Gated:
 class RunWorker:
     """Runs the service's imports in a background thread, one at a time.
 
-    The worker puts a gate in front of every importer registered with
-    ``service`` (replacing the values of ``service.importers``), so that
-    :meth:`stop` can hold a run between two batches.
+    Each run is given the importer registered for its operation's key with a
+    gate in front (``service.importers`` is left as it is), so that
+    :meth:`stop` can hold the run between two batches.
     """
 
     def __init__(self, service: ImportService) -> None:
         self.service = service
         self._gate = _Gate()
-        service.importers.update(
-            {key: self._gate.guard(importer) for key, importer in service.importers.items()},
-        )
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopped = False
@@ -103,7 +100,7 @@ class RunWorker:
         _log.info("resumed import %s from its checkpoint", operation.id)
         return True
 
-    def _launch(self, run: Callable[[], Operation | None]) -> None:
+    def _launch(self, run: Callable[[Importer | None], Operation]) -> None:
         with self._lock:
             if self._stopped:
                 raise ServerStopping
@@ -124,20 +121,36 @@ class RunWorker:
 
     def _work(
         self,
-        run: Callable[[], Operation | None],
+        run: Callable[[Importer | None], Operation],
         begun: threading.Event,
         failure: list[BaseException],
     ) -> None:
         self._gate.local.begun = begun
         try:
-            operation = run()
+            operation = run(self._gated_importer())
         except Exception as exc:  # noqa: BLE001 - handed back to the request that started it
             failure.append(exc)
         else:
-            if operation is not None:
-                _log.info("import %s ended %s", operation.id, operation.status)
+            _log.info("import %s ended %s", operation.id, operation.status)
         finally:
             begun.set()
+
+    def _gated_importer(self) -> Importer | None:
+        """The current operation's importer behind the gate; None when there is none to run.
+
+        With None, the service looks the importer up itself and so raises its
+        errors in their order (no operation, wrong status, unknown key). The
+        key is read before ``run`` reads the operation again: an operation of
+        another key made current in between would get this importer.
+        """
+        operation = self.service.current_operation()
+        if operation is None:
+            return None
+        try:
+            importer = self.service.importer_for(operation.importer_key)
+        except ImporterNotDefined:
+            return None
+        return self._gate.guard(importer)
 
     def stop(self, timeout: float = WIND_DOWN) -> None:
         """Let the batch in hand commit, then hold the run; no new run starts.
