@@ -151,7 +151,7 @@ class ImportService:
             raise OperationCannotReceiveData
         return operation
 
-    def _prepare(self, users: Sequence[Any]) -> list[NewRecord]:
+    def _prepare(self, users: Sequence[Any]) -> Sequence[NewRecord]:
         return _users.prepare(
             users, known_roles=self.known_roles, default_roles=self.default_roles,
         )

@@ -103,7 +103,12 @@ def store_contents(db: Path) -> tuple[list[Operation], dict[str, set[str]]]:
     store.close()
     staged: dict[str, set[str]] = {}
     with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT operation, json_extract(data, '$.importIds[0]') FROM staged")
+        # Staged rows name their operation by its row (operations.created).
+        rows = conn.execute(
+            "SELECT coalesce(o.id, 'no operation ' || s.operation),"
+            " json_extract(s.data, '$.importIds[0]')"
+            " FROM staged AS s LEFT JOIN operations AS o ON o.created = s.operation",
+        )
         for operation, key in rows:
             staged.setdefault(operation, set()).add(key)
     return valid, staged

@@ -1,6 +1,10 @@
+import datetime as dt
+import json
+import sqlite3
+
 import pytest
 
-from importstate import MemoryStore, SQLiteStore
+from importstate import MemoryStore, Operation, SQLiteStore
 from importstate.testing import StoreTests
 
 
@@ -15,3 +19,51 @@ class TestSQLiteStore(StoreTests):
     @pytest.fixture
     def make_store(self, tmp_path):
         return lambda: SQLiteStore(tmp_path / "imports.db")
+
+
+#: The schema of importstate 0.1 (SQLite schema version 1), as its databases hold it.
+_VERSION_1 = """
+CREATE TABLE operations (
+    created INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, ts INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL, valid INTEGER NOT NULL, doc TEXT NOT NULL,
+    checkpoint INTEGER, heartbeat INTEGER);
+CREATE INDEX operations_by_ts ON operations (ts, created);
+CREATE TABLE staged (
+    position INTEGER PRIMARY KEY, operation TEXT NOT NULL, id TEXT NOT NULL,
+    data TEXT NOT NULL, data_type TEXT NOT NULL, errors TEXT);
+CREATE INDEX staged_by_operation ON staged (operation, position);
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_version_1_database_is_upgraded_with_its_operations_and_staging(tmp_path):
+    path = tmp_path / "old.db"
+    op = Operation.create(user="u", at=dt.datetime(2024, 5, 1, tzinfo=dt.UTC))
+    op = op.fire("stage", at=op.ts, count=op.count.added(total=2, users=2))
+    conn = sqlite3.connect(path)
+    conn.executescript(_VERSION_1)
+    conn.execute(
+        "INSERT INTO operations (id, ts, updated_at, valid, doc, checkpoint)"
+        " VALUES (?, 0, 0, 1, ?, 7)",
+        (op.id, json.dumps(op.to_wire())),
+    )
+    conn.executemany(
+        "INSERT INTO staged (operation, id, data, data_type, errors) VALUES (?, ?, ?, 'user', ?)",
+        [(op.id, "r1", '{"username": "a"}', None),
+         (op.id, "r2", '{"username": "b"}', '[{"message": "x"}]')],
+    )
+    conn.commit()
+    conn.close()
+    store = SQLiteStore(path)
+    with store.reading() as tx:
+        assert tx.current() == op
+        assert tx.checkpoint(op.id) == 7
+        staged = tx.staged(op.id, after=None, limit=10)
+    assert [(r.id, r.data, r.errors) for r in staged] == [
+        ("r1", {"username": "a"}, ()), ("r2", {"username": "b"}, ({"message": "x"},)),
+    ]
+    store.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+    assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'staged_1'").fetchone() is None
+    conn.close()

@@ -28,7 +28,20 @@ from importstate.stores._rows import pending_records, staged_records
 
 SCHEMA_VERSION: Final = 2
 
-_SCHEMA: Final = """
+# operation is the row's operations.created (version 1 kept the 24-character id):
+# a narrower row is fewer pages to write, read and clear.
+_STAGED: Final = """
+CREATE TABLE IF NOT EXISTS staged (
+    position  INTEGER PRIMARY KEY,
+    operation INTEGER NOT NULL,
+    id        TEXT NOT NULL,
+    data      TEXT NOT NULL,
+    data_type TEXT NOT NULL,
+    errors    TEXT
+)
+"""
+
+_SCHEMA: Final = f"""
 CREATE TABLE IF NOT EXISTS operations (
     created    INTEGER PRIMARY KEY AUTOINCREMENT,
     id         TEXT NOT NULL UNIQUE,
@@ -37,20 +50,17 @@ CREATE TABLE IF NOT EXISTS operations (
     valid      INTEGER NOT NULL,
     doc        TEXT NOT NULL,
     checkpoint INTEGER,
-    heartbeat  INTEGER
+    heartbeat  INTEGER,
+    completed  INTEGER,
+    error      INTEGER
 );
 CREATE INDEX IF NOT EXISTS operations_by_ts ON operations (ts, created);
+-- A batch writes its counts to completed and error (and updated_at) instead of
+-- rewriting doc: NULL means doc holds them (see _operation).
 -- No index on updated_at: every batch moves it, and latest() reads a table of a
 -- few rows per import ever made.
 DROP INDEX IF EXISTS operations_by_update;
-CREATE TABLE IF NOT EXISTS staged (
-    position  INTEGER PRIMARY KEY,
-    operation TEXT NOT NULL,
-    id        TEXT NOT NULL,
-    data      TEXT NOT NULL,
-    data_type TEXT NOT NULL,
-    errors    TEXT
-);
+{_STAGED};
 -- No index on operation: a new operation clears the staging, so its rows are the
 -- current operation's, read in position order (the primary key). Version 1 had one.
 DROP INDEX IF EXISTS staged_by_operation;
@@ -64,6 +74,21 @@ _ENCODER: Final = json.JSONEncoder(separators=(",", ":"))
 _BUSY_CODES: Final = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 #: Longest pause between two attempts while the database is locked, in seconds.
 _MAX_PAUSE: Final = 0.05
+
+
+def _upgrade_from_1(conn: sqlite3.Connection) -> None:
+    """Version 1 → 2: counts beside the document, staging keyed by ``operations.created``."""
+    conn.execute("ALTER TABLE operations ADD COLUMN completed INTEGER")
+    conn.execute("ALTER TABLE operations ADD COLUMN error INTEGER")
+    conn.execute("ALTER TABLE staged RENAME TO staged_1")
+    conn.execute("DROP INDEX IF EXISTS staged_by_operation")
+    conn.execute(_STAGED)
+    conn.execute(
+        "INSERT INTO staged (position, operation, id, data, data_type, errors)"
+        " SELECT s.position, o.created, s.id, s.data, s.data_type, s.errors"
+        " FROM staged_1 AS s JOIN operations AS o ON o.id = s.operation",
+    )
+    conn.execute("DROP TABLE staged_1")
 
 
 def _is_busy(error: BaseException) -> bool:
@@ -126,6 +151,8 @@ class SQLiteStore:
                     f"supports ({SCHEMA_VERSION}); upgrade importstate"
                 )
                 raise SchemaVersionError(msg)
+            if version == 1:
+                _upgrade_from_1(tx.conn)
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     tx.conn.execute(statement)
@@ -187,25 +214,56 @@ class SQLiteStore:
         self._local = threading.local()
 
 
-#: Stored document text → its Operation. Operations are immutable, so one parse
-#: (or the write that produced the text) serves every later read of it: a run
-#: re-reads the operation it just wrote each batch, a status poll each request.
-_PARSED: Final[dict[str, Operation]] = {}
+#: A stored row's ``(doc, completed, error, updated_at)`` → its Operation. Operations
+#: are immutable, so one parse (or the write that produced the row) serves every
+#: later read of it: a run re-reads the operation it just wrote each batch, a status
+#: poll each request.
+_Key = tuple[str, int | None, int | None, int]
+_PARSED: Final[dict[_Key, Operation]] = {}
 _PARSED_MAX: Final = 1024
+#: The columns that make up an operation, in the order of ``_Key``.
+_DOC: Final = "doc, completed, error, updated_at"
 
 
-def _operation(doc: str) -> Operation:
-    operation = _PARSED.get(doc)
+def _operation(key: _Key) -> Operation:
+    operation = _PARSED.get(key)
     if operation is None:
+        doc, completed, error, updated_at = key
         operation = Operation.from_wire(json.loads(doc))
-        _remember(doc, operation)
+        if completed is not None and error is not None:
+            # A batch's counts and time, written beside the document (not into it).
+            count = attrs.evolve(operation.count, completed=completed, error=error)
+            operation = attrs.evolve(
+                operation, count=count, updated_at=from_epoch_millis(updated_at),
+            )
+        _remember(key, operation)
     return operation
 
 
-def _remember(doc: str, operation: Operation) -> None:
+def _remember(key: _Key, operation: Operation) -> None:
     if len(_PARSED) >= _PARSED_MAX:
         _PARSED.clear()  # crude but safe: a dict cleared under a reader is just a miss
-    _PARSED[doc] = operation
+    _PARSED[key] = operation
+
+
+def _counts_only(before: Operation, after: Operation) -> bool:
+    """Whether ``after`` differs from ``before`` only in completed, error and updated_at.
+
+    Identity, not equality: a run derives each batch's operation from the last
+    one, so every other field is the very same object; anything else is
+    written whole.
+    """
+    old, new = before.count, after.count
+    return (
+        new.completed is not None and new.error is not None
+        and after.status is before.status and after.valid is before.valid
+        and after.failure is before.failure and after.file is before.file
+        and after.content_type is before.content_type and after.ts is before.ts
+        and after.id is before.id and after.type is before.type
+        and after.importer_key is before.importer_key and after.user is before.user
+        and new.total is old.total and new.users is old.users
+        and new.channels is old.channels and new.messages is old.messages
+    )
 
 
 _OPERATION_ORDER: Final = {
@@ -283,112 +341,134 @@ class _SQLiteTransaction:
 
     def current(self) -> Operation | None:
         row = self._execute(
-            f"SELECT doc FROM operations {_OPERATION_ORDER['current']} LIMIT 1",  # noqa: S608
+            f"SELECT {_DOC} FROM operations {_OPERATION_ORDER['current']} LIMIT 1",  # noqa: S608
         ).fetchone()
-        return _operation(row[0]) if row else None
+        return _operation(row) if row else None
 
     def get(self, operation_id: str) -> Operation | None:
         known = self._rows.get(operation_id)
         if known is not None:
             return known.operation
         row = self._execute(
-            "SELECT doc, ts, checkpoint, heartbeat FROM operations WHERE id = ?", (operation_id,),
+            f"SELECT {_DOC}, ts, checkpoint, heartbeat, created FROM operations WHERE id = ?",  # noqa: S608
+            (operation_id,),
         ).fetchone()
         if row is None:
             return None
-        operation = _operation(row[0])
-        self._rows[operation_id] = _Row(operation, row[1], row[2], row[3])
+        operation = _operation(row[:4])
+        self._rows[operation_id] = _Row(operation, row[0], row[4], row[5], row[6], row[7])
         return operation
 
     def latest(self, limit: int) -> list[Operation]:
         rows = self._execute(
-            f"SELECT doc FROM operations {_OPERATION_ORDER['latest']} LIMIT ?",  # noqa: S608
+            f"SELECT {_DOC} FROM operations {_OPERATION_ORDER['latest']} LIMIT ?",  # noqa: S608
             (limit,),
         )
-        return [_operation(doc) for (doc,) in rows]
+        return [_operation(row) for row in rows]
 
     def valid_operations(self) -> list[Operation]:
-        rows = self._execute("SELECT doc FROM operations WHERE valid ORDER BY created")
-        return [_operation(doc) for (doc,) in rows]
+        rows = self._execute(
+            f"SELECT {_DOC} FROM operations WHERE valid ORDER BY created",  # noqa: S608
+        )
+        return [_operation(row) for row in rows]
 
     def insert(self, operation: Operation) -> None:
+        updated_at, valid, doc = self._columns(operation)
         self._execute(
             "INSERT INTO operations (id, ts, updated_at, valid, doc) VALUES (?, ?, ?, ?, ?)",
-            (operation.id, epoch_millis(operation.ts), *self._columns(operation)),
+            (operation.id, epoch_millis(operation.ts), updated_at, valid, doc),
         )
 
     def update(self, operation: Operation) -> None:
-        updated_at, valid, doc = self._columns(operation)
-        ts = epoch_millis(operation.ts)
         known = self._rows.get(operation.id)
-        if known is not None:
-            columns = self._deferred.setdefault(operation.id, {})
-            columns.update(updated_at=updated_at, valid=valid, doc=doc)
+        if known is None:
+            updated_at, valid, doc = self._columns(operation)
+            cursor = self._execute(
+                "UPDATE operations SET updated_at = ?, valid = ?, doc = ?, ts = ?,"
+                " completed = NULL, error = NULL WHERE id = ?",
+                (updated_at, valid, doc, epoch_millis(operation.ts), operation.id),
+            )
+            if cursor.rowcount != 1:
+                msg = f"no operation {operation.id!r}"
+                raise KeyError(msg)
+            return
+        columns = self._deferred.setdefault(operation.id, {})
+        if _counts_only(known.operation, operation):
+            count, updated_at = operation.count, epoch_millis(operation.updated_at)
+            columns.update(completed=count.completed, error=count.error, updated_at=updated_at)
+            _remember((known.doc, count.completed, count.error, updated_at), operation)
+        else:
+            updated_at, valid, doc = self._columns(operation)
+            columns.update(updated_at=updated_at, valid=valid, doc=doc, completed=None, error=None)
+            ts = epoch_millis(operation.ts)
             if ts != known.ts:  # ts almost never changes: its index is spared a rewrite
                 columns["ts"] = ts
-            known.operation, known.ts = operation, ts
-            return
-        cursor = self._execute(
-            "UPDATE operations SET updated_at = ?, valid = ?, doc = ?, ts = ? WHERE id = ?",
-            (updated_at, valid, doc, ts, operation.id),
-        )
-        if cursor.rowcount != 1:
-            msg = f"no operation {operation.id!r}"
-            raise KeyError(msg)
+            known.doc, known.ts = doc, ts
+        known.operation = operation
 
     @staticmethod
     def _columns(operation: Operation) -> tuple[int, bool, str]:
         doc = _ENCODER.encode(operation.to_wire())
-        _remember(doc, operation)
-        return epoch_millis(operation.updated_at), operation.valid, doc
+        updated_at = epoch_millis(operation.updated_at)
+        _remember((doc, None, None, updated_at), operation)
+        return updated_at, operation.valid, doc
 
     def stage(self, operation_id: str, records: Sequence[NewRecord]) -> None:
-        if self._deferred:
-            self.flush()
+        created = self._created(operation_id)
+        if created is None:
+            msg = f"no operation {operation_id!r}"
+            raise KeyError(msg)
         self.conn.executemany(
             "INSERT INTO staged (operation, id, data, data_type) VALUES (?, ?, ?, ?)",
-            ((operation_id, *record) for record in records),
+            ((created, *record) for record in records),
         )
 
     def staged(self, operation_id: str, *, after: int | None, limit: int) -> list[StagedRecord]:
+        created = self._created(operation_id)
+        if created is None:
+            return []
         rows = self._execute(
             "SELECT position, id, data, data_type, errors FROM staged"
             " WHERE position > ? AND operation = ? ORDER BY position LIMIT ?",
-            (after if after is not None else -1, operation_id, limit),
+            (after if after is not None else -1, created, limit),
         )
         return staged_records(rows)
 
     def pending(self, operation_id: str, *, after: int | None, limit: int) -> list[Pending]:
+        created = self._created(operation_id)
+        if created is None:
+            return []
         rows = self._execute(
             "SELECT position, data FROM staged"
             " WHERE position > ? AND operation = ? ORDER BY position LIMIT ?",
-            (after if after is not None else -1, operation_id, limit),
+            (after if after is not None else -1, created, limit),
         )
         return pending_records(rows)
 
     def record_errors(
         self, operation_id: str, errors: Sequence[tuple[int, Mapping[str, Any]]],
     ) -> None:
-        if not errors:
+        created = self._created(operation_id) if errors else None
+        if created is None:
             return
-        if self._deferred:
-            self.flush()
         self.conn.executemany(
             "UPDATE staged SET errors = json_insert(coalesce(errors, '[]'), '$[#]', json(?))"
             " WHERE position = ? AND operation = ?",
-            [(json.dumps(error), position, operation_id) for position, error in errors],
+            [(json.dumps(error), position, created) for position, error in errors],
         )
 
     def remove_succeeded(self, operation_id: str) -> int:
+        created = self._created(operation_id)
+        if created is None:
+            return 0
         kept = self._execute(
-            "SELECT 1 FROM staged WHERE errors IS NOT NULL OR operation != ? LIMIT 1",
-            (operation_id,),
+            "SELECT 1 FROM staged WHERE errors IS NOT NULL OR operation != ? LIMIT 1", (created,),
         ).fetchone()
         if kept is None:
             # Every row goes: a DELETE without WHERE drops the table's pages at once.
             return self._execute("DELETE FROM staged").rowcount
         cursor = self._execute(
-            "DELETE FROM staged WHERE operation = ? AND errors IS NULL", (operation_id,),
+            "DELETE FROM staged WHERE operation = ? AND errors IS NULL", (created,),
         )
         return cursor.rowcount
 
@@ -401,6 +481,17 @@ class _SQLiteTransaction:
     def heartbeat(self, operation_id: str) -> dt.datetime | None:
         millis = self._row(operation_id).heartbeat
         return from_epoch_millis(millis) if millis is not None else None
+
+    def _created(self, operation_id: str) -> int | None:
+        """The operation's ``created``, which keys its staged rows (``None``: no such operation).
+
+        Deferred writes go out first: the caller's next statement is on staging.
+        """
+        if self._deferred:
+            self.flush()
+        if self.get(operation_id) is None:
+            return None
+        return self._rows[operation_id].created
 
     def _row(self, operation_id: str) -> _Row:
         if self.get(operation_id) is None:
@@ -422,9 +513,11 @@ class _Row:
     """An operation's row as this transaction last read or wrote it."""
 
     operation: Operation
+    doc: str
     ts: int
     checkpoint: int | None
     heartbeat: int | None
+    created: int
 
 
 @functools.cache

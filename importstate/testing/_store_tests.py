@@ -208,6 +208,31 @@ class StoreTests(_Handles[Store]):
             current = tx.current()
         assert current == changed, "current must follow an updated ts"
 
+    def test_a_run_s_count_updates_read_back_between_status_changes(
+        self, open_store: StoreFactory,
+    ) -> None:
+        writer, reader = open_store(), open_store()
+        op = _operation(1)
+        with writer.transaction() as tx:
+            tx.insert(op)
+        expected = op
+        for step, completed in ((ProgressStep.IMPORTING_USERS, 0), (None, 50), (None, 100),
+                                (ProgressStep.FINISHING, 100), (None, 150)):
+            with writer.transaction() as tx:
+                stored = tx.get(op.id)
+                assert stored == expected
+                changes: dict[str, Any] = {"count": Count(total=3, users=3, completed=completed,
+                                                          error=completed // 50)}
+                if step is not None:
+                    changes["status"] = step
+                expected = stored.touched(_at(completed + 1), **changes)
+                tx.update(expected)
+                tx.set_checkpoint(op.id, completed, _at(completed))
+            with reader.reading() as tx:
+                assert tx.get(op.id) == expected, "a reader must see every committed count"
+                assert tx.current() == expected
+                assert tx.latest(1) == [expected]
+
     def test_update_of_an_unknown_operation_raises_key_error(self, store: Store) -> None:
         with pytest.raises(KeyError), store.transaction() as tx:
             tx.update(_operation(1))
@@ -298,6 +323,22 @@ class StoreTests(_Handles[Store]):
         with store.reading() as tx:
             tx.staged(op.id, after=None, limit=1)[0].data["username"] = "changed by a reader"
             assert _usernames(tx.staged(op.id, after=None, limit=1)) == ["a"]
+
+    def test_pending_reads_the_positions_and_data_staged_reads(self, store: Store) -> None:
+        with store.transaction() as tx:
+            first, _second = _two_operations(tx, ["a", "b", "c"], ["x"])
+        with store.reading() as tx:
+            pending = getattr(tx, "pending", None)
+            if pending is None:
+                pytest.skip("the store has no pending(): runs read with staged()")
+            staged = tx.staged(first, after=None, limit=10)
+            assert [(r.position, r.data) for r in pending(first, after=None, limit=10)] == [
+                (r.position, r.data) for r in staged
+            ]
+            after = staged[0].position
+            assert [r.position for r in pending(first, after=after, limit=1)] == [
+                staged[1].position
+            ]
 
     def test_record_errors_appends_every_error_in_order(self, store: Store) -> None:
         op = _operation(1)
