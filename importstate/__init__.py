@@ -2,7 +2,7 @@
 
 from typing import TYPE_CHECKING
 
-from importstate.accounts import Accounts, ApiUser, Credentials
+from importstate.accounts import Accounts, ApiUser, Credentials, Permission
 from importstate.errors import (
     ApiUserExists,
     DuplicateUser,
@@ -18,12 +18,16 @@ from importstate.errors import (
     OperationCannotReceiveData,
     OperationNotFound,
     OperationNotInitialized,
+    PostgresUnreachable,
+    SchemaVersionError,
+    ServerStopping,
     UnknownApiUser,
     UnknownPermission,
     WireFormatError,
     WorkersUnsupported,
 )
 from importstate.importers import BatchImporter, Importer
+from importstate.machine import Event
 from importstate.model import Count, Failure, Operation
 from importstate.service import ImportService
 from importstate.steps import ProgressStep, State, state_of
@@ -50,6 +54,7 @@ __all__ = [
     "Credentials",
     "DatabaseBusy",
     "DuplicateUser",
+    "Event",
     "Failure",
     "GraphvizNotFound",
     "ImportService",
@@ -67,9 +72,13 @@ __all__ = [
     "OperationCannotReceiveData",
     "OperationNotFound",
     "OperationNotInitialized",
+    "Permission",
     "PostgresStore",
+    "PostgresUnreachable",
     "ProgressStep",
     "SQLiteStore",
+    "SchemaVersionError",
+    "ServerStopping",
     "StagedRecord",
     "State",
     "Store",

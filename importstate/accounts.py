@@ -28,6 +28,14 @@ import attrs
 from importstate._time import epoch_millis, from_epoch_millis, utc_now
 from importstate.errors import ApiUserExists, UnknownApiUser, UnknownPermission
 
+__all__ = [
+    "PERMISSIONS",
+    "Accounts",
+    "ApiUser",
+    "Credentials",
+    "Permission",
+]
+
 
 class Permission(enum.StrEnum):
     """What an API user may do: Rocket.Chat's permission names."""

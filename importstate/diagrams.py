@@ -31,6 +31,18 @@ from importstate.machine import DEFINITION, MachineDefinition, build_machine
 from importstate.model import Operation
 from importstate.steps import STEP_STATE, ProgressStep, State
 
+__all__ = [
+    "DOT_TIMEOUT",
+    "STATES_TITLE",
+    "STEPS_TITLE",
+    "Format",
+    "Highlight",
+    "StepStates",
+    "state_diagram",
+    "steps_diagram",
+    "svg",
+]
+
 
 class Format(enum.StrEnum):
     """The text formats a diagram can be drawn in."""

@@ -15,6 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
+__all__ = [
+    "BatchCall",
+    "BatchImporter",
+    "Importer",
+    "UserImporter",
+    "batch_call",
+]
+
 
 @runtime_checkable
 class BatchImporter(Protocol):

@@ -20,6 +20,19 @@ from transitions import EventData, Machine, MachineError
 from importstate.errors import InvalidTransition
 from importstate.steps import ProgressStep, State, state_of
 
+__all__ = [
+    "DEFINITION",
+    "Event",
+    "MachineDefinition",
+    "Move",
+    "Transition",
+    "allowed_events",
+    "allows",
+    "build_machine",
+    "events",
+    "fire",
+]
+
 
 class Event(enum.StrEnum):
     """The events of :data:`DEFINITION`; a test pins that the two name the same events."""

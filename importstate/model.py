@@ -22,6 +22,16 @@ from importstate._time import format_time, parse_time, to_millis_precision
 from importstate.errors import WireFormatError
 from importstate.steps import ProgressStep, State, state_of
 
+__all__ = [
+    "COUNT_FIELDS",
+    "WIRE_FIELDS",
+    "Count",
+    "Failure",
+    "Operation",
+    "WireField",
+    "WireKind",
+]
+
 COUNT_FIELDS: Final = ("total", "completed", "error", "users", "channels", "messages")
 
 

@@ -9,6 +9,16 @@ from __future__ import annotations
 import enum
 from typing import Final
 
+__all__ = [
+    "FINISHED_STATES",
+    "STEP_STATE",
+    "TERMINAL_STEPS",
+    "ProgressStep",
+    "State",
+    "state_of",
+    "steps_of",
+]
+
 
 class State(enum.StrEnum):
     """What ``import.status`` reports: the state of the current operation."""
@@ -106,7 +116,7 @@ def state_of(status: ProgressStep | str | None, *, valid: bool = True) -> State:
     """
     if status is None:
         return State.NONE
-    step = ProgressStep(status)
+    step = status if status.__class__ is ProgressStep else ProgressStep(status)
     if not valid and step is not ProgressStep.DONE:
         return State.ERROR
     return STEP_STATE[step]

@@ -20,6 +20,11 @@ from typing import Any, Final, NamedTuple
 
 from importstate.errors import DuplicateUser
 
+__all__ = [
+    "ImportedUser",
+    "UsersTableImporter",
+]
+
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS users (
     import_id    TEXT PRIMARY KEY,

@@ -20,6 +20,10 @@ class SerialRun:
         self.ledger = ledger
         self.store: Store = ledger.store
         self.batch_size = batch_size
+        # One batch per query (the default) suits an in-process store: records that
+        # outlive their batch get promoted by the garbage collector and make its full
+        # passes costly. A store across the network sets read_ahead higher.
+        self.page_size = batch_size * getattr(self.store, "read_ahead", 1)
 
     def drive(self, claim: Claim, call: BatchCall) -> Operation:
         """Run the claimed operation from its checkpoint to the end, or until it must stop.
@@ -49,7 +53,7 @@ class SerialRun:
         size = self.batch_size
         following: Sequence[Record] = ()
         for start in range(0, len(page), size):
-            records = page[start:start + size]
+            records = page if len(page) <= size else page[start:start + size]
             results = outcomes(call, records)
             last = start + size >= len(page)
             with self.store.transaction() as tx:
@@ -61,16 +65,9 @@ class SerialRun:
         return None, following
 
     def _page(self, tx: Transaction, operation_id: str, after: int | None) -> Sequence[Record]:
-        """The records after position ``after``, ``store.read_ahead`` batches of them.
-
-        One batch per query (the default) suits an in-process store: records
-        that outlive their batch get promoted by the garbage collector and make
-        its full passes costly. A store across the network sets ``read_ahead``
-        higher to save round trips.
-        """
-        limit = self.batch_size * getattr(self.store, "read_ahead", 1)
-        read = getattr(tx, "pending", tx.staged)
-        page: Sequence[Record] = read(operation_id, after=after, limit=limit)
+        """The records after position ``after``, ``store.read_ahead`` batches of them."""
+        read = getattr(tx, "pending", None) or tx.staged
+        page: Sequence[Record] = read(operation_id, after=after, limit=self.page_size)
         return page
 
     def _advance_to(self, claim: Claim, step: ProgressStep) -> Operation | None:

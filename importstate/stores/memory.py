@@ -15,6 +15,10 @@ import attrs
 from importstate.model import Operation
 from importstate.stores._protocol import NewRecord, StagedRecord
 
+__all__ = [
+    "MemoryStore",
+]
+
 
 @attrs.define
 class _Row:

@@ -34,6 +34,11 @@ from importstate.model import Operation
 from importstate.stores._protocol import Batch, NewRecord, StagedRecord
 from importstate.stores._rows import staged_records
 
+__all__ = [
+    "SCHEMA_VERSION",
+    "PostgresStore",
+]
+
 SCHEMA_VERSION: Final = 1
 
 # Statements run with the store's schema first on the search path; times are epoch milliseconds.

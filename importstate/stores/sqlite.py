@@ -26,6 +26,11 @@ from importstate.model import Operation
 from importstate.stores._protocol import NewRecord, Pending, StagedRecord
 from importstate.stores._rows import pending_records, staged_records
 
+__all__ = [
+    "SCHEMA_VERSION",
+    "SQLiteStore",
+]
+
 SCHEMA_VERSION: Final = 2
 
 # operation is the row's operations.created (version 1 kept the 24-character id):

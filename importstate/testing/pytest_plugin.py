@@ -22,6 +22,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+__all__ = [
+    "failing_importer",
+    "import_service",
+    "recording_importer",
+]
+
 if TYPE_CHECKING:
     from importstate.service import ImportService
     from importstate.testing._importers import FailingImporter, RecordingImporter

@@ -1,0 +1,58 @@
+"""The public API, pinned: a name added, renamed or dropped is a decision, not an accident."""
+
+import importlib
+import pkgutil
+
+import pytest
+
+import importstate
+
+PUBLIC = {
+    "importstate": [
+        "Accounts", "ApiUser", "ApiUserExists", "BatchClaims", "BatchImporter", "Count",
+        "Credentials", "DatabaseBusy", "DuplicateUser", "Event", "Failure", "GraphvizNotFound",
+        "ImportService", "ImportStateError", "Importer", "ImporterNotDefined",
+        "InvalidOperationStatus", "InvalidRoles", "InvalidTransition", "InvalidUserList",
+        "MemoryStore", "MissingUserData", "Operation", "OperationAlreadyFinished",
+        "OperationCannotReceiveData", "OperationNotFound", "OperationNotInitialized",
+        "Permission", "PostgresStore", "PostgresUnreachable", "ProgressStep", "SQLiteStore",
+        "SchemaVersionError", "ServerStopping", "StagedRecord", "State", "Store",
+        "UnknownApiUser", "UnknownPermission", "UsersTableImporter", "WireFormatError",
+        "WorkersUnsupported", "state_of",
+    ],
+    "importstate.stores": [
+        "Batch", "BatchClaims", "BatchTransaction", "DatabaseBusy", "MemoryStore", "NewRecord",
+        "Pending", "PostgresStore", "SQLiteStore", "SchemaVersionError", "StagedRecord", "Store",
+        "Transaction",
+    ],
+    "importstate.http": [
+        "DEFAULT_HOST", "DEFAULT_MAX_BODY", "DEFAULT_PORT", "ENDPOINTS", "Endpoint",
+        "create_app", "openapi_document", "serve",
+    ],
+    "importstate.testing": [
+        "BatchClaimsTests", "FailingImporter", "ImportFailed", "ImportServiceMachine",
+        "InjectedFailure", "RecordingImporter", "ServiceCall", "StoreTests", "strategies",
+    ],
+}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLIC))
+def test_the_public_names_of_a_package_are_pinned(name):
+    module = importlib.import_module(name)
+    assert sorted(module.__all__) == sorted(PUBLIC[name])
+    for exported in module.__all__:
+        assert getattr(module, exported) is not None, f"{name}.{exported} does not resolve"
+
+
+def _public_modules():
+    for info in pkgutil.walk_packages(importstate.__path__, "importstate."):
+        if not any(part.startswith("_") for part in info.name.split(".")[1:]):
+            yield info.name
+
+
+@pytest.mark.parametrize("name", sorted(_public_modules()))
+def test_every_public_module_says_what_it_exports(name):
+    module = importlib.import_module(name)
+    assert hasattr(module, "__all__"), f"{name} has no __all__"
+    for exported in module.__all__:
+        assert hasattr(module, exported), f"{name}.__all__ names {exported!r}, which it lacks"
