@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 
 from importstate.model import Operation
-from importstate.stores._protocol import NewRecord, StagedRecord
+from importstate.stores._protocol import NewRecord, Pending, StagedRecord
 
 __all__ = [
     "MemoryStore",
@@ -157,6 +157,12 @@ class _MemoryTransaction:
         positions = staging.positions()
         start = bisect.bisect_right(positions, after) if after is not None else 0
         return [_record(p, staging.records[p]) for p in positions[start:start + limit]]
+
+    def pending(self, operation_id: str, *, after: int | None, limit: int) -> list[Pending]:
+        return [
+            Pending(record.position, record.data)
+            for record in self.staged(operation_id, after=after, limit=limit)
+        ]
 
     def record_errors(
         self, operation_id: str, errors: Sequence[tuple[int, Mapping[str, Any]]],

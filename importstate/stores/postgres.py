@@ -31,8 +31,8 @@ except ImportError as exc:  # pragma: no cover - depends on what is installed
 from importstate._time import epoch_millis, from_epoch_millis
 from importstate.errors import DatabaseBusy, SchemaVersionError
 from importstate.model import Operation
-from importstate.stores._protocol import Batch, NewRecord, StagedRecord
-from importstate.stores._rows import staged_records
+from importstate.stores._protocol import Batch, NewRecord, Pending, StagedRecord
+from importstate.stores._rows import pending_records, staged_records
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -506,6 +506,14 @@ class _PostgresTransaction:
             (operation_id, after if after is not None else -1, limit),
         )
         return staged_records(rows)
+
+    def pending(self, operation_id: str, *, after: int | None, limit: int) -> list[Pending]:
+        rows = self._execute(
+            "SELECT position, data FROM staged"
+            " WHERE operation = %s AND position > %s ORDER BY position LIMIT %s",
+            (operation_id, after if after is not None else -1, limit),
+        )
+        return pending_records(rows)
 
     def record_errors(
         self, operation_id: str, errors: Sequence[tuple[int, Mapping[str, Any]]],
