@@ -12,8 +12,10 @@ keyed by the user's first ``importIds`` entry.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeAlias, runtime_checkable
+
+from importstate.errors import ImporterNotDefined
 
 __all__ = [
     "BatchCall",
@@ -21,6 +23,7 @@ __all__ = [
     "Importer",
     "UserImporter",
     "batch_call",
+    "registered",
 ]
 
 
@@ -37,6 +40,18 @@ Importer: TypeAlias = UserImporter | BatchImporter
 BatchCall: TypeAlias = Callable[[list[dict[str, Any]]], Sequence[BaseException | None]]
 
 
+def registered(importers: Mapping[str, Importer], key: str) -> Importer:
+    """The importer registered under ``key``.
+
+    Raises:
+        ImporterNotDefined: none is.
+    """
+    try:
+        return importers[key]
+    except KeyError:
+        raise ImporterNotDefined(key) from None
+
+
 def batch_call(importer: Importer) -> BatchCall:
     """The importer as one call per batch, whichever shape it has."""
     if isinstance(importer, BatchImporter):
@@ -46,15 +61,12 @@ def batch_call(importer: Importer) -> BatchCall:
 
 def _per_user(importer: UserImporter) -> BatchCall:
     def import_batch(users: list[dict[str, Any]]) -> list[BaseException | None]:
-        outcomes: list[BaseException | None] = []
-        append = outcomes.append
-        for user in users:
+        outcomes: list[BaseException | None] = [None] * len(users)
+        for index, user in enumerate(users):
             try:
                 importer(user)
             except Exception as exc:  # noqa: BLE001 - any importer error fails only this user
-                append(exc)
-            else:
-                append(None)
+                outcomes[index] = exc
         return outcomes
 
     return import_batch

@@ -10,14 +10,13 @@ from importstate import _run, _users, machine
 from importstate._run import MAX_ERROR_MESSAGE, PASSWORD_MASK, valid_current
 from importstate._time import utc_now
 from importstate.errors import (
-    ImporterNotDefined,
     InvalidTransition,
     OperationAlreadyFinished,
     OperationCannotReceiveData,
     OperationNotFound,
     OperationNotInitialized,
 )
-from importstate.importers import Importer
+from importstate.importers import Importer, registered
 from importstate.machine import Event
 from importstate.model import Operation
 from importstate.steps import FINISHED_STATES, ProgressStep, State
@@ -257,10 +256,7 @@ class ImportService:
         Raises:
             ImporterNotDefined: none is.
         """
-        try:
-            return self.importers[key]
-        except KeyError:
-            raise ImporterNotDefined(key) from None
+        return registered(self.importers, key)
 
     def _runner(self, importer: Importer | None) -> _run.Runner:
         # Built per call: clock, batch_size and lease_seconds are settings a caller may change.
@@ -407,8 +403,7 @@ class ImportService:
         if operation is None:
             raise OperationNotFound
         key = operation.importer_key
-        if key not in self.importers:
-            raise ImporterNotDefined(key)
+        registered(self.importers, key)
         count = operation.count
         return {
             "key": key,

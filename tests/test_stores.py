@@ -67,3 +67,48 @@ def test_a_version_1_database_is_upgraded_with_its_operations_and_staging(tmp_pa
     assert conn.execute("PRAGMA user_version").fetchone() == (2,)
     assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'staged_1'").fetchone() is None
     conn.close()
+
+
+def test_a_writer_sees_what_another_connection_committed_since_its_last_write(tmp_path):
+    first, second = SQLiteStore(tmp_path / "s.db"), SQLiteStore(tmp_path / "s.db")
+    op = Operation.create(user="u", at=dt.datetime(2024, 5, 1, tzinfo=dt.UTC))
+    with first.transaction() as tx:
+        tx.insert(op)
+    with first.transaction() as tx:
+        tx.update(tx.get(op.id).fire("stage", at=op.ts))
+        tx.set_checkpoint(op.id, 1, op.ts)
+    with second.transaction() as tx:
+        cancelled = tx.get(op.id).fire("cancel", at=op.ts)
+        tx.update(cancelled)
+        tx.set_checkpoint(op.id, 2, op.ts + dt.timedelta(seconds=1))
+    with first.transaction() as tx:
+        assert tx.get(op.id) == cancelled
+        assert tx.checkpoint(op.id) == 2
+    first.close()
+    second.close()
+
+
+def test_a_rolled_back_write_is_not_remembered(tmp_path):
+    store = SQLiteStore(tmp_path / "s.db")
+    op = Operation.create(user="u", at=dt.datetime(2024, 5, 1, tzinfo=dt.UTC))
+    with store.transaction() as tx:
+        tx.insert(op)
+    with store.transaction() as tx:
+        tx.get(op.id)
+        tx.set_checkpoint(op.id, 1, op.ts)
+
+    class Undo(Exception):
+        pass
+
+    def undone():
+        with store.transaction() as tx:
+            tx.update(tx.get(op.id).fire("stage", at=op.ts))
+            tx.set_checkpoint(op.id, 2, op.ts)
+            raise Undo
+
+    with pytest.raises(Undo):
+        undone()
+    with store.transaction() as tx:
+        assert tx.get(op.id) == op
+        assert tx.checkpoint(op.id) == 1
+    store.close()

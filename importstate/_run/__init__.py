@@ -21,8 +21,8 @@ from importstate._run.claim import Claim
 from importstate._run.ledger import MAX_ERROR_MESSAGE, PASSWORD_MASK, Ledger, get, valid_current
 from importstate._run.serial import SerialRun
 from importstate._time import format_time
-from importstate.errors import ImporterNotDefined, InvalidOperationStatus
-from importstate.importers import BatchCall, Importer, batch_call
+from importstate.errors import InvalidOperationStatus
+from importstate.importers import BatchCall, Importer, batch_call, registered
 from importstate.machine import Event
 from importstate.model import Failure, Operation
 from importstate.stores import Store, Transaction
@@ -119,10 +119,7 @@ class Runner:
         """
         if self.importer is not None:
             return batch_call(self.importer)
-        try:
-            return batch_call(self.importers[operation.importer_key])
-        except KeyError:
-            raise ImporterNotDefined(operation.importer_key) from None
+        return batch_call(registered(self.importers, operation.importer_key))
 
     def _claim_or_join(self, tx: Transaction, operation_id: str) -> Claim | None:
         """A claim on a serial run, or ``None`` for a run in batches (joined instead)."""

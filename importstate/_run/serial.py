@@ -73,11 +73,9 @@ class SerialRun:
     def _advance_to(self, claim: Claim, step: ProgressStep) -> Operation | None:
         """Move to ``step`` unless a resumed run is there already; the operation if it must stop."""
         with self.store.transaction() as tx:
-            operation = get(tx, claim.operation_id)
-            if not claim.holds(tx):
-                return operation
-            if must_stop(operation):
-                return self.ledger.stop(tx, operation)
+            operation, stopped = self._held(tx, claim)
+            if stopped is not None:
+                return stopped
             if operation.status.position < step.position:
                 tx.update(operation.fire(Event.ADVANCE, at=self.ledger.clock(), step=step))
         return None
@@ -87,11 +85,18 @@ class SerialRun:
         if stopped is not None:
             return stopped
         with self.store.transaction() as tx:
-            operation = get(tx, claim.operation_id)
-            if not claim.holds(tx):
-                return operation
-            if must_stop(operation):
-                return self.ledger.stop(tx, operation)
+            operation, stopped = self._held(tx, claim)
+            if stopped is not None:
+                return stopped
             done = self.ledger.finished(tx, operation)
             tx.update(done)
         return done
+
+    def _held(self, tx: Transaction, claim: Claim) -> tuple[Operation, Operation | None]:
+        """The operation, and how it ends if the run stops here: taken over, or must stop."""
+        operation = get(tx, claim.operation_id)
+        if not claim.holds(tx):
+            return operation, operation
+        if must_stop(operation):
+            return operation, self.ledger.stop(tx, operation)
+        return operation, None

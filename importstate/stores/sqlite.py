@@ -141,6 +141,7 @@ class SQLiteStore:
         if conn is None or self._local.pid != os.getpid():
             conn = self._connect()
             self._local.conn, self._local.pid = conn, os.getpid()
+            self._local.known = None
         return conn
 
     def _create_schema(self) -> None:
@@ -165,11 +166,11 @@ class SQLiteStore:
 
     def transaction(self) -> AbstractContextManager[_SQLiteTransaction]:
         """A read-write transaction holding the database's write lock."""
-        return _Begin(self, "BEGIN IMMEDIATE")
+        return _Begin(self, "BEGIN IMMEDIATE", writes=True)
 
     def reading(self) -> AbstractContextManager[_SQLiteTransaction]:
         """A read-only snapshot; does not wait for writers (WAL)."""
-        return _Begin(self, "BEGIN")
+        return _Begin(self, "BEGIN", writes=False)
 
     def _patiently(self, conn: sqlite3.Connection, sql: str) -> None:
         """Execute ``sql``, retrying while the database is locked, for at most ``timeout``.
@@ -280,18 +281,31 @@ _OPERATION_ORDER: Final = {
 class _Begin:
     """A transaction of the store on this thread's connection: begun on entry, committed on exit.
 
-    A class rather than a generator: it is entered twice per batch of a run.
+    A class rather than a generator: it is entered once per batch of a run.
+
+    A writer starts from the operation rows its connection's last committed
+    transaction left, when no other connection has committed since (SQLite's
+    ``data_version`` says so): a run's batch commit then reads nothing
+    before it writes. Any other writer, in this process or another, makes
+    the next transaction read its rows again.
     """
 
-    __slots__ = ("_begin", "_store", "_tx")
+    __slots__ = ("_begin", "_store", "_tx", "_version", "_writes")
 
-    def __init__(self, store: SQLiteStore, begin: str) -> None:
-        self._store, self._begin = store, begin
+    def __init__(self, store: SQLiteStore, begin: str, *, writes: bool) -> None:
+        self._store, self._begin, self._writes = store, begin, writes
 
     def __enter__(self) -> _SQLiteTransaction:
-        conn = self._store._connection()  # noqa: SLF001 - the store's own helper
-        self._store._patiently(conn, self._begin)  # noqa: SLF001
-        self._tx = _SQLiteTransaction(conn)
+        store = self._store
+        conn = store._connection()  # noqa: SLF001 - the store's own helpers
+        store._patiently(conn, self._begin)  # noqa: SLF001
+        rows: dict[str, _Row] = {}
+        if self._writes:
+            self._version = conn.execute("PRAGMA data_version").fetchone()[0]
+            known: tuple[int, dict[str, _Row]] | None = store._local.known  # noqa: SLF001
+            if known is not None and known[0] == self._version:
+                rows = known[1]
+        self._tx = _SQLiteTransaction(conn, rows)
         return self._tx
 
     def __exit__(
@@ -305,10 +319,15 @@ class _Begin:
             except BaseException as exc:
                 self._roll_back(conn, exc)
                 raise
+            if self._writes:
+                # Our own commit leaves data_version as it was: the rows stay good.
+                self._store._local.known = self._version, self._tx.rows  # noqa: SLF001
             return
         self._roll_back(conn, error)  # and the body's error goes on
 
     def _roll_back(self, conn: sqlite3.Connection, error: BaseException) -> None:
+        if self._writes:
+            self._store._local.known = None  # noqa: SLF001 - its rows may hold undone writes
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         if _is_busy(error):
@@ -325,11 +344,11 @@ class _SQLiteTransaction:
     so an unknown id still raises :class:`KeyError` where the call is made.
     """
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, rows: dict[str, _Row]) -> None:
         self.conn = conn
         # What this transaction read or wrote of each operation it got: nobody else
         # writes those rows inside our transaction.
-        self._rows: dict[str, _Row] = {}
+        self.rows = rows
         self._deferred: dict[str, dict[str, object]] = {}
 
     def _execute(self, sql: str, parameters: Sequence[object] = ()) -> sqlite3.Cursor:
@@ -351,7 +370,7 @@ class _SQLiteTransaction:
         return _operation(row) if row else None
 
     def get(self, operation_id: str) -> Operation | None:
-        known = self._rows.get(operation_id)
+        known = self.rows.get(operation_id)
         if known is not None:
             return known.operation
         row = self._execute(
@@ -361,7 +380,7 @@ class _SQLiteTransaction:
         if row is None:
             return None
         operation = _operation(row[:4])
-        self._rows[operation_id] = _Row(operation, row[0], row[4], row[5], row[6], row[7])
+        self.rows[operation_id] = _Row(operation, row[0], row[4], row[5], row[6], row[7])
         return operation
 
     def latest(self, limit: int) -> list[Operation]:
@@ -385,7 +404,7 @@ class _SQLiteTransaction:
         )
 
     def update(self, operation: Operation) -> None:
-        known = self._rows.get(operation.id)
+        known = self.rows.get(operation.id)
         if known is None:
             updated_at, valid, doc = self._columns(operation)
             cursor = self._execute(
@@ -496,13 +515,13 @@ class _SQLiteTransaction:
             self.flush()
         if self.get(operation_id) is None:
             return None
-        return self._rows[operation_id].created
+        return self.rows[operation_id].created
 
     def _row(self, operation_id: str) -> _Row:
         if self.get(operation_id) is None:
             msg = f"no operation {operation_id!r}"
             raise KeyError(msg)
-        return self._rows[operation_id]
+        return self.rows[operation_id]
 
     def set_checkpoint(
         self, operation_id: str, position: int | None, heartbeat: dt.datetime,
