@@ -13,14 +13,25 @@ from typing import ClassVar
 __all__ = [
     "ApiUserExists",
     "DatabaseBusy",
+    "DuplicateChannel",
     "DuplicateUser",
     "GraphvizNotFound",
     "ImportStateError",
+    "ImporterCannotImport",
     "ImporterNotDefined",
+    "InvalidChannelList",
+    "InvalidImportOperation",
+    "InvalidMessageList",
     "InvalidOperationStatus",
+    "InvalidRecordList",
     "InvalidRoles",
+    "InvalidSelection",
     "InvalidTransition",
     "InvalidUserList",
+    "MissingChannelData",
+    "MissingMessageData",
+    "MissingRecordData",
+    "MissingReference",
     "MissingUserData",
     "OperationAlreadyFinished",
     "OperationCannotReceiveData",
@@ -67,30 +78,69 @@ class OperationAlreadyFinished(ImportStateError):
     message = "The current import operation is already finished."
 
 
-class InvalidUserList(ImportStateError):
-    """``add_users`` was given something other than a list of users.
+class InvalidRecordList(ImportStateError):
+    """Records to stage were given as something other than a list.
 
     Attributes:
         got: the type name of what was given.
     """
 
+    #: What the list holds, as the message names it.
+    noun: ClassVar[str] = "records"
+
     def __init__(self, got: str) -> None:
-        super().__init__(f"users must be a list, got {got}")
+        super().__init__(f"{self.noun} must be a list, got {got}")
         self.got = got
 
 
-class MissingUserData(ImportStateError):
-    """A user lacks a non-empty ``emails`` or ``importIds`` entry, or is not an object.
+class InvalidUserList(InvalidRecordList):
+    """``add_users`` was given something other than a list of users."""
+
+    noun = "users"
+
+
+class InvalidChannelList(InvalidRecordList):
+    """``add_channels`` was given something other than a list of channels."""
+
+    noun = "channels"
+
+
+class InvalidMessageList(InvalidRecordList):
+    """``add_messages`` was given something other than a list of messages."""
+
+    noun = "messages"
+
+
+class MissingRecordData(ImportStateError):
+    """A record to stage is not an object, or lacks (or has a wrong) required field.
 
     Attributes:
         index: position of the first offending entry in the list given.
     """
 
-    message = "Users are missing required data."
+    message = "Records are missing required data."
 
     def __init__(self, index: int) -> None:
         super().__init__()
         self.index = index
+
+
+class MissingUserData(MissingRecordData):
+    """A user lacks a non-empty ``emails`` or ``importIds`` entry, or is not an object."""
+
+    message = "Users are missing required data."
+
+
+class MissingChannelData(MissingRecordData):
+    """A channel lacks ``importIds`` or ``name``, has an unknown ``t``, or is not an object."""
+
+    message = "Channels are missing required data."
+
+
+class MissingMessageData(MissingRecordData):
+    """A message lacks ``importIds``, ``rid``, ``u``, ``msg`` or ``ts``, or is not an object."""
+
+    message = "Messages are missing required data."
 
 
 class InvalidRoles(ImportStateError):
@@ -133,6 +183,39 @@ class ImporterNotDefined(ImportStateError):
     def __init__(self, key: str) -> None:
         super().__init__()
         self.key = key
+
+
+class ImporterCannotImport(ImportStateError):
+    """``run`` refused: staging holds records of a type the operation's importer cannot import.
+
+    Attributes:
+        key: the operation's importer key.
+        data_type: the ``dataType`` it has no method for.
+    """
+
+    def __init__(self, key: str, data_type: str) -> None:
+        super().__init__(f"The importer ({key}) cannot import {data_type} records.")
+        self.key = key
+        self.data_type = data_type
+
+
+class InvalidSelection(ImportStateError, ValueError):
+    """A selection to start a run with does not fit ``{users?: {all?, list?}, channels?: ...}``.
+
+    Attributes:
+        field: where it does not fit (``"users.list"``; ``"$"`` for the whole).
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"selection: {field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class InvalidImportOperation(ImportStateError):
+    """The selection was asked for while an operation that is no longer valid was preparing."""
+
+    message = "error-import-operation-invalid"
 
 
 class InvalidTransition(ImportStateError):
@@ -178,6 +261,36 @@ class DuplicateUser(ImportStateError):
         self.field = field
         self.value = value
         self.taken_by = taken_by
+
+
+class DuplicateChannel(ImportStateError):
+    """The built-in importer already holds a channel with this name.
+
+    Attributes:
+        name: the name as the failing channel gave it.
+        taken_by: the first ``importIds`` entry of the channel that holds it.
+    """
+
+    def __init__(self, name: str, taken_by: str) -> None:
+        super().__init__(f"channel name {name!r} is already taken by channel {taken_by!r}")
+        self.name = name
+        self.taken_by = taken_by
+
+
+class MissingReference(ImportStateError):
+    """The built-in importer holds no record that a record refers to (a message's channel).
+
+    Attributes:
+        field: the referring field (``"rid"``, ``"u._id"``).
+        import_id: the import id it refers to.
+        kind: what it should refer to (``"channel"``, ``"user"``).
+    """
+
+    def __init__(self, field: str, import_id: str, kind: str) -> None:
+        super().__init__(f"{field} refers to {kind} {import_id!r}, which was not imported")
+        self.field = field
+        self.import_id = import_id
+        self.kind = kind
 
 
 class GraphvizNotFound(ImportStateError):

@@ -1,4 +1,4 @@
-"""The import service: Rocket.Chat's import API over a store (SPEC §4-5)."""
+"""The import service: Rocket.Chat's import API over a store (SPEC §4-9)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import datetime as dt
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, Final, Literal
 
-from importstate import _run, _users, machine
+from importstate import _run, _staging, machine
 from importstate._run import MAX_ERROR_MESSAGE, PASSWORD_MASK, valid_current
 from importstate._time import utc_now
 from importstate.errors import (
+    InvalidImportOperation,
     InvalidTransition,
     OperationAlreadyFinished,
     OperationCannotReceiveData,
@@ -18,9 +19,11 @@ from importstate.errors import (
 )
 from importstate.importers import Importer, registered
 from importstate.machine import Event
-from importstate.model import Operation
+from importstate.model import Count, Operation
+from importstate.records import DataType, RecordKind, kind_of
+from importstate.selection import WAITING_STEPS, Selection, selection_document
 from importstate.steps import FINISHED_STATES, ProgressStep, State
-from importstate.stores import NewRecord, Store, Transaction
+from importstate.stores import NewRecord, StagedRecord, Store, Transaction
 
 __all__ = [
     "BATCH_SIZE",
@@ -28,12 +31,15 @@ __all__ = [
     "LATEST_LIMIT",
     "LEASE_SECONDS",
     "MAX_ERROR_MESSAGE",
+    "MESSAGE_BATCH_SIZE",
     "PASSWORD_MASK",
     "ImportService",
 ]
 
-#: Users handed to the importer, and counted, per batch (SPEC §5).
+#: Users and channels handed to the importer, and counted, per batch (SPEC §5, §8).
 BATCH_SIZE: Final = 50
+#: Messages handed to the importer, and counted, per batch (Rocket.Chat's flush rule, SPEC §8).
+MESSAGE_BATCH_SIZE: Final = 500
 #: Seconds a parallel worker's lease on a batch lasts unless renewed.
 LEASE_SECONDS: Final = 30.0
 #: Operations ``latest_operations`` returns by default.
@@ -50,14 +56,18 @@ class ImportService:
     each change is one store transaction.
 
     Args:
-        store: where operations and staged users live.
-        importers: importer key → importer (a per-user callable or an object
-            with ``import_batch``); ``run`` uses the operation's key.
-        names: importer key → display name for ``progress()``; the key
-            itself when absent (``api`` is ``API``).
+        store: where operations and staged records live.
+        importers: importer key → importer (a per-user callable, or an
+            object with ``import_batch`` and, for channels and messages,
+            ``import_channels`` and ``import_messages``); ``run`` uses the
+            operation's key.
+        names: importer key → display name for ``progress()`` and
+            ``selection()``; the key itself when absent (``api`` is ``API``).
         known_roles: roles a staged user may carry.
         default_roles: roles merged into every staged user.
         clock: returns the current UTC time (tests pass a fake one).
+        batch_size: users and channels per batch.
+        message_batch_size: messages per batch.
         lease_seconds: how long a parallel worker's batch lease lasts; a
             living worker renews it, a batch whose worker died is taken over
             this long after its last renewal.
@@ -69,10 +79,11 @@ class ImportService:
         importers: Mapping[str, Importer] | None = None,
         *,
         names: Mapping[str, str] | None = None,
-        known_roles: Collection[str] = _users.KNOWN_ROLES,
-        default_roles: Sequence[str] = _users.DEFAULT_ROLES,
+        known_roles: Collection[str] = _staging.KNOWN_ROLES,
+        default_roles: Sequence[str] = _staging.DEFAULT_ROLES,
         clock: Callable[[], dt.datetime] = utc_now,
         batch_size: int = BATCH_SIZE,
+        message_batch_size: int = MESSAGE_BATCH_SIZE,
         lease_seconds: float = LEASE_SECONDS,
     ) -> None:
         self.store = store
@@ -82,6 +93,7 @@ class ImportService:
         self.default_roles = tuple(default_roles)
         self.clock = clock
         self.batch_size = batch_size
+        self.message_batch_size = message_batch_size
         self.lease_seconds = lease_seconds
 
     # -- creating and filling --------------------------------------------------------------
@@ -126,16 +138,52 @@ class ImportService:
             MissingUserData: an entry lacks ``emails`` or ``importIds``.
             InvalidRoles: an entry has an unknown role.
         """
-        users = _users.as_user_list(users)
-        if not users:
+        return self._add(kind_of(DataType.USER), users)
+
+    def add_channels(self, channels: Sequence[Any]) -> Operation | None:
+        """Stage channels (rooms) for the current operation; all or none (SPEC §8).
+
+        The checks and their order are ``add_users``'; each channel gets
+        ``t`` (``c``, public) and ``users`` (none) when it has none. Adds to
+        ``count.channels`` and ``count.total``.
+
+        Raises:
+            InvalidChannelList: ``channels`` is not a list.
+            OperationNotInitialized, OperationCannotReceiveData,
+                OperationAlreadyFinished: as for ``add_users``.
+            MissingChannelData: an entry lacks ``importIds`` or ``name``, or
+                has a ``t`` other than ``c``, ``p``, ``d`` or ``users`` that
+                is not a list of import ids.
+        """
+        return self._add(kind_of(DataType.CHANNEL), channels)
+
+    def add_messages(self, messages: Sequence[Any]) -> Operation | None:
+        """Stage messages for the current operation; all or none (SPEC §8).
+
+        The checks and their order are ``add_users'``. Adds to
+        ``count.messages`` and ``count.total``.
+
+        Raises:
+            InvalidMessageList: ``messages`` is not a list.
+            OperationNotInitialized, OperationCannotReceiveData,
+                OperationAlreadyFinished: as for ``add_users``.
+            MissingMessageData: an entry lacks ``importIds``, ``rid``,
+                ``u._id`` or ``msg`` (a string, maybe empty), or its ``ts``
+                is not ISO-8601 or epoch milliseconds.
+        """
+        return self._add(kind_of(DataType.MESSAGE), messages)
+
+    def _add(self, kind: RecordKind, given: Sequence[Any]) -> Operation | None:
+        given = _staging.as_list(given, kind)
+        if not given:
             return None
         with self.store.reading() as tx:
             self._check_receiving(tx.current())
-        records = self._prepare(users)
+        records = self._prepare(kind, given)
         with self.store.transaction() as tx:
             operation = self._check_receiving(tx.current())
             tx.stage(operation.id, records)
-            added = operation.count.added(total=len(records), users=len(records))
+            added = _added(operation, kind, records)
             updated = operation.fire(Event.STAGE, at=self.clock(), count=added)
             tx.update(updated)
         return updated
@@ -150,9 +198,9 @@ class ImportService:
             raise OperationCannotReceiveData
         return operation
 
-    def _prepare(self, users: Sequence[Any]) -> Sequence[NewRecord]:
-        return _users.prepare(
-            users, known_roles=self.known_roles, default_roles=self.default_roles,
+    def _prepare(self, kind: RecordKind, records: Sequence[Any]) -> Sequence[NewRecord]:
+        return _staging.prepare(
+            kind, records, known_roles=self.known_roles, default_roles=self.default_roles,
         )
 
     # -- file importers: the loading path --------------------------------------------------
@@ -186,26 +234,30 @@ class ImportService:
         """
         return self._fire(Event.FINISH_LOADING)
 
-    def stage(self, users: Sequence[Any]) -> Operation | None:
-        """Stage users while loading, with ``add_users``'s checks of the users themselves.
+    def stage(
+        self, records: Sequence[Any], data_type: DataType | str = DataType.USER,
+    ) -> Operation | None:
+        """Stage records of ``data_type`` while loading, checked as ``add_users`` checks them.
+
+        (Channels as ``add_channels``, messages as ``add_messages`` do.)
 
         Raises:
+            ValueError: ``data_type`` is not ``user``, ``channel`` or ``message``.
             OperationNotFound: no current valid operation.
             InvalidTransition: it is not loading.
-            MissingUserData, InvalidRoles: as for ``add_users``; nothing is staged.
+            MissingRecordData, InvalidRoles: as for ``add_users``; nothing is staged.
         """
-        users = _users.as_user_list(users)
-        if not users:
+        kind = kind_of(data_type)
+        given = _staging.as_list(records, kind)
+        if not given:
             return None
         with self.store.reading() as tx:  # the operation is checked first, as in add_users
             self._check_loading(tx.current())
-        records = self._prepare(users)
+        prepared = self._prepare(kind, given)
         with self.store.transaction() as tx:
             operation = self._check_loading(tx.current())
-            tx.stage(operation.id, records)
-            updated = operation.touched(
-                self.clock(), count=operation.count.added(total=len(records), users=len(records)),
-            )
+            tx.stage(operation.id, prepared)
+            updated = operation.touched(self.clock(), count=_added(operation, kind, prepared))
             tx.update(updated)
         return updated
 
@@ -225,8 +277,22 @@ class ImportService:
 
     # -- running ---------------------------------------------------------------------------
 
-    def run(self, importer: Importer | None = None, *, workers: int = 1) -> Operation:
-        """Import every staged user of the current operation in batches; return the final operation.
+    def run(
+        self,
+        importer: Importer | None = None,
+        *,
+        workers: int = 1,
+        selection: Selection | Mapping[str, Any] | None = None,
+    ) -> Operation:
+        """Import the current operation's staged records in batches; return the final operation.
+
+        Users first, then channels, then messages (the status shows the
+        phase; a phase without records is passed through); users and
+        channels in batches of ``batch_size``, messages of
+        ``message_batch_size``. With a ``selection`` (``startImport``'s
+        ``{users?: {all?, list?}, channels?: {all?, list?}}``, or a
+        :class:`~importstate.selection.Selection`) only what it keeps is
+        imported, and the counts are narrowed to it when the run starts.
 
         With ``workers`` > 1 the run is parallel (see :meth:`work`): the
         importer is called from that many threads at once and must be
@@ -235,20 +301,24 @@ class ImportService:
         Runs in the caller's thread. Counts are written once per batch,
         together with a checkpoint. The run stops at a batch boundary when
         the operation is cancelled (it stays cancelled) or invalidated (it
-        becomes ``importer_import_failed``). A failing user is kept in
+        becomes ``importer_import_failed``). A failing record is kept in
         staging with its error; an error of the library or store fails the
         operation with its message. If another process takes the operation
         over with :meth:`resume` meanwhile, this run stops at its next batch boundary
         without committing and returns the operation as stored.
 
         Raises:
+            InvalidSelection: ``selection`` does not fit (checked first).
             OperationNotFound: no current valid operation.
             InvalidOperationStatus: it is not waiting in user selection.
             ImporterNotDefined: no ``importer`` given and its key is not registered.
+            ImporterCannotImport: the importer has no method for a type staged.
             WorkersUnsupported: ``workers`` > 1 and the store has no batch claims.
             ValueError: ``workers`` is less than 1.
         """
-        return self._runner(importer).run(workers)
+        if selection is not None and not isinstance(selection, Selection):
+            selection = Selection.from_wire(selection)
+        return self._runner(importer).run(workers, selection)
 
     def importer_for(self, key: str) -> Importer:
         """The importer registered under ``key``.
@@ -261,8 +331,9 @@ class ImportService:
     def _runner(self, importer: Importer | None) -> _run.Runner:
         # Built per call: clock, batch_size and lease_seconds are settings a caller may change.
         return _run.Runner(
-            self.store, self.importers, importer,
-            clock=self.clock, batch_size=self.batch_size, lease_seconds=self.lease_seconds,
+            self.store, self.importers, importer, clock=self.clock,
+            batch_size=self.batch_size, message_batch_size=self.message_batch_size,
+            lease_seconds=self.lease_seconds,
         )
 
     def cancel(self) -> Operation:
@@ -307,6 +378,7 @@ class ImportService:
             OperationNotFound: no current valid operation.
             InvalidOperationStatus: it is neither waiting in user selection nor running in batches.
             ImporterNotDefined: no ``importer`` given and its key is not registered.
+            ImporterCannotImport: the importer has no method for a type staged.
             WorkersUnsupported: the store has no batch claims.
             ValueError: ``workers`` is less than 1.
         """
@@ -412,18 +484,61 @@ class ImportService:
             "count": {name: count.get(name) for name in ("completed", "total", "error")},
         }
 
-    def staged_users(self) -> Iterator[dict[str, Any]]:
-        """The current operation's staged records, ``{_id, data, dataType, errors?}``, streamed."""
+    def selection(self) -> dict[str, Any] | None:
+        """What the current operation offers to import (``getImportFileData``, SPEC §9).
+
+        ``{name, users, channels, contacts, message_count}`` built from its
+        staging, or ``None`` while it is downloading or preparing (there is
+        no selection yet). Reading it changes nothing.
+
+        Raises:
+            OperationNotFound: no operation exists.
+            ImporterNotDefined: its importer key is not registered.
+            InvalidImportOperation: it is preparing but no longer valid.
+        """
+        operation = self.current_operation()
+        if operation is None:
+            raise OperationNotFound
+        key = operation.importer_key
+        registered(self.importers, key)
+        if operation.status in WAITING_STEPS:
+            if not operation.valid:
+                raise InvalidImportOperation
+            return None
+        return selection_document(self._staged(operation.id), self.names.get(key, key))
+
+    def staged_records(
+        self, data_type: DataType | str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """The current operation's staged records, ``{_id, data, dataType, errors?}``, streamed.
+
+        Every type in staging order, or ``data_type``'s only.
+        """
+        wanted = None if data_type is None else kind_of(data_type).data_type
         operation = self.current_operation()
         if operation is None:
             return
+        for record in self._staged(operation.id):
+            if wanted is None or record.data_type == wanted:
+                yield record.to_wire()
+
+    def staged_users(self) -> Iterator[dict[str, Any]]:
+        """The current operation's staged users, ``{_id, data, dataType, errors?}``, streamed."""
+        return self.staged_records(DataType.USER)
+
+    def _staged(self, operation_id: str) -> Iterator[StagedRecord]:
+        """The operation's staging in order, a page per snapshot (a reader may take its time)."""
         after: int | None = None
         while True:
             with self.store.reading() as tx:
-                page = tx.staged(operation.id, after=after, limit=self.batch_size * 10)
+                page = tx.staged(operation_id, after=after, limit=self.batch_size * 10)
             if not page:
                 return
-            for record in page:
-                yield record.to_wire()
+            yield from page
             after = page[-1].position
+
+
+def _added(operation: Operation, kind: RecordKind, records: Sequence[NewRecord]) -> Count:
+    """The operation's counts with ``records`` of ``kind`` staged: the kind's and the total."""
+    return operation.count.added(total=len(records), **{kind.count: len(records)})
 

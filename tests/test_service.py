@@ -437,7 +437,8 @@ def test_a_store_error_fails_the_run_with_its_message(store, monkeypatch):
     calls = itertools.count()
 
     def breaking(self, *args, **kwargs):
-        if next(calls) == 2:  # the run's start, the first batch, then the second batch
+        # The run's start, its entering the users' phase, the first batch, then the second.
+        if next(calls) == 3:
             raise OSError("disk I/O error")
         return real(self, *args, **kwargs)
 
@@ -693,13 +694,13 @@ def test_a_store_may_read_several_batches_per_query(monkeypatch):
         read_ahead = 3
         queries = 0
 
-    staged = memory._MemoryTransaction.staged
+    pending = memory._MemoryTransaction.pending
 
     def counted(tx, *args, **kwargs):
         ReadingAhead.queries += 1
-        return staged(tx, *args, **kwargs)
+        return pending(tx, *args, **kwargs)
 
-    monkeypatch.setattr(memory._MemoryTransaction, "staged", counted)
+    monkeypatch.setattr(memory._MemoryTransaction, "pending", counted)
 
     batches = []
 

@@ -247,7 +247,7 @@ def test_a_worker_whose_lease_was_taken_over_cannot_commit(store):
         operation = tx.current()
         assert operation is not None
         tx.update(operation.fire("start", at=operation.updated_at))
-        tx.cut_batches(operation.id, 50)
+        tx.cut_batches(operation.id, "user", 50)
     claimed = store.claim_batch(operation.id, "ghost", 0.05)
     assert claimed is not None
     ghost, records = claimed

@@ -1,12 +1,13 @@
 """Running imports: what :class:`~importstate.ImportService` delegates ``run`` and its kin to.
 
 - :mod:`.claim`: what entitles a worker to commit (a serial claim, a batch lease);
-- :mod:`.ledger`: the one place a batch, a stop, a failure and the end are written;
+- :mod:`.ledger`: the one place a batch, a phase, a stop, a failure and the end are written;
 - :mod:`.serial`: one worker, batch after batch from the checkpoint;
 - :mod:`.batched`: batches leased to any number of workers (stores with batch claims).
 
-:class:`Runner` decides which engine runs: it starts, resumes or joins the
-current operation in one transaction, then hands it to the engine.
+:class:`Runner` decides which engine runs: it starts (with the selection,
+if any), resumes or joins the current operation in one transaction, then
+hands it to the engine.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from importstate._run.claim import Claim
 from importstate._run.ledger import MAX_ERROR_MESSAGE, PASSWORD_MASK, Ledger, get, valid_current
 from importstate._run.serial import SerialRun
 from importstate._time import format_time
-from importstate.errors import InvalidOperationStatus
-from importstate.importers import BatchCall, Importer, batch_call, registered
+from importstate.errors import ImporterCannotImport, InvalidOperationStatus
+from importstate.importers import BatchCall, Importer, batch_calls, registered
 from importstate.machine import Event
 from importstate.model import Failure, Operation
+from importstate.records import RECORD_KINDS, DataType
+from importstate.selection import Selection, narrow
 from importstate.stores import Store, Transaction
 
 __all__ = ["MAX_ERROR_MESSAGE", "PASSWORD_MASK", "Runner", "valid_current"]
@@ -39,7 +42,8 @@ class Runner:
             when no ``importer`` is given.
         importer: the importer to use instead of the registered one.
         clock: the current UTC time.
-        batch_size: records per batch.
+        batch_size: users and channels per batch.
+        message_batch_size: messages per batch.
         lease_seconds: how long a batch lease lasts unless renewed.
     """
 
@@ -51,30 +55,44 @@ class Runner:
         *,
         clock: Callable[[], dt.datetime],
         batch_size: int,
+        message_batch_size: int,
         lease_seconds: float,
     ) -> None:
         self.ledger = Ledger(store, clock)
         self.importers = importers
         self.importer = importer
-        self.batch_size = batch_size
+        self.sizes: dict[str, int] = {
+            DataType.USER: batch_size,
+            DataType.CHANNEL: batch_size,
+            DataType.MESSAGE: message_batch_size,
+        }
         self.lease_seconds = lease_seconds
 
-    def run(self, workers: int) -> Operation:
+    def run(self, workers: int, selection: Selection | None = None) -> Operation:
         """Start the current operation's run (see ``ImportService.run``)."""
         if workers != 1:
-            return self._in_batches(workers, start=True, join=False)
+            return self._in_batches(workers, start=True, join=False, selection=selection)
         with self.ledger.store.transaction() as tx:
             operation = valid_current(tx)
             if not machine.allows(Event.START, operation.state):
                 raise InvalidOperationStatus
-            call = self._call(operation)
-            now = self.ledger.clock()
-            started = operation.fire(
-                Event.START, at=now, count=operation.count.added(completed=0, error=0),
-            )
-            tx.update(started)
-            claim = Claim.take(tx, started.id, now)
-        return self._serial().drive(claim, call)
+            calls = self._calls(operation)
+            started = self._start(tx, operation, selection)
+            claim = Claim.take(tx, started.id, self.ledger.clock())
+        return self._serial().drive(claim, calls)
+
+    def _start(
+        self, tx: Transaction, operation: Operation, selection: Selection | None,
+    ) -> Operation:
+        """Start the run in ``tx``: counts narrowed to the selection, completed and error at 0."""
+        count = operation.count
+        if selection is not None:
+            count = narrow(tx, operation.id, count, selection)
+        started = operation.fire(
+            Event.START, at=self.ledger.clock(), count=count.added(completed=0, error=0),
+        )
+        tx.update(started)
+        return started
 
     def work(self, workers: int) -> Operation:
         """Start or join the current operation's run in batches (see ``ImportService.work``)."""
@@ -88,9 +106,9 @@ class Runner:
             operation = valid_current(tx)
             if not _importing(operation):
                 raise InvalidOperationStatus
-            call = self._call(operation)
+            calls = self._calls(operation)
             claim = self._claim_or_join(tx, operation.id)
-        return self._continue(claim, call)
+        return self._continue(claim, calls)
 
     def stale_operations(self, older_than: dt.timedelta) -> list[Operation]:
         """Importing operations whose heartbeat is older than ``older_than``."""
@@ -107,19 +125,25 @@ class Runner:
                 return None
             if action == "fail":
                 return self._fail_stale(tx, operation, older_than)
-            call = self._call(operation)
+            calls = self._calls(operation)
             claim = self._claim_or_join(tx, operation_id)
-        return self._continue(claim, call)
+        return self._continue(claim, calls)
 
-    def _call(self, operation: Operation) -> BatchCall:
-        """The importer given, or the one registered for the operation's key, as one call per batch.
+    def _calls(self, operation: Operation) -> dict[str, BatchCall]:
+        """The importer given, or the one registered for the operation's key, as calls per batch.
 
         Raises:
             ImporterNotDefined: neither is there.
+            ImporterCannotImport: it cannot import a type the operation has staged.
         """
-        if self.importer is not None:
-            return batch_call(self.importer)
-        return batch_call(registered(self.importers, operation.importer_key))
+        importer = self.importer
+        if importer is None:
+            importer = registered(self.importers, operation.importer_key)
+        calls = batch_calls(importer)
+        for kind in RECORD_KINDS:
+            if operation.count.get(kind.count) and kind.data_type not in calls:
+                raise ImporterCannotImport(operation.importer_key, kind.data_type)
+        return calls
 
     def _claim_or_join(self, tx: Transaction, operation_id: str) -> Claim | None:
         """A claim on a serial run, or ``None`` for a run in batches (joined instead)."""
@@ -127,28 +151,32 @@ class Runner:
             return None
         return Claim.take(tx, operation_id, self.ledger.clock())
 
-    def _continue(self, claim: Claim | None, call: BatchCall) -> Operation:
+    def _continue(self, claim: Claim | None, calls: Mapping[str, BatchCall]) -> Operation:
         if claim is None:
             return self._in_batches(1, start=False, join=True)
-        return self._serial().drive(claim, call)
+        return self._serial().drive(claim, calls)
 
     def _serial(self) -> SerialRun:
-        return SerialRun(self.ledger, self.batch_size)
+        return SerialRun(self.ledger, self.sizes)
 
-    def _in_batches(self, workers: int, *, start: bool, join: bool) -> Operation:
+    def _in_batches(
+        self, workers: int, *, start: bool, join: bool, selection: Selection | None = None,
+    ) -> Operation:
         """Start (``start``) or join (``join``) the current operation's run in batches."""
         if workers < 1:
             msg = f"workers must be at least 1, not {workers}"
             raise ValueError(msg)
-        batched = BatchedRun(self.ledger, self.batch_size, self.lease_seconds)
+        batched = BatchedRun(self.ledger, self.sizes, self.lease_seconds)
         with batched.claims.transaction() as tx:
             operation = valid_current(tx)
-            call = self._call(operation)
             if start and machine.allows(Event.START, operation.state):
-                operation = batched.start(tx, operation)
-            elif not (join and _importing(operation) and tx.batch_count(operation.id)):
+                calls = self._calls(operation)
+                operation = batched.start(tx, self._start(tx, operation, selection))
+            elif join and _importing(operation) and tx.batch_count(operation.id):
+                calls = self._calls(operation)
+            else:
                 raise InvalidOperationStatus
-        return batched.work(operation.id, call, workers)
+        return batched.work(operation.id, calls, workers)
 
     def _is_stale(self, tx: Transaction, operation: Operation, older_than: dt.timedelta) -> bool:
         if not _importing(operation):

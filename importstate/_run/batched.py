@@ -1,18 +1,21 @@
 """The engine in batches: workers that lease the batches of one operation and import them.
 
-The store cuts a run's staged users into fixed batches when the run starts
-and leases them out (:class:`~importstate.stores.BatchClaims`); any number of
-threads, processes and machines work on one run. Each batch commits through
-the ledger under its :class:`~importstate._run.claim.Lease`; what lives here
-is the rest of a worker: starting or joining the run, the claim loop, the
-waiting, the threads, and the renewal of the leases in hand.
+The store cuts a phase's staged records into fixed batches when the phase
+begins (users when the run starts; channels, then messages, as the commit
+of the phase before's last batch moves the run on) and leases them out
+(:class:`~importstate.stores.BatchClaims`); any number of threads, processes
+and machines work on one run. Each batch commits through the ledger under
+its :class:`~importstate._run.claim.Lease`; what lives here is the rest of a
+worker: starting or joining the run, the claim loop, the waiting, the
+threads, and the renewal of the leases in hand.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Final, Self
 
@@ -22,10 +25,17 @@ from importstate._run.ledger import Ledger, get, must_stop, outcomes
 from importstate._time import to_millis_precision
 from importstate.errors import WorkersUnsupported
 from importstate.importers import BatchCall
-from importstate.machine import Event
 from importstate.model import Operation
-from importstate.steps import TERMINAL_STEPS, ProgressStep
-from importstate.stores import Batch, BatchClaims, BatchTransaction, Store
+from importstate.records import RecordKind, kind_of
+from importstate.steps import TERMINAL_STEPS
+from importstate.stores import (
+    Batch,
+    BatchClaims,
+    BatchTransaction,
+    StagedRecord,
+    Store,
+    Transaction,
+)
 
 #: Longest pause, in seconds, of a worker that found no batch to claim.
 MAX_POLL: Final = 0.25
@@ -125,39 +135,49 @@ def batch_count(tx: object, operation_id: str) -> int:
 
 
 class BatchedRun:
-    """Starts an operation's run in batches, and works on it with threads."""
+    """Starts an operation's run in batches, and works on it with threads.
 
-    def __init__(self, ledger: Ledger, batch_size: int, lease_seconds: float) -> None:
+    Args:
+        ledger: where the run's progress is written.
+        sizes: records per batch, by ``dataType``.
+        lease_seconds: how long a batch lease lasts unless renewed.
+    """
+
+    def __init__(self, ledger: Ledger, sizes: Mapping[str, int], lease_seconds: float) -> None:
         self.ledger = ledger
         self.claims = claims_of(ledger.store)
-        self.batch_size = batch_size
+        self.sizes = sizes
         self.lease_seconds = lease_seconds
 
-    def start(self, tx: BatchTransaction, operation: Operation) -> Operation:
-        """Start the run in ``tx``: cut the staged records into batches; done at once if none."""
-        now = self.ledger.clock()
-        started = operation.fire(
-            Event.START, at=now, count=operation.count.added(completed=0, error=0),
-        ).fire(Event.ADVANCE, at=now, step=ProgressStep.IMPORTING_USERS)
+    def start(self, tx: BatchTransaction, started: Operation) -> Operation:
+        """Begin the ``started`` run in ``tx``: cut its first phase's batches; done if none."""
         # The heartbeat tells stale_operations the run is alive; each batch renews it.
         tx.update(started)
-        tx.set_checkpoint(started.id, None, to_millis_precision(now))
-        if tx.cut_batches(started.id, self.batch_size) == 0:
-            started = self.ledger.finished(tx, started)
-            tx.update(started)
-        return started
+        tx.set_checkpoint(started.id, None, to_millis_precision(self.ledger.clock()))
+        return self.ledger.next_phase(tx, started, self._cut)
 
-    def work(self, operation_id: str, call: BatchCall, workers: int) -> Operation:
+    def _cut(
+        self, tx: Transaction, operation: Operation, kind: RecordKind, _now: dt.datetime,
+    ) -> bool:
+        """Cut the phase's records into batches (an opener); whether there were any."""
+        if not isinstance(tx, BatchTransaction):
+            msg = "a run in batches moves on in a transaction of a store with batch claims"
+            raise TypeError(msg)
+        return tx.cut_batches(operation.id, kind.data_type, self.sizes[kind.data_type]) > 0
+
+    def work(self, operation_id: str, calls: Mapping[str, BatchCall], workers: int) -> Operation:
         """Work on the run with ``workers`` threads until it has ended; return it as it ended."""
         with Leases(self.claims, self.lease_seconds) as leases:
             if workers == 1:
-                self._worker(operation_id, call, leases)
+                self._worker(operation_id, calls, leases)
             else:
-                in_threads(workers, lambda: self._worker(operation_id, call, leases))
+                in_threads(workers, lambda: self._worker(operation_id, calls, leases))
         with self.ledger.store.reading() as tx:
             return get(tx, operation_id)
 
-    def _worker(self, operation_id: str, call: BatchCall, leases: Leases) -> None:
+    def _worker(
+        self, operation_id: str, calls: Mapping[str, BatchCall], leases: Leases,
+    ) -> None:
         """Claim and import batches of the operation until it has ended.
 
         A worker that finds nothing to claim waits (other workers hold the
@@ -176,11 +196,23 @@ class BatchedRun:
                 pause = _FIRST_POLL
                 batch, records = claimed
                 with leases.holding(batch):
-                    results = outcomes(call, records) if records else []
+                    results = self._import(calls, records)
                     with self.claims.transaction() as tx:
-                        self.ledger.commit(tx, Lease(batch), records, results)
+                        committed = self.ledger.commit(tx, Lease(batch), records, results)
+                        if committed.last:
+                            self.ledger.next_phase(tx, committed.operation, self._cut)
         except Exception as exc:  # noqa: BLE001 - a library or store error fails the run, kept
             self.ledger.fail(operation_id, exc)
+
+    @staticmethod
+    def _import(
+        calls: Mapping[str, BatchCall], records: list[StagedRecord],
+    ) -> Sequence[BaseException | None]:
+        """The importer's verdicts on a batch's records (all of one type, the phase's)."""
+        if not records:  # the batch's records went (a clear): the commit finds the run stopped
+            return []
+        kind = kind_of(records[0].data_type)
+        return outcomes(calls[kind.data_type], records, kind)
 
     def _ended(self, operation_id: str) -> bool:
         """Whether the run has ended; the first worker to see it invalidated fails it."""

@@ -31,7 +31,7 @@ class Turn(enum.Enum):
     LOST = "lost"
     #: Commit it; more batches follow.
     MORE = "more"
-    #: Commit it, and the run with it: every other batch is done.
+    #: Commit it, and its phase with it: every other batch cut so far is done.
     LAST = "last"
 
 
@@ -93,7 +93,17 @@ class Claim:
     def stamp(self, tx: Transaction, position: int | None, now: dt.datetime) -> None:
         """Store ``position`` as the checkpoint with a fresh heartbeat (never moving backwards)."""
         if position is None:
-            position = self.checkpoint
+            position = self.checkpoint if self._stamping is None else self._stamping[0]
+        self._write(tx, position, now)
+
+    def open_phase(
+        self, tx: Transaction, _operation: object, _kind: object, now: dt.datetime,
+    ) -> bool:
+        """Store the start of a phase as the checkpoint: its first record comes next (an opener)."""
+        self._write(tx, None, now)
+        return True
+
+    def _write(self, tx: Transaction, position: int | None, now: dt.datetime) -> None:
         beat = max(to_millis_precision(now), self.heartbeat)
         tx.set_checkpoint(self.operation_id, position, beat)
         self._stamping = position, beat

@@ -1,16 +1,18 @@
-"""The one ledger of a run: how a batch, a stop, a failure and the end are written (SPEC §5).
+"""The one ledger of a run: how a batch, a phase, a stop, a failure and the end are written.
 
 Both engines (serial and in batches) commit through :class:`Ledger`, so what
 a committed batch means (counts, errors with passwords masked, checkpoint and
-heartbeat, in one transaction, fenced) is written once. The engines differ
-only in their :class:`Hold`: what entitles a worker to commit.
+heartbeat, in one transaction, fenced; SPEC §5) and how a run goes from one
+kind of record to the next (SPEC §8) are written once. The engines differ
+only in their :class:`Hold` (what entitles a worker to commit) and their
+:data:`Opener` (how a phase is readied: a checkpoint rewound, batches cut).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Collection, Sequence
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol, TypeAlias
 
 from importstate import machine
 from importstate._run.claim import Claim, Hold, Turn
@@ -18,6 +20,7 @@ from importstate.errors import OperationNotFound
 from importstate.importers import BatchCall
 from importstate.machine import Event
 from importstate.model import Failure, Operation
+from importstate.records import RecordKind, kinds_after
 from importstate.steps import TERMINAL_STEPS, ProgressStep
 from importstate.stores import Store, Transaction
 
@@ -29,6 +32,27 @@ PASSWORD_MASK: Final = "[password]"  # noqa: S105 - the placeholder, not a passw
 _INVALIDATED: Final = "The import operation was cleared or replaced while it was running."
 #: A batch finding its operation here has nothing to write: the run ended elsewhere.
 _ENDED: Final = frozenset({ProgressStep.DONE, ProgressStep.IMPORT_FAILED})
+
+
+#: Readies the phase of a kind that has records, in the transaction that enters it; whether
+#: there is anything to import (``(tx, operation, kind, now)``).
+Opener: TypeAlias = Callable[[Transaction, Operation, RecordKind, dt.datetime], bool]
+
+
+class Committed(NamedTuple):
+    """What :meth:`Ledger.commit` wrote.
+
+    Attributes:
+        operation: the operation as the commit left it.
+        stop: the worker stops here (cancelled, invalidated, or taken over:
+            then nothing of the batch was written).
+        last: the batch was its phase's last (a hold in batches): the
+            worker moves the run on in the same transaction.
+    """
+
+    operation: Operation
+    stop: bool
+    last: bool = False
 
 
 class Record(Protocol):
@@ -48,14 +72,18 @@ def must_stop(operation: Operation) -> bool:
     return not machine.allows(Event.FINISH, operation.state)
 
 
-def outcomes(call: BatchCall, records: Sequence[Record]) -> Sequence[BaseException | None]:
-    """The importer's verdict per user; an exception for the whole batch fails every user."""
+def outcomes(
+    call: BatchCall, records: Sequence[Record], kind: RecordKind,
+) -> Sequence[BaseException | None]:
+    """The importer's verdict per record; an exception for the whole batch fails every record."""
     try:
         results = call([record.data for record in records])
-    except Exception as exc:  # noqa: BLE001 - the batch's users fail, not the run
+    except Exception as exc:  # noqa: BLE001 - the batch's records fail, not the run
         return [exc] * len(records)
     if len(results) != len(records):
-        error = RuntimeError(f"importer returned {len(results)} results for {len(records)} users")
+        error = RuntimeError(
+            f"importer returned {len(results)} results for {len(records)} {kind.count}",
+        )
         return [error] * len(records)
     return results
 
@@ -85,20 +113,17 @@ class Ledger:
         hold: Hold,
         records: Sequence[Record],
         results: Sequence[BaseException | None],
-    ) -> Operation | None:
+    ) -> Committed:
         """Write one batch's counts, errors, checkpoint and heartbeat in the transaction ``tx``.
 
-        Returns the operation if this worker must stop here (cancelled,
-        invalidated, or taken over: then nothing was written), else ``None``;
-        once ``tx`` has committed, the caller tells the hold (``stamped``).
-        A hold's last batch finishes the run in the same transaction.
+        Once ``tx`` has committed, the caller tells the hold (``stamped``).
         """
         operation = get(tx, hold.operation_id)
         if operation.status in _ENDED:
-            return operation
+            return Committed(operation, stop=True)
         turn = hold.turn(tx)
         if turn is Turn.LOST:
-            return operation
+            return Committed(operation, stop=True)
         failed = failures(records, results)
         now = self.clock()
         counted = operation.touched(now, count=operation.count.added(
@@ -106,13 +131,27 @@ class Ledger:
         ))
         tx.record_errors(hold.operation_id, failed)
         hold.stamp(tx, records[-1].position if records else None, now)
-        if must_stop(counted):
-            tx.update(counted)
-            return self.stop(tx, counted)
-        if turn is Turn.LAST:
-            counted = self.finished(tx, counted)
         tx.update(counted)
-        return None
+        if must_stop(counted):
+            return Committed(self.stop(tx, counted), stop=True)
+        return Committed(counted, stop=False, last=turn is Turn.LAST)
+
+    def next_phase(self, tx: Transaction, operation: Operation, opener: Opener) -> Operation:
+        """Move the run on from its phase (or its start), in ``tx``; the operation as written.
+
+        Into the next kind's phase that has records (``opener`` readies it),
+        passing through the phases of kinds without any; after the last
+        phase, the run is finished.
+        """
+        now = self.clock()
+        for kind in kinds_after(operation.status):
+            operation = operation.fire(Event.ADVANCE, at=now, step=kind.step)
+            if operation.count.get(kind.count) and opener(tx, operation, kind, now):
+                tx.update(operation)
+                return operation
+        done = self.finished(tx, operation)
+        tx.update(done)
+        return done
 
     def stop(self, tx: Transaction, operation: Operation) -> Operation:
         """End a run that must stop: cancelled (or ended) stays so, invalidated fails."""
@@ -124,7 +163,10 @@ class Ledger:
         return failed
 
     def finished(self, tx: Transaction, operation: Operation) -> Operation:
-        """Finish a run whose every batch is done: drop the succeeded records, move to done."""
+        """Finish a run whose every phase is done: drop the succeeded records, move to done.
+
+        The records its selection left out go with the succeeded ones.
+        """
         now = self.clock()
         if operation.status is not ProgressStep.FINISHING:
             operation = operation.fire(Event.ADVANCE, at=now, step=ProgressStep.FINISHING)

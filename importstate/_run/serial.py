@@ -2,95 +2,103 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from importstate._run.claim import Claim
 from importstate._run.ledger import Ledger, Record, get, must_stop, outcomes
 from importstate.importers import BatchCall
-from importstate.machine import Event
 from importstate.model import Operation
+from importstate.records import RecordKind, phase_of
 from importstate.steps import ProgressStep
 from importstate.stores import Store, Transaction
 
 
 class SerialRun:
-    """Runs claimed operations in the caller's thread, committing through the ledger."""
+    """Runs claimed operations in the caller's thread, committing through the ledger.
 
-    def __init__(self, ledger: Ledger, batch_size: int) -> None:
+    Args:
+        ledger: where the run's progress is written.
+        sizes: records per batch, by ``dataType``.
+    """
+
+    def __init__(self, ledger: Ledger, sizes: Mapping[str, int]) -> None:
         self.ledger = ledger
         self.store: Store = ledger.store
-        self.batch_size = batch_size
+        self.sizes = sizes
         # One batch per query (the default) suits an in-process store: records that
         # outlive their batch get promoted by the garbage collector and make its full
         # passes costly. A store across the network sets read_ahead higher.
-        self.page_size = batch_size * getattr(self.store, "read_ahead", 1)
+        self.read_ahead: int = getattr(self.store, "read_ahead", 1)
 
-    def drive(self, claim: Claim, call: BatchCall) -> Operation:
+    def drive(self, claim: Claim, calls: Mapping[str, BatchCall]) -> Operation:
         """Run the claimed operation from its checkpoint to the end, or until it must stop.
 
-        Each batch commits in one transaction, which also reads the records
-        that follow once the batches in hand are used up: a batch costs one
-        transaction, not a read and a write.
+        Phase by phase (users, channels, messages), each from its start or,
+        resumed, from the checkpoint. Each batch commits in one transaction,
+        which also reads the records that follow once the batches in hand are
+        used up, and at the end of a phase moves the run on to the next: a
+        batch costs one transaction, not a read and a write.
         """
         try:
-            stopped = self._advance_to(claim, ProgressStep.IMPORTING_USERS)
-            if stopped is not None:
-                return stopped
-            with self.store.reading() as tx:
-                page = self._page(tx, claim.operation_id, claim.checkpoint)
-            while page:
-                stopped, page = self._import(claim, call, page)
+            with self.store.transaction() as tx:
+                operation, stopped = self._held(tx, claim)
                 if stopped is not None:
                     return stopped
-            return self._finish(claim)
+                operation, page = self._next_records(tx, claim, operation, claim.checkpoint)
+            claim.stamped()
+            while page:
+                kind = phase_of(operation.status)
+                assert kind is not None  # noqa: S101 - records are only read within a phase
+                operation, page = self._import(claim, calls[kind.data_type], kind, page)
         except Exception as exc:  # noqa: BLE001 - a library or store error fails the run, kept
             return self.ledger.fail(claim.operation_id, exc, claim)
+        return operation
 
     def _import(
-        self, claim: Claim, call: BatchCall, page: Sequence[Record],
-    ) -> tuple[Operation | None, Sequence[Record]]:
-        """Import and commit a page's batches; the operation if the run stops, and the next page."""
-        size = self.batch_size
+        self, claim: Claim, call: BatchCall, kind: RecordKind, page: Sequence[Record],
+    ) -> tuple[Operation, Sequence[Record]]:
+        """Import and commit a page's batches; the operation, and the records that follow.
+
+        No records follow when the run has ended: done, or stopped.
+        """
+        size = self.sizes[kind.data_type]
         following: Sequence[Record] = ()
         for start in range(0, len(page), size):
             records = page if len(page) <= size else page[start:start + size]
-            results = outcomes(call, records)
+            results = outcomes(call, records, kind)
             last = start + size >= len(page)
             with self.store.transaction() as tx:
-                stopped = self.ledger.commit(tx, claim, records, results)
-                if stopped is not None:
-                    return stopped, ()
-                following = self._page(tx, claim.operation_id, records[-1].position) if last else ()
+                committed = self.ledger.commit(tx, claim, records, results)
+                operation = committed.operation
+                if committed.stop:
+                    return operation, ()
+                if last:
+                    operation, following = self._next_records(
+                        tx, claim, operation, records[-1].position,
+                    )
             claim.stamped()
-        return None, following
+        return operation, following
 
-    def _page(self, tx: Transaction, operation_id: str, after: int | None) -> Sequence[Record]:
-        """The records after position ``after``, ``store.read_ahead`` batches of them."""
-        read = getattr(tx, "pending", None) or tx.staged
-        page: Sequence[Record] = read(operation_id, after=after, limit=self.page_size)
-        return page
+    def _next_records(
+        self, tx: Transaction, claim: Claim, operation: Operation, after: int | None,
+    ) -> tuple[Operation, Sequence[Record]]:
+        """The records after ``after`` in the operation's phase, or the next phase's first ones.
 
-    def _advance_to(self, claim: Claim, step: ProgressStep) -> Operation | None:
-        """Move to ``step`` unless a resumed run is there already; the operation if it must stop."""
-        with self.store.transaction() as tx:
-            operation, stopped = self._held(tx, claim)
-            if stopped is not None:
-                return stopped
-            if operation.status.position < step.position:
-                tx.update(operation.fire(Event.ADVANCE, at=self.ledger.clock(), step=step))
-        return None
-
-    def _finish(self, claim: Claim) -> Operation:
-        stopped = self._advance_to(claim, ProgressStep.FINISHING)
-        if stopped is not None:
-            return stopped
-        with self.store.transaction() as tx:
-            operation, stopped = self._held(tx, claim)
-            if stopped is not None:
-                return stopped
-            done = self.ledger.finished(tx, operation)
-            tx.update(done)
-        return done
+        At the end of a phase the run moves on in ``tx`` (see
+        :meth:`Ledger.next_phase`); none are left when it is done.
+        """
+        while operation.status is not ProgressStep.DONE:
+            kind = phase_of(operation.status)
+            if kind is not None:
+                limit = self.sizes[kind.data_type] * self.read_ahead
+                page: Sequence[Record] = tx.pending(
+                    operation.id, kind.data_type, after=after, limit=limit,
+                )
+                if page:
+                    return operation, page
+            operation = self.ledger.next_phase(tx, operation, claim.open_phase)
+            after = None
+        return operation, ()
 
     def _held(self, tx: Transaction, claim: Claim) -> tuple[Operation, Operation | None]:
         """The operation, and how it ends if the run stops here: taken over, or must stop."""
@@ -100,3 +108,4 @@ class SerialRun:
         if must_stop(operation):
             return operation, self.ledger.stop(tx, operation)
         return operation, None
+

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Final
 
 from importstate import __version__
-from importstate._users import KNOWN_ROLES
+from importstate._staging import KNOWN_ROLES
 from importstate.http._routes import (
     AUTH_TOKEN_HEADER,
     ENDPOINTS,

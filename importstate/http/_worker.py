@@ -11,7 +11,7 @@ from typing import Any, Final
 import attrs
 
 from importstate.errors import ImporterNotDefined, ImportStateError, ServerStopping
-from importstate.importers import BatchCall, BatchImporter, Importer, batch_call
+from importstate.importers import BatchCall, Importer, batch_calls, from_calls
 from importstate.model import Operation
 from importstate.service import ImportService
 from importstate.steps import State
@@ -40,9 +40,11 @@ class _Gate:
         self.parked = threading.Event()
         self._never = threading.Event()
 
-    def guard(self, importer: Importer) -> BatchImporter:
-        """``importer`` with this gate in front of every batch."""
-        return _Gated(self, batch_call(importer))
+    def guard(self, importer: Importer) -> Importer:
+        """``importer`` with this gate in front of every batch, of each type it imports."""
+        return from_calls({
+            data_type: _Gated(self, call) for data_type, call in batch_calls(importer).items()
+        })
 
     def pass_batch(self) -> None:
         begun: threading.Event | None = getattr(self.local, "begun", None)
@@ -58,9 +60,9 @@ class _Gated:
     gate: _Gate
     call: BatchCall
 
-    def import_batch(self, users: list[dict[str, Any]]) -> Sequence[BaseException | None]:
+    def __call__(self, records: list[dict[str, Any]]) -> Sequence[BaseException | None]:
         self.gate.pass_batch()
-        return self.call(users)
+        return self.call(records)
 
 
 class RunWorker:

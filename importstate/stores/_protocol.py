@@ -11,14 +11,15 @@ from importstate.model import Operation
 
 
 class StagedRecord(NamedTuple):
-    """One staged user, in staging order.
+    """One staged record, in staging order.
 
     Attributes:
         position: the store's staging order; the run loop's checkpoint is the
             position of the last record done.
         id: the record's ``_id``.
-        data: the user as given to ``add_users`` (plus merged roles).
-        data_type: ``"user"``.
+        data: the record as given to ``add_users`` (``add_channels``,
+            ``add_messages``), plus its merged defaults.
+        data_type: ``"user"``, ``"channel"`` or ``"message"``.
         errors: ``[{message, ...}]`` for each failed import attempt.
     """
 
@@ -37,17 +38,20 @@ class StagedRecord(NamedTuple):
 
 
 class Pending(NamedTuple):
-    """A staged record as a run reads it: its position and its data, nothing else."""
+    """A staged record as a run reads it: its position and its data, nothing else.
+
+    The run reads one kind of record at a time, so it knows the type.
+    """
 
     position: int
     data: dict[str, Any]
 
 
 class NewRecord(NamedTuple):
-    """A record to stage: its ``_id``, the user's data as JSON text, and its type.
+    """A record to stage: its ``_id``, its data as JSON text, and its ``dataType``.
 
-    The service encodes each user once, before the store's transaction, so a
-    store only copies text (and a value JSON cannot hold fails before
+    The service encodes each record once, before the store's transaction, so
+    a store only copies text (and a value JSON cannot hold fails before
     anything is written).
     """
 
@@ -62,11 +66,10 @@ class Transaction(Protocol):
     Everything a transaction wrote becomes visible to other handles together
     when it commits, or not at all when the ``with`` block raises.
 
-    A transaction may also have ``pending(operation_id, *, after, limit) ->
-    list[Pending]``: the records :meth:`staged` gives, as position and data
-    only. A run reads its batches with it when present (it does not need a
-    record's id, type or errors, and a store may read those columns for
-    nothing); :class:`~importstate.testing.StoreTests` checks that the two agree.
+    Staging holds records of three types (``user``, ``channel``,
+    ``message``) in one order. :meth:`staged` lists them all; a run reads
+    one type at a time with :meth:`pending`, and only the records its
+    selection kept (:meth:`deselect`).
     """
 
     def current(self) -> Operation | None:
@@ -98,7 +101,27 @@ class Transaction(Protocol):
         """Append records to ``operation_id``'s staging, in order."""
 
     def staged(self, operation_id: str, *, after: int | None, limit: int) -> list[StagedRecord]:
-        """Up to ``limit`` of the operation's records with a position after ``after``."""
+        """Up to ``limit`` of the operation's records with a position after ``after``.
+
+        Records of every type, selected or not.
+        """
+
+    def pending(
+        self, operation_id: str, data_type: str, *, after: int | None, limit: int,
+    ) -> list[Pending]:
+        """What a run imports: the records of ``data_type`` after ``after``, none deselected.
+
+        Up to ``limit`` of the records :meth:`staged` gives, as position and
+        data only (a run needs neither a record's id nor its errors).
+        """
+
+    def deselect(self, operation_id: str, positions: Sequence[int]) -> None:
+        """Leave the records at ``positions`` out of the operation's run (its selection).
+
+        :meth:`pending` and ``cut_batches`` skip them, :meth:`staged` still
+        lists them, and :meth:`remove_succeeded` removes them (they have no
+        errors).
+        """
 
     def record_errors(
         self, operation_id: str, errors: Sequence[tuple[int, Mapping[str, Any]]],
@@ -176,14 +199,17 @@ class Batch(NamedTuple):
 class BatchTransaction(Transaction, Protocol):
     """A transaction of a store with :class:`BatchClaims`: the batch table inside it."""
 
-    def cut_batches(self, operation_id: str, size: int) -> int:
-        """Cut the operation's staged records into batches of ``size`` by position; return how many.
+    def cut_batches(self, operation_id: str, data_type: str, size: int) -> int:
+        """Cut the operation's records of ``data_type`` into batches of ``size``; return how many.
 
-        Called once per run, in the transaction that starts it.
+        The records :meth:`~Transaction.pending` gives, by position. Called
+        once per type of a run, a type's batches only once the batches cut
+        before are all done; they are numbered after those. A claim hands out
+        a batch's records of its type only.
         """
 
     def batch_count(self, operation_id: str) -> int:
-        """How many batches the operation was cut into (0: it does not run in batches)."""
+        """How many batches the operation was cut into, of every type (0: not in batches)."""
 
     def finish_batch(self, batch: Batch) -> int | None:
         """Mark the batch done if ``batch.holder`` still holds it; how many batches are left.
@@ -202,7 +228,8 @@ class BatchClaims(Protocol):
     Any number of workers, threads or processes on any machine, claim the
     batches of one run. A batch is claimable when it is not done and nobody
     holds an unexpired lease on it; the last batch only once all others are
-    done, so that it commits last.
+    done, so that it commits last (a run cuts a type's batches once every
+    batch before is done, so this holds for each type's batches).
     """
 
     def transaction(self) -> AbstractContextManager[BatchTransaction]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import functools
+import itertools
 import json
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -34,6 +36,7 @@ class _Staged:
     data: str  # JSON text: stored data is isolated from the caller's objects, as on SQLite
     data_type: str
     errors: list[dict[str, Any]] = attrs.Factory(list)
+    selected: bool = True
 
 
 @attrs.define
@@ -158,11 +161,31 @@ class _MemoryTransaction:
         start = bisect.bisect_right(positions, after) if after is not None else 0
         return [_record(p, staging.records[p]) for p in positions[start:start + limit]]
 
-    def pending(self, operation_id: str, *, after: int | None, limit: int) -> list[Pending]:
-        return [
-            Pending(record.position, record.data)
-            for record in self.staged(operation_id, after=after, limit=limit)
-        ]
+    def pending(
+        self, operation_id: str, data_type: str, *, after: int | None, limit: int,
+    ) -> list[Pending]:
+        staging = self._store.staging.get(operation_id)
+        if staging is None:
+            return []
+        positions = staging.positions()
+        start = bisect.bisect_right(positions, after) if after is not None else 0
+        found: list[Pending] = []
+        for position in itertools.islice(positions, start, None):
+            if len(found) >= limit:
+                break
+            rec = staging.records[position]
+            if rec.selected and rec.data_type == data_type:
+                found.append(Pending(position, json.loads(rec.data)))
+        return found
+
+    def deselect(self, operation_id: str, positions: Sequence[int]) -> None:
+        staging = self._store.staging.get(operation_id)
+        records = staging.records if staging is not None else {}
+        for position in positions:
+            rec = records.get(position)
+            if rec is not None and rec.selected:
+                rec.selected = False
+                self._undo.append(functools.partial(_reselect, rec))
 
     def record_errors(
         self, operation_id: str, errors: Sequence[tuple[int, Mapping[str, Any]]],
@@ -222,6 +245,10 @@ class _MemoryTransaction:
         except KeyError:
             msg = f"no operation {operation_id!r}"
             raise KeyError(msg) from None
+
+
+def _reselect(rec: _Staged) -> None:
+    rec.selected = True
 
 
 def _record(position: int, rec: _Staged) -> StagedRecord:

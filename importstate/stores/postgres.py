@@ -39,7 +39,7 @@ __all__ = [
     "PostgresStore",
 ]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 # Statements run with the store's schema first on the search path; times are epoch milliseconds.
 _TABLES: Final[tuple[LiteralString, ...]] = (
@@ -63,11 +63,13 @@ _TABLES: Final[tuple[LiteralString, ...]] = (
         id        text NOT NULL,
         data      text NOT NULL,
         data_type text NOT NULL,
-        errors    text
+        errors    text,
+        selected  boolean NOT NULL DEFAULT true
     )""",
     "CREATE INDEX staged_by_operation ON staged (operation, position)",
     "CREATE TABLE schema_version (version integer NOT NULL)",
-    # A parallel run's batches: positions first..last of the operation's staging.
+    # A parallel run's batches: the records of data_type at positions first..last of the
+    # operation's staging.
     """CREATE TABLE batches (
         operation      text NOT NULL,
         number         integer NOT NULL,
@@ -76,8 +78,15 @@ _TABLES: Final[tuple[LiteralString, ...]] = (
         done           boolean NOT NULL DEFAULT false,
         holder         text,
         lease_until    timestamptz,
+        data_type      text NOT NULL DEFAULT 'user',
         PRIMARY KEY (operation, number)
     )""",
+)
+# Version 1 → 2: records of three types, and a run's selection (constant defaults: no rewrite).
+_UPGRADE_FROM_1: Final[tuple[LiteralString, ...]] = (
+    "ALTER TABLE staged ADD COLUMN selected boolean NOT NULL DEFAULT true",
+    "ALTER TABLE batches ADD COLUMN data_type text NOT NULL DEFAULT 'user'",
+    "UPDATE schema_version SET version = 2",
 )
 
 #: Statements and their parameters.
@@ -98,11 +107,13 @@ _APPEND_ERROR: Final = (
 )
 
 
-# Numbering rows in staging order cuts them into batches in one statement.
-_CUT: Final = """INSERT INTO batches (operation, number, first_position, last_position)
-    SELECT %s, number, min(position), max(position) FROM (
+# Numbering rows in staging order cuts them into batches in one statement; a type's
+# batches are numbered after the batches cut before.
+_CUT: Final = """INSERT INTO batches (operation, number, first_position, last_position, data_type)
+    SELECT %s, number + (SELECT count(*) FROM batches WHERE operation = %s),
+        min(position), max(position), %s FROM (
         SELECT position, (row_number() OVER (ORDER BY position) - 1) / %s AS number
-        FROM staged WHERE operation = %s
+        FROM staged WHERE operation = %s AND data_type = %s AND selected
     ) AS numbered GROUP BY number"""
 # The last batch is claimable only once every other is done: it commits last.
 # The claimed batch comes back with its staged records: one round trip.
@@ -116,10 +127,11 @@ _CLAIM: Final = """WITH claimed AS (UPDATE batches
                OR NOT EXISTS (SELECT FROM batches AS o WHERE o.operation = %(operation)s
                               AND NOT o.done AND o.number <> b.number))
         ORDER BY number LIMIT 1 FOR UPDATE SKIP LOCKED)
-    RETURNING number, first_position, last_position)
-    SELECT number, first_position, last_position, position, id, data, data_type, errors
+    RETURNING number, first_position, last_position, data_type)
+    SELECT number, first_position, last_position, position, id, data, staged.data_type, errors
     FROM claimed LEFT JOIN staged ON operation = %(operation)s
         AND position BETWEEN first_position AND last_position
+        AND staged.data_type = claimed.data_type AND selected
     ORDER BY position"""
 # A lease lost in a server crash only means its batch is imported again (a finishing
 # commit checks its holder), so leases are written without waiting for the disk.
@@ -215,7 +227,12 @@ class PostgresStore:
             return
         with self._in_transaction(conn, self._begin_writing):
             version = self._stored_version(conn)
-            if version is not None:
+            if version == SCHEMA_VERSION:  # another process made it while we waited
+                return
+            if version == 1:
+                conn.execute(self._setup)
+                for statement in _UPGRADE_FROM_1:
+                    conn.execute(statement)
                 return
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
                 sql.Identifier(self.schema)))
@@ -507,13 +524,22 @@ class _PostgresTransaction:
         )
         return staged_records(rows)
 
-    def pending(self, operation_id: str, *, after: int | None, limit: int) -> list[Pending]:
+    def pending(
+        self, operation_id: str, data_type: str, *, after: int | None, limit: int,
+    ) -> list[Pending]:
         rows = self._execute(
-            "SELECT position, data FROM staged"
-            " WHERE operation = %s AND position > %s ORDER BY position LIMIT %s",
-            (operation_id, after if after is not None else -1, limit),
+            "SELECT position, data FROM staged WHERE operation = %s AND position > %s"
+            " AND data_type = %s AND selected ORDER BY position LIMIT %s",
+            (operation_id, after if after is not None else -1, data_type, limit),
         )
         return pending_records(rows)
+
+    def deselect(self, operation_id: str, positions: Sequence[int]) -> None:
+        if positions:
+            self._pending.append((
+                "UPDATE staged SET selected = false WHERE operation = %s AND position = ANY(%s)",
+                (operation_id, list(positions)),
+            ))
 
     def record_errors(
         self, operation_id: str, errors: Sequence[tuple[int, Mapping[str, Any]]],
@@ -535,8 +561,10 @@ class _PostgresTransaction:
         self._pending.append(("DELETE FROM batches", ()))
         return self._execute("DELETE FROM staged").rowcount
 
-    def cut_batches(self, operation_id: str, size: int) -> int:
-        return self._execute(_CUT, (operation_id, size, operation_id)).rowcount
+    def cut_batches(self, operation_id: str, data_type: str, size: int) -> int:
+        return self._execute(_CUT, (
+            operation_id, operation_id, data_type, size, operation_id, data_type,
+        )).rowcount
 
     def batch_count(self, operation_id: str) -> int:
         row = self._execute(

@@ -31,10 +31,11 @@ __all__ = [
     "SQLiteStore",
 ]
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 # operation is the row's operations.created (version 1 kept the 24-character id):
-# a narrower row is fewer pages to write, read and clear.
+# a narrower row is fewer pages to write, read and clear. selected is 0 for a record
+# the run's selection left out (version 3); a 1 costs no byte of the row.
 _STAGED: Final = """
 CREATE TABLE IF NOT EXISTS staged (
     position  INTEGER PRIMARY KEY,
@@ -42,7 +43,8 @@ CREATE TABLE IF NOT EXISTS staged (
     id        TEXT NOT NULL,
     data      TEXT NOT NULL,
     data_type TEXT NOT NULL,
-    errors    TEXT
+    errors    TEXT,
+    selected  INTEGER NOT NULL DEFAULT 1
 )
 """
 
@@ -94,6 +96,11 @@ def _upgrade_from_1(conn: sqlite3.Connection) -> None:
         " FROM staged_1 AS s JOIN operations AS o ON o.id = s.operation",
     )
     conn.execute("DROP TABLE staged_1")
+
+
+def _upgrade_from_2(conn: sqlite3.Connection) -> None:
+    """Version 2 → 3: a run's selection marks the staged records it leaves out."""
+    conn.execute("ALTER TABLE staged ADD COLUMN selected INTEGER NOT NULL DEFAULT 1")
 
 
 def _is_busy(error: BaseException) -> bool:
@@ -158,7 +165,9 @@ class SQLiteStore:
                 )
                 raise SchemaVersionError(msg)
             if version == 1:
-                _upgrade_from_1(tx.conn)
+                _upgrade_from_1(tx.conn)  # staging is rebuilt with every column of version 3
+            elif version == 2:  # noqa: PLR2004 - the schema version upgraded from
+                _upgrade_from_2(tx.conn)
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     tx.conn.execute(statement)
@@ -458,16 +467,28 @@ class _SQLiteTransaction:
         )
         return staged_records(rows)
 
-    def pending(self, operation_id: str, *, after: int | None, limit: int) -> list[Pending]:
+    def pending(
+        self, operation_id: str, data_type: str, *, after: int | None, limit: int,
+    ) -> list[Pending]:
         created = self._created(operation_id)
         if created is None:
             return []
+        # The primary key gives the order; rows of other types are skipped, not decoded.
         rows = self._execute(
-            "SELECT position, data FROM staged"
-            " WHERE position > ? AND operation = ? ORDER BY position LIMIT ?",
-            (after if after is not None else -1, created, limit),
+            "SELECT position, data FROM staged WHERE position > ? AND operation = ?"
+            " AND data_type = ? AND selected ORDER BY position LIMIT ?",
+            (after if after is not None else -1, created, data_type, limit),
         )
         return pending_records(rows)
+
+    def deselect(self, operation_id: str, positions: Sequence[int]) -> None:
+        created = self._created(operation_id) if positions else None
+        if created is None:
+            return
+        self.conn.executemany(
+            "UPDATE staged SET selected = 0 WHERE position = ? AND operation = ?",
+            [(position, created) for position in positions],
+        )
 
     def record_errors(
         self, operation_id: str, errors: Sequence[tuple[int, Mapping[str, Any]]],

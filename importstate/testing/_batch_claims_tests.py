@@ -48,7 +48,7 @@ def _cut(store: ClaimsStore, users: int, size: int, *, number: int = 1) -> str:
     with store.transaction() as tx:
         tx.insert(_operation(number))
         tx.stage(operation_id, _records(*(f"op{number}-u{n}" for n in range(users))))
-        tx.cut_batches(operation_id, size)
+        tx.cut_batches(operation_id, "user", size)
     return operation_id
 
 
@@ -138,9 +138,9 @@ class BatchClaimsTests(_Handles[ClaimsStore]):
             for number, users in ((1, 7), (2, 6), (3, 1)):
                 tx.insert(_operation(number))
                 tx.stage(_operation(number).id, _records(*(f"u{n}" for n in range(users))))
-            assert tx.cut_batches(_operation(1).id, 3) == 3
-            assert tx.cut_batches(_operation(2).id, 3) == 2
-            assert tx.cut_batches(_operation(3).id, 50) == 1
+            assert tx.cut_batches(_operation(1).id, "user", 3) == 3
+            assert tx.cut_batches(_operation(2).id, "user", 3) == 2
+            assert tx.cut_batches(_operation(3).id, "user", 50) == 1
         with store.transaction() as tx:
             assert tx.batch_count(_operation(1).id) == 3
             assert tx.batch_count(_operation(2).id) == 2
@@ -151,7 +151,7 @@ class BatchClaimsTests(_Handles[ClaimsStore]):
         operation_id = _operation(1).id
         with store.transaction() as tx:
             tx.insert(_operation(1))
-            assert tx.cut_batches(operation_id, 50) == 0
+            assert tx.cut_batches(operation_id, "user", 50) == 0
         with store.transaction() as tx:
             assert tx.batch_count(operation_id) == 0
         assert store.claim_batch(operation_id, "w1", _LONG) is None
@@ -188,8 +188,8 @@ class BatchClaimsTests(_Handles[ClaimsStore]):
             for turn in range(3):
                 tx.stage(first, _records(f"a{turn}"))
                 tx.stage(second, _records(f"b{turn}"))
-            assert tx.cut_batches(first, 2) == 2
-            assert tx.cut_batches(second, 3) == 1
+            assert tx.cut_batches(first, "user", 2) == 2
+            assert tx.cut_batches(second, "user", 3) == 1
         batch, records = _claim(store, first, "w1")
         assert _usernames(records) == ["a0", "a1"]
         assert _usernames(_claim(store, second, "w1")[1]) == ["b0", "b1", "b2"]
@@ -202,7 +202,7 @@ class BatchClaimsTests(_Handles[ClaimsStore]):
         with store.transaction() as tx:
             tx.insert(_operation(1))
             tx.stage(operation_id, _records("a", "b", "c"))
-        assert _rolled_back(store, lambda tx: tx.cut_batches(operation_id, 2)) == 2
+        assert _rolled_back(store, lambda tx: tx.cut_batches(operation_id, "user", 2)) == 2
         with store.transaction() as tx:
             assert tx.batch_count(operation_id) == 0
         assert store.claim_batch(operation_id, "w1", _LONG) is None

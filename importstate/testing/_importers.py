@@ -1,4 +1,4 @@
-"""Importers for tests: one that records what it was given, one that fails chosen users."""
+"""Importers for tests: one that records what it was given, one that fails chosen records."""
 
 from __future__ import annotations
 
@@ -7,22 +7,41 @@ from typing import Any
 
 
 class ImportFailed(Exception):
-    """The error :class:`FailingImporter` raises for a user it fails."""
+    """The error :class:`FailingImporter` raises for a record it fails."""
 
 
 class RecordingImporter:
-    """A per-user importer that imports nothing and records every user it was handed.
+    """An importer of users, channels and messages that imports nothing and records them.
+
+    Users come one at a time (it is a per-user callable), channels and
+    messages a batch at a time (``import_channels``, ``import_messages``).
 
     Attributes:
         calls: each user's ``data``, in the order the run handed them over.
+        channels: each channel's ``data``, in order.
+        messages: each message's ``data``, in order.
     """
 
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
+        self.channels: list[dict[str, Any]] = []
+        self.messages: list[dict[str, Any]] = []
 
     def __call__(self, user: dict[str, Any]) -> None:
         """Record ``user``."""
         self.calls.append(user)
+
+    def import_channels(self, channels: list[dict[str, Any]]) -> list[BaseException | None]:
+        """Record each channel; the verdict on each (``None``: imported)."""
+        return [self._take(self.channels, channel) for channel in channels]
+
+    def import_messages(self, messages: list[dict[str, Any]]) -> list[BaseException | None]:
+        """Record each message; the verdict on each (``None``: imported)."""
+        return [self._take(self.messages, message) for message in messages]
+
+    def _take(self, into: list[dict[str, Any]], record: dict[str, Any]) -> BaseException | None:
+        into.append(record)
+        return None
 
     @property
     def import_ids(self) -> list[str]:
@@ -31,19 +50,20 @@ class RecordingImporter:
 
 
 class FailingImporter(RecordingImporter):
-    """A recording importer that raises :class:`ImportFailed` for the users ``fails`` picks.
+    """A recording importer that fails, with :class:`ImportFailed`, the records ``fails`` picks.
 
     Args:
-        fails: decides per user; by default every user fails.
-        message: the error's message, which the run records on the user.
+        fails: decides per record (user, channel or message); by default
+            every record fails.
+        message: the error's message, which the run records on the record.
 
     Attributes:
-        failed: the users it failed, in order.
+        failed: the records it failed, in order.
     """
 
     def __init__(
         self,
-        fails: Callable[[dict[str, Any]], bool] = lambda _user: True,
+        fails: Callable[[dict[str, Any]], bool] = lambda _record: True,
         message: str = "import failed",
     ) -> None:
         super().__init__()
@@ -57,3 +77,10 @@ class FailingImporter(RecordingImporter):
         if self.fails(user):
             self.failed.append(user)
             raise ImportFailed(self.message)
+
+    def _take(self, into: list[dict[str, Any]], record: dict[str, Any]) -> BaseException | None:
+        super()._take(into, record)
+        if not self.fails(record):
+            return None
+        self.failed.append(record)
+        return ImportFailed(self.message)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, cast
 
 import pytest
 from hypothesis import note
@@ -18,8 +19,9 @@ from hypothesis.stateful import (
 )
 
 from importstate.errors import ImportStateError, InvalidTransition, OperationNotFound
-from importstate.importers import BatchCall, Importer, batch_call
+from importstate.importers import BatchCall, Importer, batch_calls
 from importstate.model import Operation
+from importstate.records import kind_of
 from importstate.service import PASSWORD_MASK, ImportService
 from importstate.steps import ProgressStep
 from importstate.testing import strategies as ist
@@ -32,47 +34,64 @@ _FIRST_USER: Final = "rbAXPnMktTFbNpwtJ"
 _USER_IDS: Final = st.sampled_from([_FIRST_USER, "aobEdbYhXfu5hkeqG", "u1"])
 
 
+#: The service's method that stages each type.
+_ADD: Final = {"user": "add_users", "channel": "add_channels", "message": "add_messages"}
+
+
+def _records(invalid: tuple[list[Any], str]) -> list[Any]:
+    return invalid[0]
+
+
 class InjectedFailure(Exception):
-    """The error the machine's importer wrapper raises for a user it was told to fail."""
+    """The error the machine's importer wrapper raises for a record it was told to fail."""
 
 
 class _InjectingImporter:
-    """Wraps the importer under test: fails chosen users, hands the rest to it, records all."""
+    """Wraps the importer under test: fails chosen records, hands the rest to it, records all.
+
+    It imports exactly the types the importer under test imports; records
+    are numbered in the order the run hands them over, across types.
+    """
 
     def __init__(self, importer: Importer) -> None:
-        self.inner: BatchCall = batch_call(importer)
+        self.inner: dict[str, BatchCall] = batch_calls(importer)
         self.inject: frozenset[int] = frozenset()
         self.seen: list[dict[str, Any]] = []
         self.batch_of: list[list[dict[str, Any]]] = []
         self.own_failures: dict[int, BaseException] = {}
+        for data_type in self.inner:
+            setattr(self, kind_of(data_type).importer_method,
+                    functools.partial(self._import_batch, data_type))
 
     def start(self, inject: frozenset[int]) -> None:
         self.inject, self.seen, self.batch_of, self.own_failures = inject, [], [], {}
 
     def injected_message(self, index: int) -> str:
         """What the run stores for an injected failure: the batch's passwords masked."""
-        text = f"injected failure of user #{index}"
+        text = f"injected failure of record #{index}"
         passwords = {
-            user["password"] for user in self.batch_of[index]
-            if isinstance(user.get("password"), str) and user["password"]
+            record["password"] for record in self.batch_of[index]
+            if isinstance(record.get("password"), str) and record["password"]
         }
         for password in sorted(passwords, key=len, reverse=True):
             text = text.replace(password, PASSWORD_MASK)
         return text
 
-    def import_batch(self, users: list[dict[str, Any]]) -> list[BaseException | None]:
+    def _import_batch(
+        self, data_type: str, records: list[dict[str, Any]],
+    ) -> list[BaseException | None]:
         first = len(self.seen)
-        self.seen.extend(users)
-        self.batch_of.extend([users] * len(users))
-        indices = [first + i for i in range(len(users))]
+        self.seen.extend(records)
+        self.batch_of.extend([records] * len(records))
+        indices = [first + i for i in range(len(records))]
         passed = [i for i in indices if i not in self.inject]
         outcomes: dict[int, BaseException | None] = {
-            i: InjectedFailure(f"injected failure of user #{i}")
+            i: InjectedFailure(f"injected failure of record #{i}")
             for i in indices if i in self.inject
         }
         if passed:
             try:
-                results: Sequence[BaseException | None] = self.inner(
+                results: Sequence[BaseException | None] = self.inner[data_type](
                     [self.seen[i] for i in passed],
                 )
             except Exception as exc:  # noqa: BLE001 - the run fails the batch; the model must too
@@ -107,24 +126,29 @@ class ImportServiceMachine(RuleBasedStateMachine):
 
         TestMyService = ImportServiceMachine.with_factory(make_service).TestCase
 
-    Rules: new operation (also with an unregistered importer key), add valid,
-    invalid and empty user lists, run (failing a random subset of users),
+    Rules: new operation (also with an unregistered importer key), add
+    valid, invalid and empty lists of users, channels and messages, run
+    (with or without a selection, failing a random subset of records),
     cancel, clear, letting time pass, and the file importers' loading path
-    (``begin_loading``, ``advance``, ``stage``, ``finish_loading``). After every step, ``status``,
-    ``progress``, ``current_operation`` and ``latest_operations`` must say
-    what the model predicts; at most one operation is valid;
-    ``completed + error <= total``; and once done ``completed + error ==
-    total`` with staging holding exactly the failed users, each with its error.
+    (``begin_loading``, ``advance``, ``stage``, ``finish_loading``). After
+    every step, ``status``, ``progress``, ``selection``,
+    ``current_operation`` and ``latest_operations`` must say what the model
+    predicts; at most one operation is valid; ``completed + error <=
+    total``; and once done ``completed + error == total`` with staging
+    holding exactly the failed records, each with its error. A run must hand
+    the importer the records its selection keeps, users, then channels,
+    then messages, each in staging order; an importer without a method for
+    a type staged must be refused.
 
     The machine sets the service's ``clock`` (time moves only when a rule
-    says so, which exercises the tie-breaking rules) and ``batch_size`` (1-4,
-    so that a few users span several batches), and wraps the importer
-    registered under ``"api"``: users it picks fail with
-    :class:`InjectedFailure`, the rest go to your importer, whose own
-    failures the model then expects (with any message: the service masks
-    the batch's passwords in it and cuts it at 2,000 characters). Subclass the result of
-    :meth:`with_factory` to add rules; ``self.service`` and ``self.model``
-    are there to use.
+    says so, which exercises the tie-breaking rules), ``batch_size`` (1-4)
+    and ``message_batch_size`` (1-6), so that a few records span several
+    batches, and wraps the importer registered under ``"api"``: records it
+    picks fail with :class:`InjectedFailure`, the rest go to your importer,
+    whose own failures the model then expects (with any message: the
+    service masks the batch's passwords in it and cuts it at 2,000
+    characters). Subclass the result of :meth:`with_factory` to add rules;
+    ``self.service`` and ``self.model`` are there to use.
     """
 
     factory: ClassVar[Callable[[], ImportService] | None] = None
@@ -151,7 +175,7 @@ class ImportServiceMachine(RuleBasedStateMachine):
             msg = "the factory's service must register the importer under test as 'api'"
             raise TypeError(msg)
         self.importer = _InjectingImporter(self.service.importers["api"])
-        self.service.importers["api"] = self.importer
+        self.service.importers["api"] = cast("Importer", self.importer)
         self.now = _START
         self.service.clock = lambda: self.now
         self.model = ReferenceModel()
@@ -176,27 +200,38 @@ class ImportServiceMachine(RuleBasedStateMachine):
 
     @initialize(
         batch_size=st.integers(1, 4),
+        message_batch_size=st.integers(1, 6),
         start=st.sampled_from(["none", "new", "loading", "ready", "done"]),
         users=st.lists(ist.users(), min_size=1, max_size=8),
-        fail=st.frozensets(st.integers(0, 7)),
+        channels=st.lists(ist.channels(), max_size=3),
+        data=st.data(),
     )
-    def start(
-        self, batch_size: int, start: str, users: list[dict[str, Any]], fail: frozenset[int],
+    def start(  # noqa: PLR0913 - one argument per drawn part of the start
+        self, *, batch_size: int, message_batch_size: int, start: str,
+        users: list[dict[str, Any]], channels: list[dict[str, Any]], data: st.DataObject,
     ) -> None:
         """Use small batches, and often begin with an operation ready to run, or run.
 
-        Small batches make a handful of users span several batches; starting
-        further along spends the steps on the interesting part.
+        Small batches make a handful of records span several batches; starting
+        further along spends the steps on the interesting part: users,
+        channels and messages in those channels staged, and for ``done`` a
+        run, often with a selection.
         """
         self.service.batch_size = batch_size
+        self.service.message_batch_size = message_batch_size
         if start != "none":
             self.new_operation(_FIRST_USER, registered=True)
         if start == "loading":
             self.begin_loading("users.csv", "text/csv")
         if start in {"ready", "done"}:
             self._add(users)
+            self._add(channels, "channel")
+            self.add_messages(data)
         if start == "done":
-            self._run(lambda size: frozenset(i for i in fail if i < size))
+            if data.draw(st.booleans(), label="with a selection"):
+                self.run_with_a_selection(data)
+            else:
+                self.run(data)
 
     @rule(millis=st.sampled_from([1, 1, 7, 60_000]))
     def tick(self, millis: int) -> None:
@@ -221,16 +256,48 @@ class ImportServiceMachine(RuleBasedStateMachine):
         """``import.addUsers`` with a list SPEC §4 rejects: nothing is staged."""
         self._add(invalid[0])
 
-    def _add(self, users: list[Any]) -> None:
-        if not users:
-            assert self.service.add_users(users) is None
+    @rule(channels=st.lists(ist.channels(), max_size=4))
+    def add_channels(self, channels: list[dict[str, Any]]) -> None:
+        """``add_channels`` with valid channels (an empty list does nothing)."""
+        self._add(channels, "channel")
+
+    @rule(invalid=ist.invalid_channel_lists())
+    def add_invalid_channels(self, invalid: tuple[list[Any], str]) -> None:
+        """``add_channels`` with a list SPEC §8 rejects: nothing is staged."""
+        self._add(invalid[0], "channel")
+
+    @rule(data=st.data())
+    def add_messages(self, data: st.DataObject) -> None:
+        """``add_messages`` with valid messages, often in the channels staged."""
+        rooms = sorted(self._staged_ids("channel")) or ["nowhere"]
+        messages = data.draw(st.lists(
+            ist.messages(rooms=st.sampled_from(rooms) | st.just("elsewhere")), max_size=6,
+        ), label="messages")
+        self._add(messages, "message")
+
+    @rule(invalid=ist.invalid_message_lists())
+    def add_invalid_messages(self, invalid: tuple[list[Any], str]) -> None:
+        """``add_messages`` with a list SPEC §8 rejects: nothing is staged."""
+        self._add(invalid[0], "message")
+
+    def _staged_ids(self, data_type: str) -> set[str]:
+        current = self.model.current
+        return {
+            import_id for record in (current.staged if current else [])
+            if record.data_type == data_type for import_id in record.data["importIds"]
+        }
+
+    def _add(self, records: list[Any], data_type: str = "user") -> None:
+        add = getattr(self.service, _ADD[data_type])
+        if not records:
+            assert add(records) is None
             return
-        refusal = self.model.add_users_refusal(users, self.service.known_roles)
+        refusal = self.model.add_users_refusal(records, self.service.known_roles, data_type)
         if refusal is not None:
-            self._refused(refusal, lambda: self.service.add_users(users))
+            self._refused(refusal, lambda: add(records))
             return
-        updated = self.service.add_users(users)
-        expected = self.model.add_users(users, self.service.default_roles, self.now)
+        updated = add(records)
+        expected = self.model.add_users(records, self.service.default_roles, self.now, data_type)
         self._same(updated, expected.to_wire())
 
     @rule(file=st.sampled_from(["users.csv", "export.zip"]),
@@ -259,22 +326,31 @@ class ImportServiceMachine(RuleBasedStateMachine):
         later = LOADING_STEPS[LOADING_STEPS.index(current.status) + 1:]
         self.advance(data.draw(st.sampled_from(later), label="step"))
 
-    @rule(users=st.lists(ist.users(), max_size=5) | ist.invalid_user_lists().map(lambda p: p[0]))
-    def stage(self, users: list[Any]) -> None:
-        """Stage users while loading, with ``add_users``' checks of the users."""
-        if not users:
-            assert self.service.stage(users) is None
+    @rule(staged=st.one_of(
+        st.tuples(st.lists(ist.users(), max_size=5) | ist.invalid_user_lists().map(_records),
+                  st.just("user")),
+        st.tuples(st.lists(ist.channels(), max_size=3)
+                  | ist.invalid_channel_lists().map(_records), st.just("channel")),
+        st.tuples(st.lists(ist.messages(), max_size=3)
+                  | ist.invalid_message_lists().map(_records), st.just("message")),
+    ))
+    def stage(self, staged: tuple[list[Any], str]) -> None:
+        """Stage records while loading, with the checks of ``add_users`` (and its kin)."""
+        records, data_type = staged
+        if not records:
+            assert self.service.stage(records, data_type) is None
             return
-        invalid = rejection(users, self.service.known_roles)
+        invalid = rejection(records, self.service.known_roles, data_type)
         refusal = self.model.loading_refusal("stage")
         if invalid is not None or refusal is not None:
             # The spec does not order the two checks: either refusal will do.
             with pytest.raises(ImportStateError) as refused:
-                self.service.stage(users)
+                self.service.stage(records, data_type)
             assert str(refused.value) == invalid or self._is_refusal(refused.value, "stage")
             return
-        got = self.service.stage(users)
-        self._same(got, self.model.stage(users, self.service.default_roles, self.now).to_wire())
+        got = self.service.stage(records, data_type)
+        expected = self.model.stage(records, self.service.default_roles, self.now, data_type)
+        self._same(got, expected.to_wire())
 
     @rule()
     def finish_loading(self) -> None:
@@ -303,7 +379,7 @@ class ImportServiceMachine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def run(self, data: st.DataObject) -> None:
-        """``import.run`` with a random subset of users failing."""
+        """``import.run`` with a random subset of records failing."""
         self._run(lambda size: data.draw(
             st.frozensets(st.integers(0, size - 1)) if size else st.just(frozenset()),
             label="fail",
@@ -311,22 +387,35 @@ class ImportServiceMachine(RuleBasedStateMachine):
 
     @rule()
     def run_without_injected_failures(self) -> None:
-        """``import.run`` where only the importer under test may fail users."""
+        """``import.run`` where only the importer under test may fail records."""
         self._run(lambda _size: frozenset())
 
-    def _run(self, inject_among: Callable[[int], frozenset[int]]) -> None:
-        refusal = self.model.run_refusal(self.service.importers)
+    @rule(data=st.data())
+    def run_with_a_selection(self, data: st.DataObject) -> None:
+        """``startImport``: a run of the users and channels a selection keeps."""
+        selection = data.draw(ist.selections(
+            sorted(self._staged_ids("user")), sorted(self._staged_ids("channel")),
+        ), label="selection")
+        self._run(lambda size: data.draw(
+            st.frozensets(st.integers(0, size - 1)) if size else st.just(frozenset()),
+            label="fail",
+        ), selection)
+
+    def _run(
+        self, inject_among: Callable[[int], frozenset[int]],
+        selection: dict[str, Any] | None = None,
+    ) -> None:
+        refusal = self.model.run_refusal(self.service.importers, self.importer.inner)
         if refusal is not None:
-            self._refused(refusal, self.service.run)
+            self._refused(refusal, lambda: self.service.run(selection=selection))
             return
-        current = self.model.current
-        assert current is not None
-        staged = current.staged
-        inject = inject_among(len(staged))
+        order = self.model.run_order(selection)
+        inject = inject_among(len(order))
         self.importer.start(inject)
-        finished = self.service.run()
-        assert self.importer.seen == [record.data for record in staged], (
-            "the importer was not handed the staged users in staging order"
+        finished = self.service.run(selection=selection)
+        assert self.importer.seen == [record.data for record in order], (
+            "the importer was not handed the records the selection keeps: users, channels,"
+            " then messages, each in staging order"
         )
         # The service may mask or shorten an importer's own message: any will do.
         failures: dict[int, str | None] = {
@@ -334,7 +423,7 @@ class ImportServiceMachine(RuleBasedStateMachine):
             for i in sorted(inject | self.importer.own_failures.keys())
         }
         note(f"failures: {failures}")
-        self._same(finished, self.model.run(failures, self.now).to_wire())
+        self._same(finished, self.model.run(failures, self.now, selection).to_wire())
 
     @rule()
     def cancel(self) -> None:
@@ -385,6 +474,17 @@ class ImportServiceMachine(RuleBasedStateMachine):
         }
 
     @invariant()
+    def selection_matches_the_model(self) -> None:
+        """``getImportFileData``: the selection built from staging, ``None`` while preparing."""
+        refusal = self.model.selection_refusal(self.service.importers)
+        if refusal is not None:
+            self._refused(refusal, self.service.selection)
+            return
+        assert self.service.selection() == self.model.selection(self.service.names), (
+            "the selection differs from the spec"
+        )
+
+    @invariant()
     def latest_operations_match_the_model(self) -> None:
         """Newest ``_updatedAt`` first, ties by ``ts`` then creation; 20 by default."""
         everything = len(self.model.operations) + 1
@@ -413,15 +513,18 @@ class ImportServiceMachine(RuleBasedStateMachine):
 
     @invariant()
     def staging_matches_the_model(self) -> None:
-        """The current operation's staged users, in order, each with its errors."""
+        """The current operation's staged records, in order, each with its type and errors."""
         current = self.model.current
-        want = [] if current is None else [(r.data, r.errors) for r in current.staged]
+        want = [] if current is None else [
+            ({"dataType": r.data_type, **r.data}, r.errors) for r in current.staged
+        ]
         got = [
-            (record["data"], [error["message"] for error in record.get("errors", [])])
-            for record in self.service.staged_users()
+            ({"dataType": record["dataType"], **record["data"]},
+             [error["message"] for error in record.get("errors", [])])
+            for record in self.service.staged_records()
         ]
         assert _blank_unpredicted(got, want) == want, (
-            f"staged users differ from the spec:\n  got {got}\n want {want}"
+            f"staged records differ from the spec:\n  got {got}\n want {want}"
         )
 
     @precondition(lambda self: self.model.current is not None
@@ -429,12 +532,12 @@ class ImportServiceMachine(RuleBasedStateMachine):
                   and self.model.current.valid)
     @invariant()
     def done_keeps_exactly_the_failed_users(self) -> None:
-        """After done: every user counted, and staging holds exactly the failed ones."""
+        """After done: every record counted, and staging holds exactly the failed ones."""
         current = self.service.current_operation()
         assert current is not None
         count = current.count
         assert count.get("completed") + count.get("error") == count.get("total")
-        staged = list(self.service.staged_users())
+        staged = list(self.service.staged_records())
         assert len(staged) == count.get("error"), (
             "staging after done does not hold exactly the failed users"
         )

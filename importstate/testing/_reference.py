@@ -1,9 +1,10 @@
-"""A small reference model of SPEC §4-5, written from the text and not from the service.
+"""A small reference model of SPEC §4-5 and §8-9, written from the text, not from the service.
 
 :class:`~importstate.testing.ImportServiceMachine` runs it beside a real
 service and compares them call by call. It knows only what the spec says:
-which operations exist, their status, validity, counts and staged users,
-and the time each was last written.
+which operations exist, their status, validity, counts and staged records
+(users, channels, messages), what a selection keeps, and the time each
+operation was last written.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, Final
 import attrs
 
 from importstate import errors
-from importstate._time import format_time
+from importstate._time import format_time, parse_time
 from importstate.steps import ProgressStep
 
 # SPEC §1-2, restated: the steps of the ``loading`` state, in their natural order.
@@ -35,15 +36,24 @@ _STATE_OF_STEP: Final = {
 }
 
 
+# SPEC §8, restated: the types in the order a run imports them, and what counts each.
+DATA_TYPES: Final = ("user", "channel", "message")
+COUNT_OF: Final = {"user": "users", "channel": "channels", "message": "messages"}
+#: SPEC §9: the selection entry that stands for every direct channel.
+DIRECT_MESSAGES: Final = "__directMessages__"
+_WAITING: Final = (ProgressStep.DOWNLOADING_FILE, *LOADING_STEPS[3:])
+
+
 @attrs.define
 class ModelRecord:
-    """A staged user: the data an importer must receive and its error messages.
+    """A staged record: its type, the data an importer must receive and its error messages.
 
     ``None`` stands for a message the model does not predict (the importer's own).
     """
 
     data: dict[str, Any]
     errors: list[str | None] = attrs.Factory(list)
+    data_type: str = "user"
 
 
 @attrs.define
@@ -100,14 +110,57 @@ def _has_text(value: object) -> bool:
     return isinstance(value, list) and any(isinstance(item, str) and item for item in value)
 
 
-def rejection(users: Sequence[Any], known_roles: Container[str]) -> str | None:
-    """The SPEC §4 message checks 5-6 give for ``users``, or ``None`` if they pass."""
-    for user in users:
-        if not (
-            isinstance(user, dict) and _has_text(user.get("emails"))
-            and _has_text(user.get("importIds"))
-        ):
-            return errors.MissingUserData.message
+def _text(value: object) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def _time(value: object) -> bool:
+    try:
+        parse_time(value, "ts")
+    except errors.WireFormatError:
+        return False
+    return True
+
+
+def _user_ok(user: dict[str, Any]) -> bool:
+    return _has_text(user.get("emails")) and _has_text(user.get("importIds"))
+
+
+def _channel_ok(channel: dict[str, Any]) -> bool:
+    members = channel.get("users", [])
+    return (
+        _has_text(channel.get("importIds")) and _text(channel.get("name"))
+        and channel.get("t", "c") in ("c", "p", "d")
+        and isinstance(members, list) and all(isinstance(m, str) for m in members)
+    )
+
+
+def _message_ok(message: dict[str, Any]) -> bool:
+    author = message.get("u")
+    return (
+        _has_text(message.get("importIds")) and _text(message.get("rid"))
+        and isinstance(author, dict) and _text(author.get("_id"))
+        and isinstance(message.get("msg"), str) and _time(message.get("ts"))
+    )
+
+
+_CHECKS: Final = {
+    "user": (_user_ok, errors.MissingUserData.message),
+    "channel": (_channel_ok, errors.MissingChannelData.message),
+    "message": (_message_ok, errors.MissingMessageData.message),
+}
+
+
+def rejection(
+    users: Sequence[Any], known_roles: Container[str], data_type: str = "user",
+) -> str | None:
+    """The message the checks of SPEC §4 (5-6) and §8 give for the records, or ``None``."""
+    fits, message = _CHECKS[data_type]
+    for record in users:
+        if not (isinstance(record, dict) and fits(record)):
+            return message
+    if data_type != "user":
+        return None
     for user in users:
         roles = user.get("roles", [])
         if not isinstance(roles, list) or not all(
@@ -115,6 +168,43 @@ def rejection(users: Sequence[Any], known_roles: Container[str]) -> str | None:
         ):
             return errors.InvalidRoles.message
     return None
+
+
+def _first(values: object) -> Any:  # noqa: ANN401 - a JSON value
+    return values[0] if isinstance(values, list) and values else None
+
+
+def _chosen(selection: dict[str, Any] | None, name: str) -> list[str] | None:
+    """SPEC §9: the import ids chosen of ``users`` or ``channels``; ``None`` for all of them."""
+    if selection is None or name not in selection or selection[name].get("all", False):
+        return None
+    return list(selection[name].get("list", []))
+
+
+def kept(records: Sequence[ModelRecord], selection: dict[str, Any] | None) -> list[bool]:
+    """SPEC §9: which of the staged ``records`` a run with ``selection`` imports."""
+    users, channels = _chosen(selection, "users"), _chosen(selection, "channels")
+    left_out: set[str] = set()
+    imported: set[str] = set()
+    keep: list[bool] = []
+    for record in records:
+        data, kind = record.data, record.data_type
+        if kind == "user":
+            keep.append(users is None or _first(data["importIds"]) in users)
+        elif kind == "channel":
+            direct = data.get("t") == "d"
+            chosen = channels is None or (
+                DIRECT_MESSAGES in channels if direct else _first(data["importIds"]) in channels
+            )
+            (imported if chosen else left_out).update(data["importIds"])
+            keep.append(chosen)
+        else:
+            keep.append(True)
+    skipped = left_out - imported
+    return [
+        k and not (r.data_type == "message" and r.data["rid"] in skipped)
+        for r, k in zip(records, keep, strict=True)
+    ]
 
 
 @attrs.define
@@ -149,8 +239,10 @@ class ReferenceModel:
             op_id, user, importer_key, len(self.operations), ts=now, updated_at=now,
         ))
 
-    def add_users_refusal(self, users: Sequence[Any], known_roles: Container[str]) -> str | None:
-        """The message ``add_users`` must fail with (checks 2-6 in order), or ``None``."""
+    def add_users_refusal(
+        self, users: Sequence[Any], known_roles: Container[str], data_type: str = "user",
+    ) -> str | None:
+        """The message ``add_users`` (or its kin) fails with, checks 2-6 in order, or ``None``."""
         op = self.current
         if op is None or not op.valid:
             return errors.OperationNotInitialized.message
@@ -158,24 +250,32 @@ class ReferenceModel:
             return errors.OperationCannotReceiveData.message
         if op.state in {"done", "error", "canceled"}:
             return errors.OperationAlreadyFinished.message
-        return rejection(users, known_roles)
+        return rejection(users, known_roles, data_type)
 
     def add_users(self, users: Sequence[dict[str, Any]], default_roles: Sequence[str],
-                  now: dt.datetime) -> ModelOperation:
-        """Stage ``users`` (roles merged) on the current operation; it becomes ready."""
-        op = self.stage(users, default_roles, now)
+                  now: dt.datetime, data_type: str = "user") -> ModelOperation:
+        """Stage records (defaults merged) on the current operation; it becomes ready."""
+        op = self.stage(users, default_roles, now, data_type)
         op.status = ProgressStep.USER_SELECTION
         return op
 
     def stage(self, users: Sequence[dict[str, Any]], default_roles: Sequence[str],
-              now: dt.datetime) -> ModelOperation:
-        """Stage ``users`` (roles merged) on the current operation, keeping its status."""
+              now: dt.datetime, data_type: str = "user") -> ModelOperation:
+        """Stage records of ``data_type`` on the current operation, keeping its status.
+
+        A user's roles get the default ones merged in; a channel without
+        ``t`` is public (``c``), one without ``users`` has none.
+        """
         op = self.current
         assert op is not None  # noqa: S101 - callers check for a refusal first
-        for user in users:
-            roles = list(dict.fromkeys([*user.get("roles", []), *default_roles]))
-            op.staged.append(ModelRecord({**user, "roles": roles}))
-        op.add(total=len(users), users=len(users))
+        for record in users:
+            data = dict(record)
+            if data_type == "user":
+                data["roles"] = list(dict.fromkeys([*record.get("roles", []), *default_roles]))
+            elif data_type == "channel":
+                data = {"t": "c", "users": [], **record}
+            op.staged.append(ModelRecord(data, data_type=data_type))
+        op.add(total=len(users), **{COUNT_OF[data_type]: len(users)})
         op.updated_at = now
         return op
 
@@ -206,8 +306,8 @@ class ReferenceModel:
             setattr(op, name, value)
         return op
 
-    def run_refusal(self, importers: Collection[str]) -> str | None:
-        """The message ``run`` must fail with, or ``None``."""
+    def run_refusal(self, importers: Collection[str], imports: Container[str]) -> str | None:
+        """The message ``run`` must fail with, or ``None``; ``imports``: the types it can import."""
         op = self.current
         if op is None or not op.valid:
             return errors.OperationNotFound.message
@@ -215,18 +315,90 @@ class ReferenceModel:
             return errors.InvalidOperationStatus.message
         if op.importer_key not in importers:
             return errors.ImporterNotDefined.message
+        for data_type in DATA_TYPES:
+            if data_type not in imports and any(r.data_type == data_type for r in op.staged):
+                return f"The importer ({op.importer_key}) cannot import {data_type} records."
         return None
 
-    def run(self, failures: dict[int, str | None], now: dt.datetime) -> ModelOperation:
-        """Finish the current operation's run: ``failures`` maps staging index to message."""
+    def run_order(self, selection: dict[str, Any] | None) -> list[ModelRecord]:
+        """The records a run hands the importer, in order: users, channels, then messages."""
         op = self.current
         assert op is not None  # noqa: S101 - callers check run_refusal first
-        op.add(completed=len(op.staged) - len(failures), error=len(failures))
+        chosen = [r for r, k in zip(op.staged, kept(op.staged, selection), strict=True) if k]
+        return [r for data_type in DATA_TYPES for r in chosen if r.data_type == data_type]
+
+    def run(
+        self, failures: dict[int, str | None], now: dt.datetime,
+        selection: dict[str, Any] | None = None,
+    ) -> ModelOperation:
+        """Finish the current operation's run: ``failures`` maps run order index to message.
+
+        The counts shrink to what ``selection`` keeps when the run starts;
+        the records it leaves out go with the successes at the end.
+        """
+        op = self.current
+        assert op is not None  # noqa: S101 - callers check run_refusal first
+        order = self.run_order(selection)
+        for data_type, name in COUNT_OF.items():
+            if name in op.count:
+                left = sum(1 for r in order if r.data_type == data_type)
+                op.count["total"] -= op.count[name] - left
+                op.count[name] = left
+        op.add(completed=len(order) - len(failures), error=len(failures))
         for index, message in failures.items():
-            op.staged[index].errors.append(message)
+            order[index].errors.append(message)
         op.staged = [record for record in op.staged if record.errors]
         op.status, op.updated_at = ProgressStep.DONE, now
         return op
+
+    def selection(self, names: dict[str, str]) -> dict[str, Any] | None:
+        """SPEC §9: what ``selection()`` must return for the current operation.
+
+        Callers check :meth:`selection_refusal` first.
+        """
+        op = self.current
+        assert op is not None  # noqa: S101 - callers check selection_refusal first
+        if op.status in _WAITING:
+            return None
+        users, channels, direct = [], [], False
+        for record in op.staged:
+            data = record.data
+            if record.data_type == "user":
+                users.append({
+                    "user_id": data["importIds"][0], "username": data.get("username"),
+                    "email": data["emails"][0], "is_deleted": bool(data.get("deleted")),
+                    "is_bot": data.get("type") == "bot", "do_import": True,
+                    "is_email_taken": False,
+                })
+            elif record.data_type == "channel" and data.get("t") == "d":
+                direct = True
+            elif record.data_type == "channel":
+                channels.append({
+                    "channel_id": data["importIds"][0], "name": data["name"],
+                    "is_archived": bool(data.get("archived")), "do_import": True,
+                    "is_private": data.get("t") == "p", "is_direct": False,
+                })
+        if direct:
+            channels.append({
+                "channel_id": DIRECT_MESSAGES, "name": DIRECT_MESSAGES, "is_archived": False,
+                "do_import": True, "is_private": False, "is_direct": True,
+            })
+        return {
+            "name": names.get(op.importer_key, op.importer_key), "users": users,
+            "channels": channels, "contacts": [],
+            "message_count": sum(1 for r in op.staged if r.data_type == "message"),
+        }
+
+    def selection_refusal(self, importers: Collection[str]) -> str | None:
+        """The message ``selection()`` must fail with, or ``None``."""
+        op = self.current
+        if op is None:
+            return errors.OperationNotFound.message
+        if op.importer_key not in importers:
+            return errors.ImporterNotDefined.message
+        if op.status in _WAITING and not op.valid:
+            return errors.InvalidImportOperation.message
+        return None
 
     def cancel_refusal(self) -> str | None:
         """The message ``cancel`` must fail with, or ``None``."""

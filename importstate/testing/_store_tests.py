@@ -48,8 +48,19 @@ def _user(name: str) -> dict[str, Any]:
             "nested": {"n": [1, "é", None, 2.5, True]}}
 
 
-def _records(*names: str) -> list[NewRecord]:
-    return [NewRecord(f"r-{name}", json.dumps(_user(name)), "user") for name in names]
+def _records(*names: str, data_type: str = "user") -> list[NewRecord]:
+    return [NewRecord(f"r-{name}", json.dumps(_user(name)), data_type) for name in names]
+
+
+_TYPES: Final = ("user", "channel", "message")
+
+
+def _mixed(tx: Transaction, operation_id: str) -> None:
+    """Stage users, channels and messages of the operation, their types interleaved."""
+    for turn in range(2):
+        for data_type in _TYPES:
+            tx.stage(operation_id, _records(f"{data_type}{turn}a", f"{data_type}{turn}b",
+                                            data_type=data_type))
 
 
 def _two_operations(tx: Transaction, first: list[str], second: list[str]) -> tuple[str, str]:
@@ -131,6 +142,7 @@ class StoreTests(_Handles[Store]):
             assert tx.valid_operations() == []
             assert tx.get(_operation(1).id) is None
             assert tx.staged(_operation(1).id, after=None, limit=10) == []
+            assert tx.pending(_operation(1).id, "user", after=None, limit=10) == []
 
     # -- operations ------------------------------------------------------------------------
 
@@ -324,21 +336,70 @@ class StoreTests(_Handles[Store]):
             tx.staged(op.id, after=None, limit=1)[0].data["username"] = "changed by a reader"
             assert _usernames(tx.staged(op.id, after=None, limit=1)) == ["a"]
 
-    def test_pending_reads_the_positions_and_data_staged_reads(self, store: Store) -> None:
+    def test_staged_lists_every_type_in_staging_order(self, store: Store) -> None:
+        op = _operation(1)
         with store.transaction() as tx:
-            first, _second = _two_operations(tx, ["a", "b", "c"], ["x"])
+            tx.insert(op)
+            _mixed(tx, op.id)
         with store.reading() as tx:
-            pending = getattr(tx, "pending", None)
-            if pending is None:
-                pytest.skip("the store has no pending(): runs read with staged()")
-            staged = tx.staged(first, after=None, limit=10)
-            assert [(r.position, r.data) for r in pending(first, after=None, limit=10)] == [
+            staged = tx.staged(op.id, after=None, limit=100)
+        assert [(r.data_type, r.data["username"]) for r in staged] == [
+            (data_type, f"{data_type}{turn}{half}")
+            for turn in range(2) for data_type in _TYPES for half in "ab"
+        ]
+
+    @pytest.mark.parametrize("data_type", _TYPES)
+    def test_pending_reads_one_type_of_what_staged_reads(
+        self, store: Store, data_type: str,
+    ) -> None:
+        first, second = _operation(1).id, _operation(2).id
+        with store.transaction() as tx:
+            tx.insert(_operation(1))
+            tx.insert(_operation(2))
+            _mixed(tx, first)
+            _mixed(tx, second)
+        with store.reading() as tx:
+            staged = [r for r in tx.staged(first, after=None, limit=100)
+                      if r.data_type == data_type]
+            pending = tx.pending(first, data_type, after=None, limit=100)
+            assert [(r.position, r.data) for r in pending] == [
                 (r.position, r.data) for r in staged
-            ]
+            ], f"pending({data_type!r}) is not the {data_type} records staged reads"
             after = staged[0].position
-            assert [r.position for r in pending(first, after=after, limit=1)] == [
-                staged[1].position
-            ]
+            assert [r.position for r in tx.pending(first, data_type, after=after, limit=2)] == [
+                r.position for r in staged[1:3]
+            ], "pending pages by position within its type"
+            assert tx.pending(first, data_type, after=staged[-1].position, limit=10) == []
+
+    def test_deselected_records_are_left_out_of_pending_but_staged(self, store: Store) -> None:
+        with store.transaction() as tx:
+            first, second = _two_operations(tx, ["a", "b", "c"], ["x"])
+            a, b, c = tx.staged(first, after=None, limit=10)
+            (x,) = tx.staged(second, after=None, limit=10)
+            tx.deselect(first, [b.position, x.position])  # x is not the first operation's
+            tx.deselect(first, [])
+        with store.reading() as tx:
+            assert [r.position for r in tx.pending(first, "user", after=None, limit=10)] == [
+                a.position, c.position,
+            ], "a deselected record was read for the run"
+            assert _usernames(tx.staged(first, after=None, limit=10)) == ["a", "b", "c"], (
+                "staged must still list a deselected record"
+            )
+            assert _usernames(tx.staged(second, after=None, limit=10)) == ["x"]
+            assert [r.position for r in tx.pending(second, "user", after=None, limit=10)] == [
+                x.position,
+            ], "deselect touched another operation's record"
+
+    def test_remove_succeeded_removes_the_deselected_records(self, store: Store) -> None:
+        with store.transaction() as tx:
+            first, _second = _two_operations(tx, ["a", "b", "c"], [])
+            a, b, _c = tx.staged(first, after=None, limit=10)
+            tx.deselect(first, [a.position])
+            tx.record_errors(first, [(b.position, {"message": "failed"})])
+        with store.transaction() as tx:
+            assert tx.remove_succeeded(first) == 2
+        with store.reading() as tx:
+            assert _usernames(tx.staged(first, after=None, limit=10)) == ["b"]
 
     def test_record_errors_appends_every_error_in_order(self, store: Store) -> None:
         op = _operation(1)
@@ -436,6 +497,7 @@ class StoreTests(_Handles[Store]):
                 operations,
                 tx.valid_operations(),
                 [tx.staged(op.id, after=None, limit=1000) for op in operations],
+                [tx.pending(op.id, "user", after=None, limit=1000) for op in operations],
                 [(tx.checkpoint(op.id), tx.heartbeat(op.id)) for op in operations],
             )
 
@@ -446,6 +508,9 @@ class StoreTests(_Handles[Store]):
         "record_errors": lambda tx: tx.record_errors(_operation(1).id, [
             (r.position, {"message": "lost"}) for r in tx.staged(_operation(1).id, after=None,
                                                                   limit=10)
+        ]),
+        "deselect": lambda tx: tx.deselect(_operation(1).id, [
+            r.position for r in tx.staged(_operation(1).id, after=None, limit=10)
         ]),
         "remove_succeeded": lambda tx: tx.remove_succeeded(_operation(1).id),
         "unstage_all": lambda tx: tx.unstage_all(),

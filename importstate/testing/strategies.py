@@ -1,4 +1,4 @@
-"""Hypothesis strategies for importstate's values: steps, states, operations, users, calls.
+"""Hypothesis strategies for importstate's values: steps, states, operations, records, calls.
 
 Every strategy gives values the library accepts (or, for
 :func:`invalid_user_lists`, rejects in a known way), so a downstream test
@@ -24,20 +24,32 @@ from typing import Any, Final, Literal, TypeAlias
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from importstate import _users
-from importstate._time import epoch_millis, to_millis_precision
-from importstate.errors import InvalidRoles, MissingUserData
+from importstate import _staging
+from importstate._time import epoch_millis, format_time, to_millis_precision
+from importstate.errors import (
+    InvalidRoles,
+    MissingChannelData,
+    MissingMessageData,
+    MissingRecordData,
+    MissingUserData,
+)
 from importstate.model import Count, Failure, Operation
+from importstate.selection import DIRECT_MESSAGES
 from importstate.steps import ProgressStep, State, state_of, steps_of
 from importstate.testing._calls import ServiceCall
 
 __all__ = [
     "TS_FORMS",
     "TsForm",
+    "channels",
     "events",
+    "invalid_channel_lists",
+    "invalid_message_lists",
     "invalid_user_lists",
+    "messages",
     "operations",
     "progress_steps",
+    "selections",
     "states",
     "users",
     "wire_documents",
@@ -243,7 +255,7 @@ def _with_blanks(values: st.SearchStrategy[str]) -> st.SearchStrategy[list[str]]
     )
 
 
-def users(roles: Collection[str] = _users.KNOWN_ROLES) -> st.SearchStrategy[dict[str, Any]]:
+def users(roles: Collection[str] = _staging.KNOWN_ROLES) -> st.SearchStrategy[dict[str, Any]]:
     """A valid import user (SPEC §4): ``emails`` and ``importIds``, optional fields.
 
     Every user passes ``add_users``' checks for a service whose known roles
@@ -296,7 +308,7 @@ def _bad_roles(user: dict[str, Any], known: Collection[str]) -> st.SearchStrateg
 
 def invalid_user_lists(
     error: type[MissingUserData | InvalidRoles] | None = None,
-    roles: Collection[str] = _users.KNOWN_ROLES,
+    roles: Collection[str] = _staging.KNOWN_ROLES,
 ) -> st.SearchStrategy[tuple[list[Any], str]]:
     """``(users, message)``: a list ``add_users`` rejects, and the exact SPEC §4 message.
 
@@ -336,6 +348,166 @@ def _invalid_list(
         bad = draw(_bad_roles(template, roles))
     good.insert(draw(st.integers(0, len(good))), bad)
     return good, kind.message
+
+
+def _ids(ids: st.SearchStrategy[str] | None) -> st.SearchStrategy[str]:
+    return ids if ids is not None else _NAMES
+
+
+def channels(
+    members: st.SearchStrategy[str] | None = None,
+) -> st.SearchStrategy[dict[str, Any]]:
+    """A valid import channel (SPEC §8): ``importIds`` and ``name``, optional fields.
+
+    ``t`` is ``c``, ``p`` or ``d`` when present; ``members`` draws the user
+    import ids of ``users`` and ``u._id`` (any names by default).
+
+    >>> from importstate.testing import strategies as ist
+    >>> channel = ist.channels().example()
+    >>> any(channel["importIds"]) and channel["name"] != ""
+    True
+    """
+    people = _ids(members)
+    return st.fixed_dictionaries(
+        {"importIds": _with_blanks(_NAMES), "name": _NAMES},
+        optional={
+            "t": st.sampled_from(_staging.CHANNEL_TYPES),
+            "users": st.lists(people, max_size=3),
+            "u": st.builds(lambda creator: {"_id": creator}, people),
+            "topic": _TEXT,
+            "description": _TEXT,
+            "archived": st.booleans(),
+            "ts": _times().map(format_time),
+        },
+    )
+
+
+def _message_times() -> st.SearchStrategy[str | int]:
+    return st.one_of(_times().map(format_time), _times().map(epoch_millis))
+
+
+def messages(
+    rooms: st.SearchStrategy[str] | None = None,
+    authors: st.SearchStrategy[str] | None = None,
+) -> st.SearchStrategy[dict[str, Any]]:
+    """A valid import message (SPEC §8): ``importIds``, ``rid``, ``u``, ``msg`` and ``ts``.
+
+    ``rooms`` draws ``rid`` (a channel's import id) and ``authors`` ``u._id``
+    (any names by default); ``ts`` is ISO-8601 or epoch milliseconds, ``msg``
+    may be empty.
+
+    >>> from importstate.testing import strategies as ist
+    >>> message = ist.messages(rooms=st.just("general")).example()
+    >>> message["rid"]
+    'general'
+    """
+    return st.fixed_dictionaries(
+        {
+            "importIds": _with_blanks(_NAMES),
+            "rid": _ids(rooms),
+            "u": st.builds(lambda author: {"_id": author}, _ids(authors)),
+            "msg": _TEXT,
+            "ts": _message_times(),
+        },
+        optional={
+            "tmid": _NAMES,
+            "attachments": st.lists(st.fixed_dictionaries({"title": _TEXT}), max_size=2),
+            "reactions": st.dictionaries(
+                st.builds(":{}:".format, _NAMES),
+                st.fixed_dictionaries({"usernames": st.lists(_NAMES, max_size=2)}),
+                max_size=2,
+            ),
+        },
+    )
+
+
+#: Ways a channel or message lacks (or has a wrong) required field: (field, bad values).
+_BAD_FIELDS: Final[dict[type[MissingRecordData], dict[str, list[Any]]]] = {
+    MissingChannelData: {
+        "importIds": [None, "general", [], [""], [7]],
+        "name": [None, "", 7, ["general"]],
+        "t": ["x", "", None, ["c"]],
+        "users": ["ann", [7], {"ann": True}],
+    },
+    MissingMessageData: {
+        "importIds": [None, "m1", [], [""], [None]],
+        "rid": [None, "", 7, ["general"]],
+        "u": [None, "ann", {}, {"_id": ""}, {"_id": 7}],
+        "msg": [None, 7, ["hi"]],
+        "ts": [None, "", "yesterday", 1.5, True, [1635280600083]],
+    },
+}
+
+
+@st.composite
+def _invalid_records(
+    draw: st.DrawFn,
+    error: type[MissingRecordData],
+    valid: st.SearchStrategy[dict[str, Any]],
+) -> tuple[list[Any], str]:
+    good = draw(st.lists(valid, max_size=4))
+    fields = _BAD_FIELDS[error]
+    template = draw(valid)
+    field = draw(st.sampled_from(sorted(fields)))
+    not_objects = st.sampled_from([None, "general", 42, [template]])
+    broken = st.sampled_from(fields[field]).map(lambda bad: {**template, field: bad})
+    dropped = st.just({k: v for k, v in template.items() if k != field})
+    optional = field in {"t", "users"}  # these may be absent, but not wrong
+    bad = draw(not_objects | broken | (st.nothing() if optional else dropped))
+    good.insert(draw(st.integers(0, len(good))), bad)
+    return good, error.message
+
+
+def invalid_channel_lists() -> st.SearchStrategy[tuple[list[Any], str]]:
+    """``(channels, message)``: a list ``add_channels`` rejects, and the exact message.
+
+    One entry is not an object, or lacks ``importIds`` or ``name``, or has
+    a wrong ``t`` or ``users``; the message is ``Channels are missing
+    required data.``
+
+    >>> from importstate.testing import strategies as ist
+    >>> ist.invalid_channel_lists().example()[1]
+    'Channels are missing required data.'
+    """
+    return _invalid_records(MissingChannelData, channels())
+
+
+def invalid_message_lists() -> st.SearchStrategy[tuple[list[Any], str]]:
+    """``(messages, message)``: a list ``add_messages`` rejects, and the exact message.
+
+    One entry is not an object, or lacks (or has a wrong) ``importIds``,
+    ``rid``, ``u``, ``msg`` or ``ts``; the message is ``Messages are missing
+    required data.``
+
+    >>> from importstate.testing import strategies as ist
+    >>> ist.invalid_message_lists().example()[1]
+    'Messages are missing required data.'
+    """
+    return _invalid_records(MissingMessageData, messages())
+
+
+def _choice(ids: Sequence[str]) -> st.SearchStrategy[dict[str, Any]]:
+    listed = st.lists(st.sampled_from(ids), unique=True) if ids else st.just([])
+    return st.fixed_dictionaries({}, optional={"all": st.booleans(), "list": listed})
+
+
+def selections(
+    users: Sequence[str] = (), channels: Sequence[str] = (),
+) -> st.SearchStrategy[dict[str, Any]]:
+    """A selection to start a run with (SPEC §9): ``{users?: {all?, list?}, channels?: ...}``.
+
+    Lists are drawn from ``users`` and ``channels`` (import ids; channels
+    may also list ``__directMessages__``) and a few unknown ids.
+
+    >>> from importstate.testing import strategies as ist
+    >>> set(ist.selections(["ann"], ["general"]).example()) <= {"users", "channels"}
+    True
+    """
+    unknown = ["nobody", "nowhere"]
+    return st.fixed_dictionaries({}, optional={
+        "users": _choice([*users, *unknown]),
+        "channels": _choice([*channels, DIRECT_MESSAGES, *unknown]),
+    })
 
 
 def _calls(max_users: int) -> st.SearchStrategy[ServiceCall]:

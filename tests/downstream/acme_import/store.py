@@ -11,7 +11,7 @@ import threading
 from contextlib import contextmanager
 
 from importstate import Operation
-from importstate.stores import StagedRecord
+from importstate.stores import Pending, StagedRecord
 
 
 class Database:
@@ -96,6 +96,7 @@ class _Transaction:
             self.data["staged"].append({
                 "position": self.data["position"], "operation": operation_id, "_id": record.id,
                 "data": record.json, "dataType": record.data_type, "errors": [],
+                "selected": True,
             })
 
     def _staged(self, operation_id):
@@ -108,6 +109,18 @@ class _Transaction:
                          tuple(copy.deepcopy(s["errors"])))
             for s in later[:limit]
         ]
+
+    def pending(self, operation_id, data_type, *, after, limit):
+        later = [s for s in self._staged(operation_id)
+                 if (after is None or s["position"] > after)
+                 and s["dataType"] == data_type and s["selected"]]
+        return [Pending(s["position"], json.loads(s["data"])) for s in later[:limit]]
+
+    def deselect(self, operation_id, positions):
+        left_out = set(positions)
+        for s in self._staged(operation_id):
+            if s["position"] in left_out:
+                s["selected"] = False
 
     def record_errors(self, operation_id, errors):
         by_position = {s["position"]: s for s in self._staged(operation_id)}

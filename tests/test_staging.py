@@ -1,4 +1,4 @@
-"""The users' side of staging (`importstate._users`): encoding and the records handed to a store."""
+"""Staging (`importstate._staging`): encoding, and the records handed to a store."""
 
 import datetime as dt
 import json
@@ -7,8 +7,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from importstate import _users
+from importstate import _staging
+from importstate.records import DataType, kind_of
 from importstate.stores import NewRecord
+
+USERS = kind_of(DataType.USER)
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -19,24 +22,24 @@ JSON = st.recursive(
 
 @given(value=JSON)
 def test_a_value_is_encoded_as_compact_json_dumps_writes_it(value):
-    assert _users._encode(value) == json.dumps(value, separators=(",", ":"))
+    assert _staging._encode(value) == json.dumps(value, separators=(",", ":"))
 
 
 def test_a_value_json_cannot_hold_is_a_type_error():
     with pytest.raises(TypeError, match="datetime"):
-        _users._encode({"when": dt.datetime.now(dt.UTC)})
+        _staging._encode({"when": dt.datetime.now(dt.UTC)})
 
 
 def test_a_user_that_contains_itself_is_a_value_error():
     user: dict[str, object] = {"emails": ["a@example.com"], "importIds": ["a"]}
     user["self"] = user
     with pytest.raises(ValueError, match="Circular reference"):
-        _users.prepare([user])
+        _staging.prepare(USERS, [user])
 
 
 def test_prepared_records_read_as_new_records_every_way():
     users = [{"emails": [f"{n}@example.com"], "importIds": [str(n)]} for n in range(5)]
-    records = _users.prepare(users)
+    records = _staging.prepare(USERS, users)
     listed = list(records)
     assert len(records) == 5
     assert all(type(record) is NewRecord for record in listed)

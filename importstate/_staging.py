@@ -1,4 +1,10 @@
-"""Checks 5 and 6 of ``add_users`` (SPEC §4): the shape of import users."""
+"""What may be staged: the shape of users, channels and messages (SPEC §4 checks 5-6, §8).
+
+Every record given is checked before any is encoded, and each kind's
+defaults are merged in as it is encoded (a user's roles, a channel's ``t``
+and ``users``), so a store is handed text to copy and an importer the whole
+record.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +14,17 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, Final, overload
 
 from importstate._ids import new_ids
-from importstate.errors import InvalidRoles, InvalidUserList, MissingUserData
+from importstate._time import parse_time
+from importstate.errors import InvalidRoles, WireFormatError
+from importstate.records import DataType, RecordKind
 from importstate.stores import NewRecord
 
 #: Roles a staged user may carry unless the service is given others.
 KNOWN_ROLES: Final = ("user", "admin", "bot", "app", "guest", "livechat-agent")
 #: Roles every staged user gets, merged in without duplicates.
 DEFAULT_ROLES: Final = ("user",)
+#: A channel's ``t``: public, private, direct; the first is the default (SPEC §8).
+CHANNEL_TYPES: Final = ("c", "p", "d")
 
 def _refuse(value: object) -> object:
     msg = f"Object of type {type(value).__name__} is not JSON serializable"
@@ -52,15 +62,15 @@ def _encode(value: object) -> str:
         raise ValueError(msg) from None
 
 
-def as_user_list(users: object) -> list[Any]:
-    """``users`` as a list.
+def as_list(records: object, kind: RecordKind) -> list[Any]:
+    """``records`` as a list.
 
     Raises:
-        InvalidUserList: ``users`` is not a list (or tuple).
+        InvalidRecordList: ``records`` is not a list (or tuple); the kind's subclass.
     """
-    if not isinstance(users, list | tuple):
-        raise InvalidUserList(type(users).__name__)
-    return list(users)
+    if not isinstance(records, list | tuple):
+        raise kind.not_a_list(type(records).__name__)
+    return list(records)
 
 
 def _has_text(value: object) -> bool:
@@ -72,13 +82,49 @@ def _has_text(value: object) -> bool:
     return False
 
 
-def _first_missing_data(users: Sequence[Any]) -> int | None:
-    for index, user in enumerate(users):
-        if not (
-            isinstance(user, dict)
-            and _has_text(user.get("emails"))
-            and _has_text(user.get("importIds"))
-        ):
+def _is_text(value: object) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def _user_fits(user: object) -> bool:
+    return (
+        isinstance(user, dict)
+        and _has_text(user.get("emails"))
+        and _has_text(user.get("importIds"))
+    )
+
+
+def _channel_fits(channel: object) -> bool:
+    if not (isinstance(channel, dict) and _has_text(channel.get("importIds"))
+            and _is_text(channel.get("name"))):
+        return False
+    members = channel.get("users", [])
+    return (
+        channel.get("t", CHANNEL_TYPES[0]) in CHANNEL_TYPES
+        and isinstance(members, list) and all(isinstance(member, str) for member in members)
+    )
+
+
+def _message_fits(message: object) -> bool:
+    if not (isinstance(message, dict) and _has_text(message.get("importIds"))
+            and _is_text(message.get("rid")) and isinstance(message.get("msg"), str)):
+        return False
+    author = message.get("u")
+    return isinstance(author, dict) and _is_text(author.get("_id")) and _is_time(message.get("ts"))
+
+
+def _is_time(value: object) -> bool:
+    """ISO-8601 or epoch milliseconds (an integer, or its digits), as SPEC §3 reads times."""
+    try:
+        parse_time(value, "ts")
+    except WireFormatError:
+        return False
+    return True
+
+
+def _first_misfit(records: Sequence[Any], fits: Callable[[object], bool]) -> int | None:
+    for index, record in enumerate(records):
+        if not fits(record):
             return index
     return None
 
@@ -96,26 +142,31 @@ def _check_roles(users: Sequence[dict[str, Any]], known: Collection[str]) -> Non
 
 
 def prepare(
-    users: Sequence[Any],
+    kind: RecordKind,
+    records: Sequence[Any],
     *,
     known_roles: Collection[str] = KNOWN_ROLES,
     default_roles: Sequence[str] = DEFAULT_ROLES,
 ) -> Records:
-    """Check every user, then build the records to stage (roles merged).
+    """Check every record of ``kind``, then build the records to stage (defaults merged).
 
-    Every user is checked for data before any is checked for roles (SPEC §4).
+    Every record is checked for its data before any user is checked for
+    roles (SPEC §4); ``known_roles`` and ``default_roles`` concern users only.
 
     Raises:
-        MissingUserData: an entry is not an object, or lacks a non-empty
-            string in ``emails`` or in ``importIds``.
+        MissingRecordData: an entry is not an object or lacks required data
+            (the kind's subclass, e.g. :class:`~importstate.MissingUserData`).
         InvalidRoles: a user's ``roles`` is not a list of known roles.
     """
-    missing = _first_missing_data(users)
-    if missing is not None:
-        raise MissingUserData(missing)
-    _check_roles(users, known_roles)
-    encode = _with_roles(default_roles)
-    return Records(new_ids(len(users)), [encode(user) for user in users], "user")
+    fits, encoder = _SHAPES[kind.data_type]
+    misfit = _first_misfit(records, fits)
+    if misfit is not None:
+        raise kind.missing(misfit)
+    if kind.data_type is DataType.USER:
+        _check_roles(records, known_roles)
+    encode = encoder(default_roles)
+    texts = [encode(record) for record in records]
+    return Records(new_ids(len(records)), texts, kind.data_type.value)
 
 
 class Records(Sequence[NewRecord]):
@@ -149,7 +200,10 @@ class Records(Sequence[NewRecord]):
             yield new(NewRecord, (record_id, text, kind))
 
 
-def _with_roles(default_roles: Sequence[str]) -> Callable[[dict[str, Any]], str]:
+_Encoder = Callable[[dict[str, Any]], str]
+
+
+def _with_roles(default_roles: Sequence[str]) -> _Encoder:
     """An encoder of one user as JSON text with the default roles merged in.
 
     A merged copy is made only when the roles change, and dropped once
@@ -172,3 +226,29 @@ def _with_roles(default_roles: Sequence[str]) -> Callable[[dict[str, Any]], str]
         return encode({**user, "roles": list(dict.fromkeys([*roles, *defaults]))})
 
     return encoded
+
+
+def _with_channel_defaults(_default_roles: Sequence[str]) -> _Encoder:
+    """An encoder of one channel with ``t`` (public) and ``users`` (none) filled in when absent."""
+    encode = _encode
+
+    def encoded(channel: dict[str, Any]) -> str:
+        if "t" in channel and "users" in channel:
+            return encode(channel)
+        return encode({"t": CHANNEL_TYPES[0], "users": [], **channel})
+
+    return encoded
+
+
+def _as_given(_default_roles: Sequence[str]) -> _Encoder:
+    """An encoder of one record as it was given (messages have no defaults)."""
+    return _encode
+
+
+#: Each kind's check of one record, and the encoder that merges its defaults in.
+_Shape = tuple[Callable[[object], bool], Callable[[Sequence[str]], _Encoder]]
+_SHAPES: Final[dict[DataType, _Shape]] = {
+    DataType.USER: (_user_fits, _with_roles),
+    DataType.CHANNEL: (_channel_fits, _with_channel_defaults),
+    DataType.MESSAGE: (_message_fits, _as_given),
+}
