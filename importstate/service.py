@@ -213,7 +213,7 @@ class ImportService:
     def _check_loading(operation: Operation | None) -> Operation:
         if operation is None or not operation.valid:
             raise OperationNotFound
-        if operation.state is not State.LOADING:
+        if not machine.allows(Event.FINISH_LOADING, operation.state):  # i.e. while loading
             raise InvalidTransition(operation.state, Event.STAGE, "only while loading")
         return operation
 
