@@ -11,7 +11,13 @@ from http_server import Server, add_user
 
 from importstate import UsersTableImporter
 from importstate.accounts import PERMISSIONS, Accounts
-from importstate.errors import ApiUserExists, UnknownApiUser, UnknownPermission
+from importstate.errors import (
+    ApiUserExists,
+    EmptyPassword,
+    InvalidApiUserName,
+    UnknownApiUser,
+    UnknownPermission,
+)
 
 PASSWORD = "correct horse"  # noqa: S105 - a made-up credential
 
@@ -104,6 +110,25 @@ def test_names_and_permissions_are_checked(accounts):
     with pytest.raises(ValueError, match="non-empty name"):
         accounts.add("")
     assert [user.name for user in accounts.users()] == ["alice"]
+
+
+@pytest.mark.parametrize("name", ["", " ", "\t\n", "ann\nbob", "ann\x1b[31m", "ann\u200e",
+                                  "ann\u2028"])
+def test_blank_names_and_control_characters_are_refused(accounts, name):
+    with pytest.raises(InvalidApiUserName) as caught:
+        accounts.add(name)
+    assert caught.value.name == name
+    assert accounts.users() == []
+
+
+def test_an_empty_password_is_refused_but_none_is_no_password(accounts):
+    with pytest.raises(EmptyPassword):
+        accounts.add("alice", password="")
+    assert accounts.users() == []
+    user, _ = accounts.add("alice", password=None)
+    assert not user.has_password
+    # Spaces inside a name, or as a password, are fine.
+    accounts.add("Ann Lee, ops", password=" ")  # noqa: S106 - made up
 
 
 def test_api_users_live_beside_the_imported_users(db, accounts):
