@@ -175,7 +175,7 @@ def test_users_subcommands(db):
     (("users", "add", "carol", "--permission", "admin"),
      "unknown permission 'admin' (known: run-import, view-import-operations)"),
     (("users", "revoke", "nobody"), "no API user named 'nobody'"),
-    (("serve", "--max-body", "-1"), "--max-body must not be negative"),
+    (("serve", "--max-body", "-1"), "--max-body must not be negative, got -1"),
 ])
 def test_users_subcommand_errors_are_one_line(db, args, message):
     done = run_cli(*args, db=db)
