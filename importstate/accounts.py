@@ -20,13 +20,20 @@ import os
 import secrets
 import sqlite3
 import threading
+import unicodedata
 from collections.abc import Iterable, Iterator
 from typing import Final
 
 import attrs
 
 from importstate._time import epoch_millis, from_epoch_millis, utc_now
-from importstate.errors import ApiUserExists, UnknownApiUser, UnknownPermission
+from importstate.errors import (
+    ApiUserExists,
+    EmptyPassword,
+    InvalidApiUserName,
+    UnknownApiUser,
+    UnknownPermission,
+)
 
 __all__ = [
     "PERMISSIONS",
@@ -58,6 +65,8 @@ _SCRYPT_LEN: Final = 32
 # Rocket.Chat's user ids: 17 characters from an alphabet without look-alikes.
 _ID_ALPHABET: Final = "23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz"
 _ID_LENGTH: Final = 17
+#: Unicode categories a name must not hold: controls, format characters, line breaks.
+_CONTROL: Final = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS api_users (
@@ -145,11 +154,12 @@ class Accounts:
         Raises:
             UnknownPermission: a permission outside :data:`PERMISSIONS`.
             ApiUserExists: the name is taken (by a revoked user too).
-            ValueError: the name is empty.
+            InvalidApiUserName: the name is empty, only spaces, or holds a control character.
+            EmptyPassword: ``password`` is ``""`` (``None`` is no password).
         """
-        if not name:
-            msg = "an API user needs a non-empty name"
-            raise ValueError(msg)
+        _check_name(name)
+        if password == "":
+            raise EmptyPassword
         held = frozenset(permissions)
         for permission in sorted(held - set(PERMISSIONS)):
             raise UnknownPermission(permission, PERMISSIONS)
@@ -347,3 +357,17 @@ def _decoy() -> str:
     use, not at import: every pytest run loads importstate (its plugin).
     """
     return _hash_password("", b"importstate-decoy")
+
+
+def _check_name(name: str) -> None:
+    # A name is typed at login and shown in listings: a blank one cannot be
+    # told apart, and control characters (an escape, a newline) rewrite the
+    # terminal that lists it.
+    if not name:
+        raise InvalidApiUserName(name, "an API user needs a non-empty name")
+    if not name.strip():
+        raise InvalidApiUserName(name, "an API user needs a non-empty name, not only spaces")
+    if any(unicodedata.category(char) in _CONTROL for char in name):
+        raise InvalidApiUserName(
+            name, f"an API user's name must not hold control characters (got {name!r})",
+        )

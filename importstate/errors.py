@@ -12,13 +12,16 @@ from typing import ClassVar
 
 __all__ = [
     "ApiUserExists",
+    "CannotListen",
     "DatabaseBusy",
     "DuplicateChannel",
     "DuplicateUser",
+    "EmptyPassword",
     "GraphvizNotFound",
     "ImportStateError",
     "ImporterCannotImport",
     "ImporterNotDefined",
+    "InvalidApiUserName",
     "InvalidChannelList",
     "InvalidImportOperation",
     "InvalidMessageList",
@@ -327,6 +330,27 @@ class ApiUserExists(ImportStateError):
         self.name = name
 
 
+class InvalidApiUserName(ImportStateError, ValueError):
+    """An API user's name is empty, blank or holds control characters.
+
+    Attributes:
+        name: the name given.
+    """
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+class EmptyPassword(ImportStateError, ValueError):
+    """An API user was given an empty password (no password at all is ``None``)."""
+
+    message = (
+        "an empty password cannot be used to log in;"
+        " leave the password out for a user that only uses its token"
+    )
+
+
 class UnknownApiUser(ImportStateError):
     """No API user has this name.
 
@@ -368,6 +392,24 @@ class PostgresUnreachable(ImportStateError):
     def __init__(self, reason: str) -> None:
         super().__init__(f"--dsn: cannot connect to PostgreSQL: {reason}")
         self.reason = reason
+
+
+class CannotListen(ImportStateError):
+    """``importstate serve`` could not listen on its address (taken, unknown host, no permission).
+
+    Attributes:
+        host: the address asked for.
+        port: the port asked for.
+        reason: the operating system's reason.
+        in_use: another socket listens there already.
+    """
+
+    def __init__(self, host: str, port: int, reason: str, *, in_use: bool = False) -> None:
+        super().__init__(f"cannot listen on {host}:{port}: {reason}")
+        self.host = host
+        self.port = port
+        self.reason = reason
+        self.in_use = in_use
 
 
 class DatabaseBusy(ImportStateError):

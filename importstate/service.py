@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+import itertools
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final, Literal
 
 from importstate import _run, _staging, machine
@@ -11,7 +12,9 @@ from importstate._run import MAX_ERROR_MESSAGE, PASSWORD_MASK, valid_current
 from importstate._time import utc_now
 from importstate.errors import (
     InvalidImportOperation,
+    InvalidRoles,
     InvalidTransition,
+    MissingUserData,
     OperationAlreadyFinished,
     OperationCannotReceiveData,
     OperationNotFound,
@@ -265,7 +268,7 @@ class ImportService:
     def _check_loading(operation: Operation | None) -> Operation:
         if operation is None or not operation.valid:
             raise OperationNotFound
-        if operation.state is not State.LOADING:
+        if not machine.allows(Event.FINISH_LOADING, operation.state):  # i.e. while loading
             raise InvalidTransition(operation.state, Event.STAGE, "only while loading")
         return operation
 
@@ -537,8 +540,64 @@ class ImportService:
             yield from page
             after = page[-1].position
 
+    # -- staging a stream ------------------------------------------------------------------
+
+    def add_users_from(self, chunks: Iterable[Sequence[Any]]) -> Operation | None:
+        """Stage a stream of users, chunk by chunk, in one transaction; all or none.
+
+        For input too large to hold as one list (a file read as it is
+        parsed): each chunk is checked and staged as it arrives, so memory
+        holds one chunk at a time; the counts and the move to
+        ``importer_user_selection`` are written once, at the end. The first
+        bad user rolls back every chunk staged before it, and so does an
+        exception raised by the iterable itself. The checks are those of
+        :meth:`add_users`, with one difference a stream imposes: a chunk is
+        checked for data and roles before the next one is read, so the first
+        bad user of the stream is the one reported.
+
+        The store's write lock is held from the first non-empty chunk to the
+        last: other writers wait for the whole stream (up to the store's
+        timeout).
+
+        Returns the updated operation, or ``None`` when there is no user at
+        all (the operation is then not looked at).
+
+        Raises:
+            InvalidUserList: a chunk is not a list.
+            OperationNotInitialized: no current valid operation.
+            OperationCannotReceiveData: it is loading or importing.
+            OperationAlreadyFinished: it is done, failed or cancelled.
+            MissingUserData: as for ``add_users``; ``index`` counts from the stream's first user.
+            InvalidRoles: same.
+        """
+        users_kind = kind_of(DataType.USER)
+        lists = (users for chunk in chunks if (users := _staging.as_list(chunk, users_kind)))
+        first = next(lists, None)
+        if first is None:
+            return None
+        with self.store.reading() as tx:  # a refused stream takes no write lock
+            self._check_receiving(tx.current())
+        with self.store.transaction() as tx:
+            operation = self._check_receiving(tx.current())
+            staged = 0
+            for users in itertools.chain([first], lists):
+                tx.stage(operation.id, self._prepare_at(users, staged))
+                staged += len(users)
+            added = operation.count.added(total=staged, users=staged)
+            updated = operation.fire(Event.STAGE, at=self.clock(), count=added)
+            tx.update(updated)
+        return updated
+
+    def _prepare_at(self, users: Sequence[Any], offset: int) -> Sequence[NewRecord]:
+        """``_prepare`` of a chunk whose first user is the stream's ``offset``-th."""
+        try:
+            return self._prepare(kind_of(DataType.USER), users)
+        except MissingUserData as exc:
+            raise MissingUserData(offset + exc.index) from None
+        except InvalidRoles as exc:
+            raise InvalidRoles(offset + exc.index, exc.role) from None
+
 
 def _added(operation: Operation, kind: RecordKind, records: Sequence[NewRecord]) -> Count:
     """The operation's counts with ``records`` of ``kind`` staged: the kind's and the total."""
     return operation.count.added(total=len(records), **{kind.count: len(records)})
-

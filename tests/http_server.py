@@ -34,10 +34,10 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def cli(*args, db):
+def cli(*args, db, stdin=None):
     done = subprocess.run(
         [sys.executable, "-m", "importstate", *args, "--db", str(db)],
-        capture_output=True, text=True, timeout=60, check=False,
+        input=stdin, capture_output=True, text=True, timeout=60, check=False,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -48,8 +48,8 @@ def add_user(db, name, *permissions, password=None):
     args = ["users", "add", name, "--json"]
     args += [arg for p in permissions for arg in ("--permission", p)]
     if password is not None:
-        args += ["--password", password]
-    return json.loads(cli(*args, db=db))
+        args += ["--password-stdin"]
+    return json.loads(cli(*args, db=db, stdin=None if password is None else password + "\n"))
 
 
 def headers(credentials):

@@ -1,15 +1,23 @@
+import importlib.metadata
 import json
 import os
+import pty
+import re
+import select
 import signal
+import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import click
 import pytest
 
 import importstate.cli
-from importstate import ImportService, SQLiteStore, diagrams
-from importstate.cli import _context, _userfile
+from importstate import Accounts, ImportService, SQLiteStore, UsersTableImporter, diagrams
+from importstate._setup import open_setup
+from importstate.cli import _userfile
 
 # Runs the command line with the built-in importer slowed down, so a test can
 # interrupt an import that is still going.
@@ -78,7 +86,13 @@ def staged(db, users):
     cli("add-users", "-", db=db, stdin=json.dumps(users), check_status=0)
 
 
+def empty_database(db):
+    SQLiteStore(db).close()
+    return db
+
+
 def test_status_of_an_empty_database_is_none(db):
+    empty_database(db)
     assert as_json(cli("status", "--json", db=db)) == {"state": "none"}
 
 
@@ -192,24 +206,42 @@ def test_a_missing_file_is_one_line(db, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("users", "message"),
+    ("users", "line", "reason"),
     [
-        ([user(1), {"emails": ["b@example.com"]}], "Users are missing required data."),
-        ([user(1), "not a user"], "Users are missing required data."),
-        ([user(1, roles=["user", "owner"])], "One or more of the users have been assigned invalid roles."),  # noqa: E501
+        ([user(1), {"emails": ["b@example.com"]}], 2, 'user is missing "importIds"'),
+        ([user(1), {"importIds": ["2"]}], 2, 'user is missing "emails"'),
+        ([user(1), user(2, emails="b@example.com")], 2,
+         'user\'s "emails" must be a list of strings, got a string'),
+        ([user(1), user(2, importIds=["", 3])], 2, 'user has no non-empty string in "importIds"'),
+        ([user(1), "not a user"], 2, "expected a user object, got a string"),
+        ([user(1, roles=["user", "owner"])], 1,
+         'role "owner" is not one of admin, app, bot, guest, livechat-agent, user'),
+        ([user(1), user(2, roles="admin")], 2,
+         'user\'s "roles" must be a list of role names, got a string'),
     ],
 )
-def test_invalid_users_give_the_spec_message_and_stage_nothing(db, tmp_path, users, message):
+def test_invalid_users_are_named_by_their_line_and_stage_nothing(db, tmp_path, users, line, reason):
     cli("new", "--user", "admin", db=db, check_status=0)
-    done = cli("add-users", str(write_json(tmp_path / "u.json", users)), db=db, check_status=1)
-    assert done.stderr == f"importstate: {message}\n"
+    path = write_lines(tmp_path / "users.jsonl", map(json.dumps, users))
+    done = cli("add-users", str(path), db=db, check_status=1)
+    assert done.stderr == f"importstate: {path}: line {line}: {reason}\n"
     assert_nothing_staged(db)
+
+
+def test_an_invalid_user_of_a_json_array_is_named_by_the_line_it_starts_on(db, tmp_path):
+    cli("new", "--user", "admin", db=db, check_status=0)
+    path = write_json(tmp_path / "users.json", [user(1), user(2), {"emails": ["x@example.com"]}])
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), start=1)
+                if text.strip() == '"x@example.com"') - 2
+    done = cli("add-users", str(path), db=db, check_status=1)
+    assert done.stderr == f'importstate: {path}: line {line}: user is missing "importIds"\n'
 
 
 def test_add_users_without_an_operation_is_refused(db, tmp_path):
     done = cli("add-users", str(write_json(tmp_path / "u.json", [user(1)])), db=db,
                check_status=1)
-    assert done.stderr == "importstate: Import operation not initialized.\n"
+    assert done.stderr == ("importstate: Import operation not initialized. There is no import"
+                           " operation yet: run `importstate new` first.\n")
 
 
 def test_run_imports_and_failures_lists_the_duplicates(db):
@@ -238,13 +270,15 @@ def test_run_for_people_reports_the_outcome(db):
 
 def test_run_without_an_operation_is_refused(db):
     done = cli("run", db=db, check_status=1)
-    assert done.stderr == "importstate: error-operation-not-found\n"
+    assert done.stderr == ("importstate: error-operation-not-found: there is no import operation"
+                           " yet: run `importstate new` first\n")
 
 
 def test_run_before_users_are_staged_is_refused(db):
-    cli("new", "--user", "admin", db=db, check_status=0)
+    op = as_json(cli("new", "--user", "admin", "--json", db=db))
     done = cli("run", db=db, check_status=1)
-    assert done.stderr == "importstate: error-invalid-operation-status\n"
+    assert done.stderr == (f"importstate: error-invalid-operation-status: operation {op['_id']}"
+                           " has no users yet: stage some with `importstate add-users FILE`\n")
 
 
 def test_operations_prints_a_bare_array_newest_first(db):
@@ -260,6 +294,7 @@ def test_operations_prints_a_bare_array_newest_first(db):
 
 
 def test_operations_on_an_empty_database(db):
+    empty_database(db)
     assert as_json(cli("operations", "--json", db=db)) == []
     assert "no import operations" in cli("operations", db=db, check_status=0).stdout
 
@@ -270,7 +305,9 @@ def test_cancel_then_cancel_again(db):
     assert op["status"] == "importer_import_cancelled"
     assert status_in_process(db)["state"] == "canceled"
     done = cli("cancel", db=db, check_status=1)
-    assert done.stderr == "importstate: The current import operation is already finished.\n"
+    assert done.stderr == (
+        "importstate: The current import operation is already finished. Operation"
+        f" {op['_id']} has ended (canceled): `importstate new` starts another.\n")
 
 
 def test_clear_invalidates_and_empties_staging(db):
@@ -350,7 +387,8 @@ def test_demo_refuses_a_bad_fail_rate(tmp_path):
 def test_usage_errors_exit_2_without_a_traceback():
     done = cli("frobnicate")
     assert done.returncode == 2
-    assert "invalid choice" in done.stderr
+    assert "Error: No such command 'frobnicate'." in done.stderr
+    assert "Try 'importstate --help' for help." in done.stderr
 
 
 @pytest.mark.parametrize(
@@ -387,7 +425,8 @@ def test_the_error_names_the_first_line_that_does_not_parse(text, line):
 def test_a_byte_order_mark_is_accepted(tmp_path):
     path = tmp_path / "u.json"
     path.write_bytes(b'\xef\xbb\xbf[{"a": 1}]')
-    assert _userfile.read_users(str(path)) == [{"a": 1}]
+    with _userfile.open_users(str(path)) as reader:
+        assert list(reader.chunks()) == [[{"a": 1}]]
 
 
 def test_demo_json_prints_only_the_final_status(tmp_path):
@@ -407,10 +446,12 @@ def test_svg_through_the_command_line_runs_dot(db, tmp_path):
     assert out.read_text() == "<svg/>\n"
 
 
-def test_a_group_of_subcommands_has_its_help_line(monkeypatch):
-    monkeypatch.setattr(_context, "GROUPS", {})
-    _context.group("users", "manage the API users")
-    assert "manage the API users" in _context.build_parser().format_help()
+def test_a_group_of_subcommands_has_its_help_line():
+    top = cli("--help", check_status=0).stdout
+    assert "users       Manage the API users of `importstate serve`." in top
+    group = cli("users", "--help", check_status=0).stdout
+    assert "The accounts that may call the REST API, not the imported users." in group
+    assert all(f"  {name} " in group for name in ("add", "list", "revoke"))
 
 
 def test_a_db_that_is_not_sqlite_is_one_line(tmp_path):
@@ -422,6 +463,491 @@ def test_a_db_that_is_not_sqlite_is_one_line(tmp_path):
 
 def test_the_public_api_of_the_command_line():
     assert importstate.cli.__all__ == [
-        "COMMANDS", "DEFAULT_DB", "GROUPS", "INTERRUPTED", "Command", "CommandError", "Context",
-        "Handler", "Option", "build_parser", "command", "group", "main", "option",
+        "DEFAULT_DB", "INTERRUPTED", "TERMINATED", "CommandError", "Context", "Terminated", "cli",
+        "main", "pass_context",
     ]
+
+
+# -- Click's conventions: --version, global options anywhere, completion, NO_COLOR ---------
+
+
+def test_version_is_the_installed_one():
+    done = cli("--version", check_status=0)
+    assert done.stdout == f"importstate, version {importlib.metadata.version('importstate')}\n"
+
+
+def test_global_options_go_before_or_after_the_subcommand(db):
+    staged(db, [user(1)])
+    after = as_json(cli("status", "--json", db=db))
+    before = subprocess.run(
+        [sys.executable, "-m", "importstate", "--db", str(db), "--json", "status"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )
+    mixed = subprocess.run(
+        [sys.executable, "-m", "importstate", "--json", "status", "--db", str(db)],
+        capture_output=True, text=True, check=True, timeout=60,
+    )
+    assert json.loads(before.stdout) == json.loads(mixed.stdout) == after
+    in_group = subprocess.run(
+        [sys.executable, "-m", "importstate", "--db", str(db), "users", "--json", "add", "ann"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )
+    assert set(json.loads(in_group.stdout)) == {"userId", "authToken"}
+
+
+@pytest.mark.parametrize(("shell", "expected"), [
+    ("bash", "complete -o nosort -F _importstate_completion importstate"),
+    ("zsh", "#compdef importstate"),
+    ("fish", "complete --no-files --command importstate"),
+])
+def test_shell_completion_scripts(shell, expected):
+    done = cli(env={"_IMPORTSTATE_COMPLETE": f"{shell}_source"}, check_status=0)
+    assert expected in done.stdout
+
+
+def test_shell_completion_completes_subcommands_and_options():
+    env = {"_IMPORTSTATE_COMPLETE": "bash_complete", "COMP_WORDS": "importstate st",
+           "COMP_CWORD": "1"}
+    assert cli(env=env, check_status=0).stdout.split() == ["plain,status"]
+    env = {**env, "COMP_WORDS": "importstate failures --ex", "COMP_CWORD": "2"}
+    assert cli(env=env, check_status=0).stdout.split() == ["plain,--export"]
+
+
+def on_terminal(*args, answers=(), env=None):
+    """Run the command line on a pseudo-terminal, typing each answer at a prompt ending in ": ".
+
+    Returns its exit status and everything it wrote to the terminal.
+    """
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the terminal is its stdin, stdout, stderr and controlling tty
+        os.execve(sys.executable, [sys.executable, "-m", "importstate", *args],  # noqa: S606 - no shell wanted
+                  {**os.environ, "TERM": "xterm-256color", **(env or {})})
+    output, pending = b"", list(answers)
+    try:
+        while select.select([fd], [], [], 60)[0]:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+            if pending and output.endswith(b": "):
+                os.write(fd, pending.pop(0).encode() + b"\r")
+    finally:
+        os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
+
+
+def test_no_color_turns_colour_off_on_a_terminal(db):
+    staged(db, [user(1)])
+    status, coloured = on_terminal("status", "--db", str(db), env={"NO_COLOR": ""})
+    assert status == 0
+    assert "\x1b[34m" in coloured  # ready is blue
+    status, plain = on_terminal("status", "--db", str(db), env={"NO_COLOR": "1"})
+    assert status == 0
+    assert "ready" in plain
+    assert not re.search("\x1b\\[[0-9;]*3[0-9]m", plain)  # no foreground colour at all
+
+
+# -- one line on stderr and exit 1; usage errors exit 2; no traceback anywhere ------------
+
+
+def every_command(group=importstate.cli.cli, path=()):
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from every_command(command, (*path, name))
+        else:
+            yield (*path, name), command
+
+
+def bad_invocations(missing_db):
+    """(arguments, expected exit status) for every command: bad arguments of every kind."""
+    for path, command in every_command():
+        arguments = [p for p in command.params if isinstance(p, click.Argument)]
+        given = ["x"] * len(arguments)
+        yield [*path, *given, "--no-such-option"], 2
+        yield [*path, *given, "and", "more", "arguments"], 2
+        if arguments:
+            yield list(path), 2
+        for param in command.params:
+            if not isinstance(param, click.Option) or param.name in {"db_option", "help"}:
+                continue
+            flag = param.opts[0]
+            if isinstance(param.type, click.types.IntParamType | click.types.FloatParamType):
+                yield [*path, *given, flag, "not-a-number"], 2
+                yield [*path, *given, flag, "-99999"], 1
+            if isinstance(param.type, click.Choice):
+                yield [*path, *given, flag, "no-such-choice"], 2
+    for path in (["status"], ["operations"], ["failures"], ["diagram", "--current"],
+                 ["users", "list"]):
+        yield [*path, "--db", str(missing_db)], 1
+
+
+def run_all(invocations, cwd):
+    """Run each invocation (at most 8 at a time); (arguments, expected, status, stderr)."""
+    results, queue, running = [], list(invocations), []
+    env = {**os.environ, "COLUMNS": "200"}
+    while queue or running:
+        while queue and len(running) < 8:
+            args, expected = queue.pop()
+            process = subprocess.Popen(
+                [sys.executable, "-m", "importstate", *args], stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=cwd, env=env,
+            )
+            running.append((args, expected, process))
+        args, expected, process = running.pop(0)
+        _, stderr = process.communicate(timeout=120)
+        results.append((args, expected, process.returncode, stderr))
+    return results
+
+
+def test_every_command_with_bad_arguments_fails_without_a_traceback(tmp_path):
+    missing = tmp_path / "mistyped.db"
+    results = run_all(bad_invocations(missing), cwd=tmp_path)
+    assert len(results) > 60
+    for args, expected, status, stderr in results:
+        assert "Traceback" not in stderr, (args, stderr)
+        assert status == expected, (args, stderr)
+        if expected == 1:
+            assert stderr.startswith("importstate: "), (args, stderr)
+            assert stderr.count("\n") == 1, (args, stderr)
+        else:
+            assert "Try 'importstate" in stderr, (args, stderr)
+    assert not missing.exists()
+    assert list(tmp_path.iterdir()) == [], "a refused command created a file"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("users", "add", ""), "an API user needs a non-empty name"),
+    (("users", "add", "   "), "an API user needs a non-empty name, not only spaces"),
+    (("users", "add", "ann\x1b[2J"), ("an API user's name must not hold control characters"
+                                      " (got 'ann\\x1b[2J')")),
+    (("serve", "--port", "99999"), "--port must be between 1 and 65535, got 99999"),
+    (("serve", "--port", "0"), "--port must be between 1 and 65535, got 0"),
+    (("run", "--workers", "0"), "--workers must be at least 1, got 0"),
+    (("failures", "--limit", "-1"), "--limit must be at least 0, got -1"),
+])
+def test_bad_values_are_one_line(db, args, message):
+    done = cli(*args, db=db, check_status=1)
+    assert done.stderr == f"importstate: {message}\n"
+
+
+def test_a_port_in_use_is_one_line_and_nothing_else(db):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = cli("serve", "--port", str(port), db=db, check_status=1)
+    assert done.stdout == ""
+    assert done.stderr == (f"importstate: cannot listen on 127.0.0.1:{port}: address already in"
+                           " use: is another server running there? choose another --port\n")
+    assert not db.exists()
+
+
+@pytest.mark.parametrize("command", ["status", "operations", "failures", "users list"])
+def test_read_only_commands_refuse_a_database_that_does_not_exist(tmp_path, command):
+    mistyped = tmp_path / "imports.bd"
+    done = cli(*command.split(), db=mistyped, check_status=1)
+    assert done.stderr == (f"importstate: {mistyped}: no such database (check --db or"
+                           " $IMPORTSTATE_DB; `importstate new` creates one)\n")
+    assert not mistyped.exists()
+
+
+def test_diagram_current_refuses_a_database_that_does_not_exist(tmp_path):
+    cli("diagram", db=tmp_path / "nope.db", check_status=0)  # without --current: no database
+    done = cli("diagram", "--current", db=tmp_path / "nope.db", check_status=1)
+    assert "no such database" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def wait_for_a_committed_batch(db, running):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert running.poll() is None, running.communicate()
+        count = status_in_process(db)["operation"].get("count", {})
+        if count.get("completed", 0) > 0:
+            return
+        time.sleep(0.01)
+    raise AssertionError("no batch was committed")
+
+
+def test_sigterm_during_run_holds_it_at_a_batch_boundary_for_resume(db):
+    staged(db, [user(n) for n in range(2000)])
+    running = subprocess.Popen(
+        [sys.executable, "-c", SLOW_RUN, "run", "--db", str(db)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    wait_for_a_committed_batch(db, running)
+    running.send_signal(signal.SIGTERM)
+    stdout, stderr = running.communicate(timeout=60)
+    assert "Traceback" not in stderr
+    assert running.returncode == 143
+    assert stderr.endswith(
+        "importstate: terminated: the import stopped at a batch boundary and stays importing at"
+        " its checkpoint; `importstate resume` continues it\n")
+    assert "importing (" in stdout
+    status = status_in_process(db)
+    assert status["state"] == "importing"
+    count = status["operation"]["count"]
+    assert 0 < count["completed"] < 2000
+    assert count["completed"] % 50 == 0
+
+    refused = cli("run", db=db, check_status=1)
+    assert refused.stderr == (
+        f"importstate: error-invalid-operation-status: operation {status['operation']['_id']} is"
+        " importing; if its run stopped (a crash, SIGTERM), `importstate resume` continues it"
+        " from its checkpoint\n")
+    resumed = as_json(cli("resume", "--json", db=db))
+    assert resumed["state"] == "done"
+    assert resumed["operation"]["count"]["completed"] == 2000
+    importer = UsersTableImporter(db)
+    try:
+        assert importer.count() == 2000
+    finally:
+        importer.close()
+
+
+def test_sigterm_while_staging_stages_nothing(db, tmp_path):
+    cli("new", "--user", "admin", db=db, check_status=0)
+    path = tmp_path / "users.jsonl"
+    # A reader that never ends: the command is stopped while staging.
+    os.mkfifo(path)
+    running = subprocess.Popen(
+        [sys.executable, "-m", "importstate", "add-users", str(path), "--db", str(db)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    with path.open("w") as fifo:
+        fifo.write("".join(json.dumps(user(n)) + "\n" for n in range(3000)))
+        fifo.flush()
+        time.sleep(1)
+        running.send_signal(signal.SIGTERM)
+        _, stderr = running.communicate(timeout=60)
+    assert running.returncode == 143
+    assert stderr == "importstate: terminated\n"
+    assert_nothing_staged(db)
+
+
+# -- API users' passwords: asked on a terminal, or read from stdin -------------------------
+
+
+def can_log_in(db, name, password):
+    accounts = Accounts(db)
+    try:
+        return accounts.login(name, password) is not None
+    finally:
+        accounts.close()
+
+
+def test_password_stdin_sets_the_password(db):
+    done = cli("users", "add", "ann", "--password-stdin", "--json", db=db, stdin="s3cret pass\n",
+               check_status=0)
+    assert set(json.loads(done.stdout)) == {"userId", "authToken"}
+    assert done.stderr == ""
+    assert can_log_in(db, "ann", "s3cret pass")
+    assert not can_log_in(db, "ann", "s3cret pass\n")
+
+
+@pytest.mark.parametrize("stdin", ["", "\n", "\r\n"])
+def test_an_empty_password_is_refused(db, stdin):
+    done = cli("users", "add", "ann", "--password-stdin", db=db, stdin=stdin, check_status=1)
+    assert done.stderr == ("importstate: an empty password cannot be used to log in; leave the"
+                           " password out for a user that only uses its token\n")
+    assert "ann" not in cli("users", "list", db=db, check_status=0).stdout
+
+
+def test_password_without_a_terminal_points_at_password_stdin(db):
+    done = cli("users", "add", "ann", "--password", db=db, stdin="s3cret\n", check_status=1)
+    assert done.stderr == ("importstate: --password asks on a terminal, and standard input is not"
+                           " one; pipe the password to --password-stdin instead\n")
+
+
+def test_a_password_on_the_command_line_still_works_with_a_warning(db):
+    done = cli("users", "add", "ann", "--password", "s3cret", db=db, check_status=0)
+    assert "visible to other users (ps)" in done.stderr
+    assert can_log_in(db, "ann", "s3cret")
+
+
+def test_password_alone_asks_twice_on_a_terminal_without_echo(db):
+    status, screen = on_terminal(
+        "users", "add", "ann", "--password", "--db", str(db),
+        answers=["first-try", "mistyped", "s3cret", "s3cret"],
+    )
+    assert status == 0, screen
+    assert screen.count("Password: ") == 2
+    assert "Repeat for confirmation: " in screen
+    assert "do not match" in screen
+    assert "s3cret" not in screen
+    assert "first-try" not in screen
+    assert "X-Auth-Token:" in screen
+    assert can_log_in(db, "ann", "s3cret")
+
+
+# -- output: piped is never folded or cut; thousands separators; plurals -------------------
+
+
+def test_piped_tables_are_neither_folded_nor_cut(db):
+    long_user = "an-operator-with-a-rather-long-login-name"
+    ids = [as_json(cli("new", "--user", long_user, "--json", db=db))["_id"] for _ in range(2)]
+    staged(db, [user(1), user(2, username="U1", emails=["a-long-address@example.com"])])
+    cli("run", db=db, check_status=0)
+    narrow = {"COLUMNS": "40"}
+    table = cli("operations", db=db, env=narrow, check_status=0).stdout
+    rows = [line for line in table.splitlines() if any(i in line for i in ids)]
+    assert len(rows) == 2
+    assert all(long_user in row and "invalid" not in row for row in rows)
+    assert "…" not in table
+    failures = cli("failures", db=db, env=narrow, check_status=0).stdout
+    assert "username 'U1' is already taken by user 'id-1'" in failures
+    assert "a-long-address@example.com" in failures
+    assert "…" not in failures
+
+
+def test_numbers_have_thousands_separators_and_plurals_are_right(db, tmp_path):
+    cli("new", "--user", "admin", db=db, check_status=0)
+    one = cli("add-users", str(write_json(tmp_path / "one.json", [user(0)])), db=db,
+              check_status=0)
+    assert re.fullmatch(r"staged 1 user; operation \w+ is ready with 1 user in total\n", one.stdout)
+    path = write_lines(tmp_path / "many.jsonl", [json.dumps(user(n)) for n in range(1, 1500)])
+    many = cli("add-users", str(path), db=db, check_status=0)
+    assert re.fullmatch(r"staged 1,499 users; operation \w+ is ready with 1,500 users in total\n",
+                        many.stdout)
+    assert "count        total 1,500, users 1,500" in cli("status", db=db, check_status=0).stdout
+    run = cli("run", db=db, env={"COLUMNS": "120"}, check_status=0)
+    assert "1,500/1,500" in run.stderr
+    assert "done (1,500 imported, 0 failed, 1,500 total)" in run.stdout
+
+
+def test_progress_is_one_short_line_on_a_narrow_console(db):
+    staged(db, [user(n) for n in range(120)])
+    run = cli("run", db=db, env={"COLUMNS": "40"}, check_status=0)
+    lines = run.stderr.splitlines()
+    assert lines
+    assert all(len(line) <= 40 for line in lines), lines
+    assert lines[-1].startswith("importing 120/120, 0 failed, ")
+
+
+def test_the_progress_display_on_a_terminal_fits_its_width(db):
+    staged(db, [user(n) for n in range(120)])
+    status, screen = on_terminal("run", "--db", str(db), env={"COLUMNS": "50", "NO_COLOR": "1"})
+    assert status == 0, screen
+    shown = [re.sub("\x1b\\[[0-9;?]*[A-Za-z]", "", line) for line in screen.splitlines()]
+    assert any(line.startswith("importing 120/120") for line in shown), shown
+    assert all(len(line) <= 50 for line in shown if line.startswith("importing")), shown
+
+
+# -- failures --limit and --export, and retry ----------------------------------------------
+
+
+def with_failures(db, failed=3):
+    users = [user(n, password=f"pw-{n}") for n in range(10)]
+    users += [user(100 + n, username=f"U{n}", password="hunter2")  # noqa: S106 - made up
+              for n in range(failed)]
+    staged(db, users)
+    cli("run", db=db, check_status=0)
+
+
+def test_failures_limit(db):
+    with_failures(db)
+    shown = cli("failures", "--limit", "1", db=db, check_status=0).stdout
+    assert "id-100" in shown
+    assert "id-101" not in shown
+    assert "... and 2 more failed users (--limit N shows more, --export FILE writes them all)" \
+        in shown
+    assert [f["data"]["importIds"] for f in as_json(cli("failures", "--json", "--limit", "2",
+                                                        db=db))] == [["id-100"], ["id-101"]]
+    assert as_json(cli("failures", "--json", "--limit", "0", db=db)) == []
+    assert len(as_json(cli("failures", "--json", db=db))) == 3
+
+
+def test_failures_export_writes_json_lines_with_masked_passwords(db, tmp_path):
+    with_failures(db)
+    out = tmp_path / "failed.jsonl"
+    done = cli("failures", "--export", str(out), db=db, check_status=0)
+    assert done.stdout == ""
+    assert done.stderr == f"wrote 3 failed users to {out} (passwords masked)\n"
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["data"]["importIds"] for r in records] == [["id-100"], ["id-101"], ["id-102"]]
+    assert all(r["data"]["password"] == "[password]" for r in records)  # noqa: S105 - the mask
+    assert all("already taken" in r["errors"][0]["message"] for r in records)
+    assert "hunter2" not in out.read_text()
+    one = cli("failures", "--export", "-", "--limit", "1", db=db, check_status=0).stdout
+    assert [json.loads(line)["data"]["importIds"] for line in one.splitlines()] == [["id-100"]]
+
+
+def test_retry_starts_a_new_operation_with_the_failed_users(db):
+    with_failures(db)
+    old = status_in_process(db)["operation"]
+    done = cli("retry", "--user", "admin", db=db, check_status=0)
+    new = status_in_process(db)
+    assert new["state"] == "ready"
+    assert new["operation"]["_id"] != old["_id"]
+    assert new["operation"]["count"] == {"total": 3, "users": 3}
+    assert done.stdout == (f"operation {new['operation']['_id']} is ready with the 3 failed users"
+                           f" of operation {old['_id']}: `importstate run` imports them\n")
+    setup = open_setup(db)
+    try:
+        retried = [r["data"] for r in setup.service.staged_users()]
+    finally:
+        setup.close()
+    assert [u["importIds"] for u in retried] == [["id-100"], ["id-101"], ["id-102"]]
+    assert {u["password"] for u in retried} == {"hunter2"}  # the real ones, not the mask
+    assert all("errors" not in u for u in retried)
+    # They fail again until the duplicates are fixed: the same users, the same reason.
+    final = as_json(cli("run", "--json", db=db))
+    assert final["operation"]["count"]["error"] == 3
+
+
+@pytest.mark.parametrize(("setup", "message"), [
+    ("nothing", "there is no import operation to retry: run `importstate new` first"),
+    ("ready", "has not run yet (state ready): `importstate run` runs it"),
+    ("clean", "has no failed users to retry"),
+])
+def test_retry_refusals_are_one_line(db, setup, message):
+    empty_database(db)
+    if setup == "ready":
+        staged(db, [user(1)])
+    elif setup == "clean":
+        staged(db, [user(1)])
+        cli("run", db=db, check_status=0)
+    before = status_in_process(db)
+    done = cli("retry", db=db, check_status=1)
+    assert done.stderr.startswith("importstate: ")
+    assert done.stderr.endswith(f"{message}\n")
+    assert status_in_process(db) == before
+
+
+# -- the README's command table is the commands' own help ----------------------------------
+
+
+def usage(command):
+    pieces = []
+    for param in command.params:
+        if isinstance(param, click.Argument):
+            pieces.append(param.metavar or param.name.upper())
+        elif param.opts[0] not in {"--db", "--dsn", "--json", "-h"}:
+            flag = param.opts[0]
+            if param.is_flag:
+                pieces.append(f"[{flag}]")
+            elif isinstance(param.type, click.Choice):
+                choices = "\\|".join(param.type.choices)  # a | inside a Markdown table cell
+                pieces.append(f"[{flag} {choices}]")
+            else:
+                pieces.append(f"[{flag} {param.metavar or param.name.upper()}]")
+    return " ".join(pieces)
+
+
+def command_table():
+    rows = ["| command | what it does |", "|---|---|"]
+    for path, command in every_command():
+        summary = " ".join(command.help.split())
+        name = " ".join((*path, usage(command))).strip()
+        rows.append(f"| `{name}` | {summary} |")
+    return "\n".join(rows) + "\n"
+
+
+def test_the_readme_command_table_is_the_commands_help():
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    table = command_table()
+    assert table in readme, "the README's command table should read:\n" + table

@@ -11,7 +11,13 @@ from http_server import Server, add_user
 
 from importstate import UsersTableImporter
 from importstate.accounts import PERMISSIONS, Accounts
-from importstate.errors import ApiUserExists, UnknownApiUser, UnknownPermission
+from importstate.errors import (
+    ApiUserExists,
+    EmptyPassword,
+    InvalidApiUserName,
+    UnknownApiUser,
+    UnknownPermission,
+)
 
 PASSWORD = "correct horse"  # noqa: S105 - a made-up credential
 
@@ -106,6 +112,25 @@ def test_names_and_permissions_are_checked(accounts):
     assert [user.name for user in accounts.users()] == ["alice"]
 
 
+@pytest.mark.parametrize("name", ["", " ", "\t\n", "ann\nbob", "ann\x1b[31m", "ann\u200e",
+                                  "ann\u2028"])
+def test_blank_names_and_control_characters_are_refused(accounts, name):
+    with pytest.raises(InvalidApiUserName) as caught:
+        accounts.add(name)
+    assert caught.value.name == name
+    assert accounts.users() == []
+
+
+def test_an_empty_password_is_refused_but_none_is_no_password(accounts):
+    with pytest.raises(EmptyPassword):
+        accounts.add("alice", password="")
+    assert accounts.users() == []
+    user, _ = accounts.add("alice", password=None)
+    assert not user.has_password
+    # Spaces inside a name, or as a password, are fine.
+    accounts.add("Ann Lee, ops", password=" ")  # noqa: S106 - made up
+
+
 def test_api_users_live_beside_the_imported_users(db, accounts):
     importer = UsersTableImporter(db)
     try:
@@ -150,7 +175,7 @@ def test_users_subcommands(db):
     (("users", "add", "carol", "--permission", "admin"),
      "unknown permission 'admin' (known: run-import, view-import-operations)"),
     (("users", "revoke", "nobody"), "no API user named 'nobody'"),
-    (("serve", "--max-body", "-1"), "--max-body must not be negative"),
+    (("serve", "--max-body", "-1"), "--max-body must not be negative, got -1"),
 ])
 def test_users_subcommand_errors_are_one_line(db, args, message):
     done = run_cli(*args, db=db)

@@ -284,6 +284,89 @@ def test_staged_data_is_a_copy(store):
     assert next(svc.staged_users())["data"]["emails"] == ["user1@example.com"]
 
 
+# -- add_users_from: a stream of chunks --------------------------------------------------
+
+
+def chunked(users, size):
+    return [users[i:i + size] for i in range(0, len(users), size)]
+
+
+def test_add_users_from_stages_every_chunk_and_counts_once(store):
+    svc = service(store)
+    svc.new_operation("u")
+    svc.add_users([user(0)])
+    op = svc.add_users_from(iter(chunked([user(n) for n in range(1, 26)], 10)))
+    assert op.state is State.READY
+    assert op.count.to_wire() == {"total": 26, "users": 26}
+    staged = list(svc.staged_users())
+    assert [r["data"]["importIds"] for r in staged] == [[str(n)] for n in range(26)]
+    assert all(r["data"]["roles"] == ["user"] for r in staged)
+    assert svc.status() == {"state": "ready", "operation": op.to_wire()}
+
+
+def test_add_users_from_nothing_does_nothing_even_without_an_operation(store):
+    svc = service(store)
+    assert svc.add_users_from([]) is None
+    assert svc.add_users_from([[], [], []]) is None
+    assert svc.status() == {"state": "none"}
+
+
+@pytest.mark.parametrize(("bad", "error", "index"), [
+    ({"emails": ["x@example.com"]}, MissingUserData, 23),
+    (user(99, roles=["owner"]), InvalidRoles, 23),
+])
+def test_a_bad_user_in_a_later_chunk_rolls_back_every_chunk(store, bad, error, index):
+    svc = service(store)
+    svc.new_operation("u")
+    users = [user(n) for n in range(30)]
+    users[23] = bad
+    with pytest.raises(error) as raised:
+        svc.add_users_from(chunked(users, 10))
+    assert raised.value.index == index  # counted over the whole stream
+    assert svc.status()["state"] == "new"
+    assert list(svc.staged_users()) == []
+
+
+def test_a_stream_that_raises_stages_nothing(store):
+    svc = service(store)
+    svc.new_operation("u")
+
+    def chunks():
+        yield [user(1), user(2)]
+        raise OSError("the file went away")
+
+    with pytest.raises(OSError, match="went away"):
+        svc.add_users_from(chunks())
+    assert svc.status()["state"] == "new"
+    assert list(svc.staged_users()) == []
+
+
+def test_add_users_from_checks_the_operation_before_reading_on(store):
+    svc = service(store)
+    read = []
+
+    def chunks():
+        for n in range(3):
+            read.append(n)
+            yield [user(n)]
+
+    with pytest.raises(OperationNotInitialized):
+        svc.add_users_from(chunks())
+    assert read == [0]
+    svc.new_operation("u")
+    svc.cancel()
+    with pytest.raises(OperationAlreadyFinished):
+        svc.add_users_from([[user(1)]])
+
+
+def test_add_users_from_refuses_a_chunk_that_is_not_a_list(store):
+    svc = service(store)
+    svc.new_operation("u")
+    with pytest.raises(InvalidUserList):
+        svc.add_users_from([[user(1)], user(2)])
+    assert list(svc.staged_users()) == []
+
+
 # -- run ---------------------------------------------------------------------------------
 
 

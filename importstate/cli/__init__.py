@@ -1,45 +1,37 @@
-"""The ``importstate`` command line (also ``python -m importstate``).
+"""The ``importstate`` command line (also ``python -m importstate``), built on Click.
 
-Each subcommand is one function taking a :class:`Context` and returning the
-exit status, registered with :func:`command`; arguments are declared with
-:func:`option`. A name with a space (``"users add"``) registers a
-subcommand of a group. Every subcommand gets ``--db``, ``--dsn`` and ``--json``.
+:data:`cli` is the Click group; every subcommand is a Click command
+registered on it (or on one of its groups), receiving the :class:`Context`
+through :func:`pass_context` and returning its exit status. ``--db``,
+``--dsn`` and ``--json`` come with every subcommand, before or after its
+name.
 
 User errors (an :class:`~importstate.errors.ImportStateError`, a
 :class:`CommandError`, an unreadable file) end the command with one line on
-stderr and exit status 1, never a traceback; Ctrl-C exits with 130.
+stderr and exit status 1, never a traceback; usage errors exit 2; Ctrl-C
+exits 130 and SIGTERM 143.
 """
 
 from importstate.cli._context import (
-    COMMANDS,
     DEFAULT_DB,
-    GROUPS,
     INTERRUPTED,
-    Command,
+    TERMINATED,
     CommandError,
     Context,
-    Handler,
-    Option,
-    build_parser,
-    command,
-    group,
-    option,
+    Terminated,
+    pass_context,
 )
+from importstate.cli._group import cli
 from importstate.cli._main import main
 
 __all__ = [
-    "COMMANDS",
     "DEFAULT_DB",
-    "GROUPS",
     "INTERRUPTED",
-    "Command",
+    "TERMINATED",
     "CommandError",
     "Context",
-    "Handler",
-    "Option",
-    "build_parser",
-    "command",
-    "group",
+    "Terminated",
+    "cli",
     "main",
-    "option",
+    "pass_context",
 ]

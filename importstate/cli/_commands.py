@@ -2,80 +2,168 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import getpass
+import itertools
+import json
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, TypeVar
 
+import click
 from rich.console import Console
 from rich.json import JSON
-from rich.rule import Rule
 from rich.text import Text
 
 from importstate import diagrams
-from importstate.cli import _demo, _userfile, _watch
-from importstate.cli._context import INTERRUPTED, CommandError, Context, Option, command, option
+from importstate.cli import _demo, _userfile
+from importstate.cli._context import CommandError, Context, pass_context
+from importstate.cli._group import cli
 from importstate.cli._render import (
     failed_records,
     failures_table,
     operations_table,
+    plural,
     report,
     status_table,
 )
+from importstate.cli._values import NOT_NEGATIVE, POSITIVE, at_least
+from importstate.cli._watch import EXIT_STATUS, Outcome, Stop, run_with_progress
+from importstate.errors import InvalidRoles, MissingUserData
+from importstate.importers import Importer
 from importstate.model import Operation
 from importstate.service import LATEST_LIMIT, ImportService
-from importstate.steps import ProgressStep, State
+from importstate.steps import FINISHED_STATES, ProgressStep, State
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
-@command("status", "show the state of the current operation (import.status)")
-def _status(ctx: Context) -> int:
-    status = ctx.service().status()
+def _workers_option(function: _F) -> _F:
+    return click.option(
+        "--workers", type=int, default=1, metavar="N", callback=at_least(1), show_default=True,
+        help="import threads; more than 1 needs --dsn",
+    )(function)
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+@cli.command()
+@pass_context
+def status(ctx: Context) -> int:
+    """Show the current operation's state (import.status)."""
+    current = ctx.service(existing=True).status()
     if ctx.json:
-        ctx.print_json(status)
+        ctx.print_json(current)
     else:
-        ctx.out.print(status_table(status))
+        ctx.show(status_table(current))
     return 0
 
 
-@command(
-    "operations",
-    "list the latest operations, newest first (getLatestImportOperations)",
-    option("--limit", type=int, default=LATEST_LIMIT, help="how many (default: 20)"),
-)
-def _operations(ctx: Context) -> int:
-    operations = ctx.service().latest_operations(ctx.args.limit)
+@cli.command()
+@click.option("--limit", type=int, default=LATEST_LIMIT, metavar="N", callback=at_least(1),
+              show_default=True, help="how many")
+@pass_context
+def operations(ctx: Context, limit: int) -> int:
+    """List the latest operations, newest first.
+
+    The getLatestImportOperations call: 20 unless --limit says otherwise.
+    """
+    latest = ctx.service(existing=True).latest_operations(limit)
     if ctx.json:
-        ctx.print_json([op.to_wire() for op in operations])
-    elif operations:
-        ctx.out.print(operations_table(operations))
+        ctx.print_json([op.to_wire() for op in latest])
+    elif latest:
+        ctx.show(operations_table(latest))
     else:
         ctx.say("no import operations yet")
     return 0
 
 
-@command("failures", "list the current operation's staged users that failed, with their errors")
-def _failures(ctx: Context) -> int:
-    records = failed_records(ctx.service())
+@cli.command()
+@click.option("--limit", type=int, default=None, metavar="N", callback=at_least(0),
+              show_default="all", help="show (or export) at most N")
+@click.option("--export", metavar="FILE",
+              help="write the failed records to FILE as JSON Lines instead (- for stdout)")
+@pass_context
+def failures(ctx: Context, limit: int | None, export: str | None) -> int:
+    """List the users that failed, with their errors.
+
+    The current operation's staged users that failed, as the run left them.
+
+    Passwords are masked as [password], in the listing and in the export;
+    `importstate retry` imports the failed users again with theirs.
+    """
+    records = failed_records(ctx.service(existing=True))
+    shown = itertools.islice(records, limit)
+    if export is not None:
+        with _opened_for_writing(export) as out:
+            written = _write_lines(out, shown)
+        if export != "-":
+            ctx.err.print(Text(f"wrote {plural(written, 'failed user')} to {export}"
+                               " (passwords masked)"))
+        return 0
     if ctx.json:
-        ctx.print_json(records)
-    elif records:
-        ctx.out.print(failures_table(records))
-    else:
+        _print_json_array(shown)
+        return 0
+    rows = list(shown)
+    more = sum(1 for _ in records)
+    if not rows and not more:
         ctx.say("no failed users in staging")
+        return 0
+    ctx.show(failures_table(rows))
+    if more:
+        ctx.say(f"... and {plural(more, 'more failed user')} (--limit N shows more,"
+                " --export FILE writes them all)")
     return 0
 
 
-@command(
-    "new",
-    "clear every operation and start a new one (import.new)",
-    option("--user", default=None, help="user id recorded on the operation (default: login name)"),
-)
-def _new(ctx: Context) -> int:
-    user = ctx.args.user if ctx.args.user is not None else getpass.getuser()
+@contextlib.contextmanager
+def _opened_for_writing(path: str) -> Iterator[IO[str]]:
+    if path == "-":
+        yield sys.stdout
+        return
+    with Path(path).open("w", encoding="utf-8", newline="\n") as out:
+        yield out
+
+
+def _write_lines(out: IO[str], records: Iterable[dict[str, Any]]) -> int:
+    written = 0
+    for record in records:
+        out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+        written += 1
+    return written
+
+
+def _print_json_array(values: Iterable[object]) -> None:
+    """Print a JSON array one element at a time, so that a long listing is never held whole."""
+    out = sys.stdout
+    out.write("[")
+    written = 0
+    for written, value in enumerate(values, start=1):
+        out.write(",\n  " if written > 1 else "\n  ")
+        out.write(json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n  "))
+    out.write("\n]\n" if written else "]\n")
+    out.flush()
+
+
+# -- creating and filling -----------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--user", metavar="ID", show_default="your login name",
+              help="user id recorded on the operation")
+@pass_context
+def new(ctx: Context, user: str | None) -> int:
+    """Clear every operation and start a new one (import.new).
+
+    Every operation becomes invalid and staging is emptied first; a run of an
+    older operation stops at its next batch.
+    """
+    user = user if user is not None else getpass.getuser()
     operation = ctx.service().new_operation(user)
     if ctx.json:
         ctx.print_json(operation.to_wire())
@@ -83,100 +171,173 @@ def _new(ctx: Context) -> int:
     return 0
 
 
-@command(
-    "add-users",
-    "stage users from a JSON array or JSON Lines file (import.addUsers); all or none",
-    option("file", metavar="FILE", help="the users file; - reads standard input"),
-)
-def _add_users(ctx: Context) -> int:
-    stdin = sys.stdin.read() if ctx.args.file == "-" else None
-    users = _userfile.read_users(ctx.args.file, stdin)
-    operation = ctx.service().add_users(users)
+@cli.command("add-users")
+@click.argument("file", metavar="FILE")
+@pass_context
+def add_users(ctx: Context, file: str) -> int:
+    """Stage users from a JSON array or JSON Lines file.
+
+    The import.addUsers call, all or none; FILE - reads standard input. The
+    file is staged as it is read, in one transaction: memory stays flat
+    however large it is, and a bad line anywhere stages nothing.
+    """
+    service = ctx.service()
+    with _userfile.open_users(file) as reader:
+        operation = _stage(service, reader)
     if ctx.json:
-        ctx.print_json(ctx.service().status())
+        ctx.print_json(service.status())
     elif operation is None:
-        ctx.say(f"no users in {ctx.args.file}; nothing staged")
+        ctx.say(f"no users in {file}; nothing staged")
     else:
-        ctx.say(f"staged {len(users):,} users; operation {operation.id} is {operation.state}",
-                f" with {operation.count.get('total'):,} users in total")
+        ctx.say(f"staged {plural(reader.count, 'user')}; operation {operation.id} is"
+                f" {operation.state} with {plural(operation.count.get('total'), 'user')} in total")
     return 0
 
 
-def _workers_option(default: int) -> Option:
-    return option(
-        "--workers", type=int, default=default, metavar="N",
-        help=f"import threads; more than 1 needs --dsn (default: {default})",
-    )
+def _stage(service: ImportService, reader: _userfile.UserReader) -> Operation | None:
+    try:
+        return service.add_users_from(reader.chunks())
+    except (MissingUserData, InvalidRoles) as exc:
+        refusal = reader.refusal(exc, service.known_roles)
+        if refusal is None:
+            raise
+        raise refusal from None
 
 
-def _workers(ctx: Context) -> int:
-    if ctx.args.workers < 1:
-        msg = f"--workers must be at least 1, got {ctx.args.workers}"
-        raise CommandError(msg)
-    return int(ctx.args.workers)
+@cli.command()
+@click.option("--user", metavar="ID", show_default="your login name",
+              help="user id recorded on the new operation")
+@pass_context
+def retry(ctx: Context, user: str | None) -> int:
+    """Start a new operation with the failed users.
 
-
-@command(
-    "run",
-    "import the staged users of the current operation, with a progress bar",
-    _workers_option(1),
-)
-def _run(ctx: Context) -> int:
-    workers = _workers(ctx)
-    return _watched(ctx, lambda: ctx.service().run(workers=workers))
-
-
-@command(
-    "resume",
-    "continue the current import from its checkpoint (its worker died), with a progress bar",
-    _workers_option(1),
-)
-def _resume(ctx: Context) -> int:
-    workers = _workers(ctx)
-    return _watched(ctx, lambda: ctx.service().resume(workers=workers))
-
-
-@command(
-    "worker",
-    "join the current import running in batches (or start it) and work until it has ended",
-    _workers_option(1),
-    option("--lease-seconds", type=float, default=30.0, metavar="SECONDS",
-           help="how long a batch stays with a worker that stopped renewing it (default: 30)"),
-)
-def _worker(ctx: Context) -> int:
-    workers = _workers(ctx)
-    if ctx.args.lease_seconds <= 0:
-        msg = f"--lease-seconds must be positive, got {ctx.args.lease_seconds:g}"
-        raise CommandError(msg)
-    service = ctx.service()
-    service.lease_seconds = ctx.args.lease_seconds
-    ended = service.work(workers=workers)
-    if ctx.json:
-        ctx.print_json(ended.to_wire())
-    else:
-        report(ctx, _watch.Outcome(ended, interrupted=False))
-    return 0 if ended.status is ProgressStep.DONE else 1
-
-
-def _watched(ctx: Context, start: Callable[[], Operation]) -> int:
-    service = ctx.service()
-    console = Console(quiet=True) if ctx.json else ctx.err
-    outcome = _watch.run_with_progress(service, console, start=start)
+    The current operation must have ended (done, failed or cancelled). Its
+    failed users (with their real passwords, unlike `failures`) are staged
+    in a new operation, which `importstate run` then imports; the users a
+    cancelled run never reached are not taken. Fix what made them fail
+    first (the duplicate in the target, say).
+    """
+    service = ctx.service(existing=True)
+    old = _ended_operation(service)
+    user = user if user is not None else getpass.getuser()
+    # new_operation clears the staging: the failed users are kept aside first.
+    with tempfile.TemporaryFile() as spool:
+        kept = _spool(spool, (r["data"] for r in failed_records(service, masked=False)))
+        if not kept:
+            msg = f"operation {old.id} has no failed users to retry"
+            raise CommandError(msg)
+        spool.seek(0)
+        service.new_operation(user)
+        operation = _stage(service, _userfile.UserReader(spool, "the failed users"))
     if ctx.json:
         ctx.print_json(service.status())
-    else:
-        report(ctx, outcome)
+    elif operation is not None:
+        ctx.say(f"operation {operation.id} is {operation.state} with the"
+                f" {plural(kept, 'failed user')} of operation {old.id}:"
+                " `importstate run` imports them")
+    return 0
+
+
+def _ended_operation(service: ImportService) -> Operation:
+    old = service.current_operation()
+    if old is None or not old.valid:
+        msg = "there is no import operation to retry: run `importstate new` first"
+        raise CommandError(msg)
+    if old.state is State.IMPORTING:
+        msg = (f"operation {old.id} is still importing; if its run stopped (a crash, SIGTERM),"
+               " `importstate resume` continues it")
+        raise CommandError(msg)
+    if old.state not in FINISHED_STATES:
+        msg = f"operation {old.id} has not run yet (state {old.state}): `importstate run` runs it"
+        raise CommandError(msg)
+    return old
+
+
+def _spool(out: IO[bytes], users: Iterable[dict[str, Any]]) -> int:
+    kept = 0
+    for data in users:
+        out.write(json.dumps(data, ensure_ascii=False).encode() + b"\n")
+        kept += 1
+    return kept
+
+
+# -- running ------------------------------------------------------------------------------
+
+
+@cli.command()
+@_workers_option
+@pass_context
+def run(ctx: Context, workers: int) -> int:
+    """Import the staged users, with a progress display.
+
+    Exits 0 when the import is done and 1 when it failed or was cancelled
+    elsewhere. Ctrl-C cancels it at its next batch (exit 130); SIGTERM holds
+    it at its next batch, still importing, for `importstate resume` (exit 143).
+    """
+    service = ctx.service()
+    return _watched(ctx, lambda importer: service.run(importer, workers=workers))
+
+
+@cli.command()
+@_workers_option
+@pass_context
+def resume(ctx: Context, workers: int) -> int:
+    """Continue an import from its checkpoint.
+
+    For an import whose worker died or was stopped by SIGTERM; the same
+    progress display, Ctrl-C, SIGTERM and exit statuses as `run`.
+    """
+    service = ctx.service()
+    return _watched(ctx, lambda importer: service.resume(importer, workers=workers))
+
+
+@cli.command()
+@_workers_option
+@click.option("--lease-seconds", type=float, default=30.0, metavar="SECONDS", callback=POSITIVE,
+              show_default=True,
+              help="how long a batch stays with a worker that stopped renewing it")
+@pass_context
+def worker(ctx: Context, workers: int, lease_seconds: float) -> int:
+    """Join the current import in batches (or start it).
+
+    Works until the import has ended (needs --dsn); Ctrl-C and SIGTERM stop
+    this worker at a batch boundary, and the others go on.
+    """
+    service = ctx.service()
+    service.lease_seconds = lease_seconds
+    outcome = run_with_progress(
+        service, Console(quiet=True),
+        start=lambda importer: service.work(importer, workers=workers), on_ctrl_c=Stop.LEFT,
+    )
+    if ctx.json:
+        ctx.print_json(outcome.operation.to_wire())
+    report(ctx, outcome)
     return _exit_status(outcome)
 
 
-def _exit_status(outcome: _watch.Outcome) -> int:
-    if outcome.interrupted:
-        return INTERRUPTED
+def _watched(ctx: Context, start: Callable[[Importer | None], Operation]) -> int:
+    service = ctx.service()
+    console = Console(quiet=True) if ctx.json else ctx.err
+    outcome = run_with_progress(service, console, start=start)
+    if ctx.json:
+        ctx.print_json(service.status())
+    report(ctx, outcome)
+    return _exit_status(outcome)
+
+
+def _exit_status(outcome: Outcome) -> int:
+    if outcome.stop is not None:
+        return EXIT_STATUS[outcome.stop]
     return 0 if outcome.operation.status is ProgressStep.DONE else 1
 
 
-@command("cancel", "cancel the current operation; a running import stops at its next batch")
-def _cancel(ctx: Context) -> int:
+@cli.command()
+@pass_context
+def cancel(ctx: Context) -> int:
+    """Cancel the current operation.
+
+    A running import stops at its next batch; staged users stay.
+    """
     operation = ctx.service().cancel()
     if ctx.json:
         ctx.print_json(operation.to_wire())
@@ -184,35 +345,34 @@ def _cancel(ctx: Context) -> int:
     return 0
 
 
-@command(
-    "sweep",
-    "resume or fail imports whose worker has sent no heartbeat for a while",
-    option(
-        "--older-than", type=float, default=300.0, metavar="SECONDS",
-        help="heartbeat age that makes an import stale; longer than a batch takes (default: 300)",
-    ),
-    option("--action", choices=("resume", "fail"), default="resume", help="(default: resume)"),
-)
-def _sweep(ctx: Context) -> int:
-    if ctx.args.older_than < 0:
-        msg = f"--older-than must not be negative, got {ctx.args.older_than:g}"
-        raise CommandError(msg)
-    older_than = dt.timedelta(seconds=ctx.args.older_than)
-    swept = ctx.service().sweep_stale(older_than, action=ctx.args.action)
+@cli.command()
+@click.option("--older-than", type=float, default=300.0, metavar="SECONDS", callback=NOT_NEGATIVE,
+              show_default=True,
+              help="heartbeat age that makes an import stale; longer than a batch takes")
+@click.option("--action", type=click.Choice(["resume", "fail"]), default="resume",
+              show_default=True, help="what to do with a stale import")
+@pass_context
+def sweep(ctx: Context, older_than: float, action: str) -> int:
+    """Resume or fail imports whose heartbeat stopped.
+
+    An import is stale when its worker has sent no heartbeat for --older-than.
+    """
+    age = dt.timedelta(seconds=older_than)
+    swept = ctx.service().sweep_stale(age, action="fail" if action == "fail" else "resume")
     if ctx.json:
         ctx.print_json([op.to_wire() for op in swept])
     elif not swept:
-        ctx.say(f"no stale import: every running import sent a heartbeat within {older_than}")
+        ctx.say(f"no stale import: every running import sent a heartbeat within {age}")
     for op in swept:
-        report(ctx, _watch.Outcome(op, interrupted=False))
-    resumed_badly = ctx.args.action == "resume" and any(
-        op.status is not ProgressStep.DONE for op in swept
-    )
+        report(ctx, Outcome(op))
+    resumed_badly = action == "resume" and any(op.status is not ProgressStep.DONE for op in swept)
     return 1 if resumed_badly else 0
 
 
-@command("clear", "invalidate every operation and delete all staged users (import.clear)")
-def _clear(ctx: Context) -> int:
+@cli.command()
+@pass_context
+def clear(ctx: Context) -> int:
+    """Invalidate every operation and empty staging (import.clear)."""
     service = ctx.service()
     service.clear()
     if ctx.json:
@@ -221,94 +381,106 @@ def _clear(ctx: Context) -> int:
     return 0
 
 
-@command(
-    "demo",
-    "show a whole import lifecycle on synthetic users, with a live progress bar",
-    option("--users", type=int, default=10_000, help="how many users to stage (default: 10000)"),
-    option("--fail-rate", type=float, default=0.05,
-           help="share of users the importer rejects as duplicates (default: 0.05)"),
-)
-def _demo_command(ctx: Context) -> int:
-    # Without --db the demo must not touch (and so abort) the import in the usual database.
-    if ctx.args.db is not None:
-        return _run_demo(ctx, ctx.db, kept=True)
-    with tempfile.TemporaryDirectory(prefix="importstate-demo-") as scratch:
-        return _run_demo(ctx, Path(scratch) / "demo.db", kept=False)
+# -- the demo and the diagrams ------------------------------------------------------------
 
 
-def _run_demo(ctx: Context, db: Path, *, kept: bool) -> int:
-    args = ctx.args
+@cli.command()
+@click.option("--users", "count", type=int, default=10_000, metavar="N", callback=at_least(0),
+              show_default="10,000", help="how many users to stage")
+@click.option("--fail-rate", type=float, default=0.05, metavar="R", show_default=True,
+              help="share of users the importer rejects as duplicates")
+@pass_context
+def demo(ctx: Context, count: int, fail_rate: float) -> int:
+    """Show a whole import on synthetic users.
+
+    The lifecycle from status to failures, with a live progress display; a
+    share of the users (--fail-rate) collide with earlier ones and fail. It
+    uses a fresh temporary database unless --db is given.
+    """
     try:
-        users = _demo.synthetic_users(args.users, args.fail_rate)
+        users = _demo.synthetic_users(count, fail_rate)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+    # Without --db the demo must not touch (and so abort) the import in the usual database.
+    if ctx.db_option is not None:
+        return _run_demo(ctx, users, fail_rate, ctx.db, kept=True)
+    with tempfile.TemporaryDirectory(prefix="importstate-demo-") as scratch:
+        return _run_demo(ctx, users, fail_rate, Path(scratch) / "demo.db", kept=False)
+
+
+def _run_demo(
+    ctx: Context, users: list[dict[str, Any]], fail_rate: float, db: Path, *, kept: bool,
+) -> int:
     service = ctx.open(db)
     if ctx.json:
         # Scripts get the final status document only.
         ctx.out = Console(quiet=True)
-    show = ctx.out.print
-    show(Rule(f"importstate demo: {len(users):,} users, {args.fail_rate:.0%} rejected"))
+    ctx.rule(f"importstate demo: {plural(len(users), 'user')}, {fail_rate:.0%} rejected")
     ctx.say(f"database {db}" + ("" if kept else " (temporary; --db PATH keeps it)"))
     _step(ctx, "1. no operation yet (import.status)", service.status())
     service.new_operation(getpass.getuser())
     _step(ctx, "2. a new operation (import.new)", service.status())
     started = time.perf_counter()
     service.add_users(users)
-    _step(ctx, f"3. {len(users):,} users staged (import.addUsers) "
+    _step(ctx, f"3. {plural(len(users), 'user')} staged (import.addUsers) "
           f"in {time.perf_counter() - started:.2f}s", service.status())
-    show(Rule("4. import.run: the bar follows the counts as they are committed"))
+    ctx.rule("4. import.run: the bar follows the counts as they are committed")
     started = time.perf_counter()
-    outcome = _watch.run_with_progress(service, ctx.out)
+    outcome = run_with_progress(service, ctx.out)
     elapsed = time.perf_counter() - started
     _step(ctx, "5. the final status document", service.status())
     _demo_failures(ctx, service, kept=kept)
-    show(Rule())
+    ctx.rule()
     report(ctx, outcome)
-    ctx.say(f"{ctx.importer.count():,} users in the users table; the run took {elapsed:.2f}s"
-            f" ({len(users) / max(elapsed, 1e-9):,.0f} users/s)")
+    ctx.say(f"{plural(ctx.importer.count(), 'user')} in the users table; the run took"
+            f" {elapsed:.2f}s ({len(users) / max(elapsed, 1e-9):,.0f} users/s)")
     if ctx.json:
         ctx.print_json(service.status())
     return _exit_status(outcome)
 
 
 def _step(ctx: Context, title: str, status: dict[str, Any]) -> None:
-    ctx.out.print(Rule(title))
+    ctx.rule(title)
     ctx.out.print(JSON.from_data(status))
 
 
 def _demo_failures(ctx: Context, service: ImportService, *, kept: bool, shown: int = 10) -> None:
     records = failed_records(service)
-    if not records:
+    first = list(itertools.islice(records, shown))
+    if not first:
         return
-    ctx.out.print(Rule(f"6. {len(records):,} failed users stay in staging with their errors"))
-    ctx.out.print(failures_table(records, limit=shown))
-    if len(records) > shown:
+    more = sum(1 for _ in records)
+    ctx.rule(f"6. {plural(len(first) + more, 'failed user')} stay in staging with their errors")
+    ctx.show(failures_table(first))
+    if more:
         where = f"`importstate failures --db {ctx.db}`" if kept else "`--db PATH` keeps them"
-        ctx.say(f"... and {len(records) - shown:,} more ({where})")
+        ctx.say(f"... and {more:,} more ({where})")
 
 
-@command(
-    "diagram",
-    "draw the state machine (or the steps inside each state) as Mermaid, DOT or SVG",
-    option("--format", choices=[str(f) for f in diagrams.Format], default="mermaid",
-           help="mermaid (default), dot (Graphviz source) or svg (needs Graphviz's dot)"),
-    option("--steps", action="store_true", help="draw the progress steps inside their states"),
-    option("--current", action="store_true",
-           help="highlight the state of the current operation in --db"),
-    option("--output", metavar="PATH", help="write to PATH instead of standard output"),
-)
-def _diagram(ctx: Context) -> int:
-    args = ctx.args
+@cli.command()
+@click.option("--format", "form", type=click.Choice([str(f) for f in diagrams.Format]),
+              default="mermaid", show_default=True,
+              help="mermaid, dot (Graphviz source) or svg (needs Graphviz's dot)")
+@click.option("--steps", is_flag=True, help="draw the progress steps inside their states")
+@click.option("--current", is_flag=True,
+              help="highlight the state of the current operation in --db")
+@click.option("--output", metavar="PATH", help="write to PATH instead of standard output")
+@pass_context
+def diagram(ctx: Context, form: str, steps: bool, current: bool, output: str | None) -> int:
+    """Draw the state machine as Mermaid, DOT or SVG.
+
+    With --steps, the progress steps inside each state.
+    """
     highlight: diagrams.Highlight = None
-    if args.current:
-        highlight = ctx.service().current_operation() or State.NONE
-    draw = diagrams.steps_diagram if args.steps else diagrams.state_diagram
-    text = draw(format=args.format, highlight=highlight)
+    if current:
+        highlight = ctx.service(existing=True).current_operation() or State.NONE
+    draw = diagrams.steps_diagram if steps else diagrams.state_diagram
+    text = draw(format=form, highlight=highlight)
     if ctx.json:
-        ctx.print_json({"format": args.format, "steps": args.steps, "diagram": text})
-    elif args.output is None:
+        ctx.print_json({"format": form, "steps": steps, "diagram": text})
+    elif output is None:
         sys.stdout.write(text)
     else:
-        Path(args.output).write_text(text, encoding="utf-8", newline="\n")
-        ctx.err.print(Text(f"wrote {args.output}"))
+        Path(output).write_text(text, encoding="utf-8", newline="\n")
+        ctx.err.print(Text(f"wrote {output}"))
     return 0

@@ -1,20 +1,17 @@
-"""What a subcommand works with (:class:`Context`), and the registry that builds the parser.
-
-The parser lists the subcommands in the order they were registered.
-"""
+"""What a subcommand works with: the global options, the consoles for people, and the service."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import attrs
-from rich.console import Console
+import click
+from rich.console import Console, RenderableType
+from rich.rule import Rule
 from rich.text import Text
 
 from importstate._setup import Setup, open_setup
@@ -23,47 +20,96 @@ from importstate.users_table import UsersTableImporter
 
 #: The database used when neither ``--db`` nor ``IMPORTSTATE_DB`` is given.
 DEFAULT_DB: Final = "importstate.db"
+#: The width of piped output: wider than any table, so none is cut.
+_UNBOUNDED: Final = 1_000_000
+#: The width of a rule in piped output.
+_RULE_WIDTH: Final = 80
 #: Exit status after Ctrl-C (128 + SIGINT).
 INTERRUPTED: Final = 130
+#: Exit status after SIGTERM (128 + SIGTERM).
+TERMINATED: Final = 143
 
 
 class CommandError(Exception):
     """A user error the command line reports as one line (exit status 1)."""
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived; raised in the main thread, as Ctrl-C raises ``KeyboardInterrupt``.
+
+    A ``BaseException``, so that no ``except Exception`` on the way mistakes
+    it for a failure.
+    """
+
+
+def _console(*, stderr: bool = False) -> Console:
+    # Piped output is for files and other programs: no line is folded, and no
+    # table is cut, at the width a terminal would have had. (Progress on a
+    # piped stderr keeps $COLUMNS: it is drawn for a person.)
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not stream.isatty()
+    width = _UNBOUNDED if piped and not stderr else None
+    return Console(stderr=stderr, highlight=False, soft_wrap=piped, width=width)
+
+
 @attrs.define
 class Context:
-    """What a subcommand works with: its arguments, the consoles, and the service.
+    """What a subcommand works with: the global options, the consoles, and the service.
 
     The service (an :class:`ImportService` over the ``--db`` SQLite file, or
     over the PostgreSQL database of ``--dsn``, with the built-in importer
     registered as ``api``) is opened on first use and closed when the
     command ends. The built-in importer always writes to the ``--db`` file.
+
+    Attributes:
+        db_option: ``--db`` as given (``None``: not given).
+        dsn_option: ``--dsn`` as given.
+        json: ``--json`` was given: print machine-readable output only.
+        out: the console for people, on stdout.
+        err: the console for progress and notes, on stderr.
     """
 
-    args: argparse.Namespace
-    out: Console
-    err: Console
+    db_option: str | None = None
+    dsn_option: str | None = None
+    json: bool = False
+    out: Console = attrs.Factory(_console)
+    err: Console = attrs.Factory(lambda: _console(stderr=True))
     _setup: Setup | None = None
-
-    @property
-    def json(self) -> bool:
-        """``--json`` was given: print machine-readable output only."""
-        return bool(self.args.json)
 
     @property
     def db(self) -> Path:
         """The database file of ``--db`` (or ``IMPORTSTATE_DB``, or ``./importstate.db``)."""
-        return Path(self.args.db or os.environ.get("IMPORTSTATE_DB") or DEFAULT_DB)
+        return Path(self.db_option or os.environ.get("IMPORTSTATE_DB") or DEFAULT_DB)
 
     @property
     def dsn(self) -> str | None:
         """The PostgreSQL DSN of ``--dsn`` (or ``IMPORTSTATE_DSN``); ``None``: use :attr:`db`."""
-        return self.args.dsn or os.environ.get("IMPORTSTATE_DSN") or None
+        return self.dsn_option or os.environ.get("IMPORTSTATE_DSN") or None
 
-    def service(self) -> ImportService:
-        """The import service over :attr:`dsn` or :attr:`db`, opened on first call."""
+    def service(self, *, existing: bool = False) -> ImportService:
+        """The import service over :attr:`dsn` or :attr:`db`, opened on first call.
+
+        Args:
+            existing: refuse to create the SQLite file: a command that only
+                reads must not turn a mistyped ``--db`` into an empty database.
+
+        Raises:
+            CommandError: ``existing`` and there is no such file.
+        """
+        if existing:
+            self.require_db()
         return self._opened().service
+
+    def require_db(self) -> None:
+        """Refuse a ``--db`` file that does not exist (unless the operations are in ``--dsn``).
+
+        Raises:
+            CommandError: naming the file and how to make one.
+        """
+        if self.dsn is None and not self.db.exists():
+            msg = (f"{self.db}: no such database (check --db or $IMPORTSTATE_DB;"
+                   f" `importstate new` creates one)")
+            raise CommandError(msg)
 
     def open(self, path: Path, *, dsn: str | None = None) -> ImportService:
         """An import service over ``dsn``, else the SQLite file ``path``; closed with the context.
@@ -73,6 +119,10 @@ class Context:
         self.close()
         self._setup = open_setup(path, dsn=dsn)
         return self._setup.service
+
+    def opened_service(self) -> ImportService | None:
+        """The service if a command opened it, without opening one."""
+        return self._setup.service if self._setup is not None else None
 
     @property
     def importer(self) -> UsersTableImporter:
@@ -100,97 +150,16 @@ class Context:
         if not self.json:
             self.out.print(Text.assemble(*parts))
 
+    def show(self, renderable: RenderableType) -> None:
+        """Print a table for people (not in ``--json`` mode)."""
+        if not self.json:
+            self.out.print(renderable)
 
-Handler = Callable[[Context], int]
-
-
-@attrs.frozen
-class Option:
-    """One argument of a subcommand: ``argparse.add_argument``'s arguments."""
-
-    flags: tuple[str, ...]
-    settings: dict[str, Any]
-
-
-def option(*flags: str, **settings: Any) -> Option:  # noqa: ANN401 - argparse's keywords
-    """Declare an argument of a subcommand, as ``argparse.add_argument`` takes it."""
-    return Option(flags, settings)
+    def rule(self, title: str = "") -> None:
+        """A horizontal rule with ``title``: the terminal's width, or 80 columns when piped."""
+        width = None if self.out.is_terminal else min(self.out.width, _RULE_WIDTH)
+        self.out.print(Rule(title), width=width)
 
 
-@attrs.frozen
-class Command:
-    """A registered subcommand."""
-
-    name: str
-    help: str
-    handler: Handler
-    options: tuple[Option, ...]
-
-
-#: Every subcommand, by name (``"users add"`` for one inside a group).
-COMMANDS: Final[dict[str, Command]] = {}
-#: The help line of each group of subcommands (``"users"`` for ``"users add"``).
-GROUPS: Final[dict[str, str]] = {}
-
-
-def group(name: str, help: str) -> None:  # noqa: A002
-    """Give the group ``name`` (the first word of its subcommands' names) a help line."""
-    GROUPS[name] = help
-
-
-def command(name: str, help: str, *options: Option) -> Callable[[Handler], Handler]:  # noqa: A002
-    """Register the decorated function as the subcommand ``name``."""
-
-    def register(handler: Handler) -> Handler:
-        if name in COMMANDS:
-            msg = f"subcommand {name!r} is registered twice"
-            raise ValueError(msg)
-        COMMANDS[name] = Command(name, help, handler, options)
-        return handler
-
-    return register
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser for every registered subcommand."""
-    parser = argparse.ArgumentParser(
-        prog="importstate",
-        description="Run and inspect data-import operations (the Rocket.Chat import model).",
-    )
-    common = _common()
-    top = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    groups: dict[str, Any] = {}
-    for cmd in COMMANDS.values():
-        *group, leaf = cmd.name.split(" ")
-        parent = top
-        if group:
-            parent = groups.get(group[0]) or _add_group(top, group[0], groups)
-        sub = parent.add_parser(leaf, help=cmd.help, description=cmd.help, parents=[common])
-        for opt in cmd.options:
-            sub.add_argument(*opt.flags, **opt.settings)
-        sub.set_defaults(handler=cmd.handler)
-    return parser
-
-
-def _common() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--db",
-        default=None,
-        help="SQLite database file (default: $IMPORTSTATE_DB or ./importstate.db)",
-    )
-    common.add_argument(
-        "--dsn",
-        default=None,
-        help="keep operations in this PostgreSQL database instead (default: $IMPORTSTATE_DSN);"
-        " imported users still go to --db",
-    )
-    common.add_argument("--json", action="store_true", help="print JSON for scripts")
-    return common
-
-
-def _add_group(top: Any, name: str, groups: dict[str, Any]) -> Any:  # noqa: ANN401 - argparse's private types
-    help_line = GROUPS.get(name, f"{name} commands")
-    parser = top.add_parser(name, help=help_line, description=help_line)
-    groups[name] = parser.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
-    return groups[name]
+#: ``@pass_context`` hands a subcommand the :class:`Context` as its first argument.
+pass_context = click.make_pass_decorator(Context, ensure=True)

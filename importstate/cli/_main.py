@@ -1,48 +1,130 @@
-"""Dispatch: parse the arguments, run the subcommand, turn user errors into one line."""
+"""Dispatch: parse the arguments with Click, run the subcommand, turn every error into one line."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sqlite3
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from types import FrameType
+from typing import Final
 
-from rich.console import Console
+import click
 
 # Importing the subcommand modules registers their subcommands.
-from importstate.cli import _commands, _demo, _serve_commands  # noqa: F401
-from importstate.cli._context import INTERRUPTED, CommandError, Context, build_parser
+from importstate.cli import _commands, _serve_commands  # noqa: F401
+from importstate.cli._advice import with_next_step
+from importstate.cli._context import (
+    INTERRUPTED,
+    TERMINATED,
+    CommandError,
+    Context,
+    Terminated,
+)
+from importstate.cli._group import cli
 from importstate.cli._userfile import UserFileError
 from importstate.errors import ImportStateError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status."""
-    args = build_parser().parse_args(argv)
-    ctx = Context(args, Console(highlight=False), Console(stderr=True, highlight=False))
+    """Run the command line; return the exit status.
+
+    Shell completion (``_IMPORTSTATE_COMPLETE=bash_source importstate``)
+    prints its script and exits the process, as Click does.
+    """
+    ctx = Context()
     try:
-        status: int = args.handler(ctx)
-    except (ImportStateError, CommandError, UserFileError) as exc:
-        _fail(str(exc))
-        return 1
+        with _sigterm_raises():
+            return _dispatch(ctx, argv)
+    finally:
+        ctx.close()
+
+
+def _dispatch(ctx: Context, argv: Sequence[str] | None) -> int:
+    try:
+        status = cli.main(
+            args=list(argv) if argv is not None else None, prog_name="importstate",
+            standalone_mode=False, obj=ctx,
+        )
+    except click.UsageError as exc:
+        exc.show()
+        return exc.exit_code
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, as other Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except OSError as exc:
-        _fail(f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc))
-        return 1
-    except sqlite3.DatabaseError as exc:
-        # A --db that is not an SQLite database, or one another program damaged.
-        _fail(f"{ctx.db}: {exc}")
-        return 1
-    except KeyboardInterrupt:
-        _fail("interrupted")
-        return INTERRUPTED
+    except _ENDED_BY as exc:
+        message, code = _one_line(exc, ctx)
+        _fail(message)
+        return code
+    return status if isinstance(status, int) else 0
+
+
+def _interrupted(exc: BaseException, _: Context) -> tuple[str, int]:
+    # Click turns Ctrl-C, and an end of input at a prompt, into Abort.
+    if isinstance(exc.__cause__, EOFError):
+        return "no input: standard input ended before an answer", 1
+    return "interrupted", INTERRUPTED
+
+
+def _os_error(exc: BaseException, _: Context) -> tuple[str, int]:
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror}", 1
+    return str(exc), 1
+
+
+def _click_error(exc: BaseException, _: Context) -> tuple[str, int]:
+    if isinstance(exc, click.ClickException):
+        return exc.format_message(), exc.exit_code
+    return str(exc), 1
+
+
+#: How a command that raised ends: each kind of error, and its one line and exit status.
+_ENDINGS: Final[tuple[tuple[type[BaseException], Callable[[BaseException, Context],
+                                                            tuple[str, int]]], ...]] = (
+    (click.ClickException, _click_error),
+    (click.Abort, _interrupted),
+    (KeyboardInterrupt, _interrupted),
+    (Terminated, lambda *_: ("terminated", TERMINATED)),
+    (ImportStateError, lambda exc, ctx: (
+        with_next_step(exc, ctx.opened_service()) if isinstance(exc, ImportStateError)
+        else str(exc), 1)),
+    (CommandError, lambda exc, _: (str(exc), 1)),
+    (UserFileError, lambda exc, _: (str(exc), 1)),
+    (OSError, _os_error),
+    # A --db that is not an SQLite database, or one another program damaged.
+    (sqlite3.DatabaseError, lambda exc, ctx: (f"{ctx.db}: {exc}", 1)),
+)
+_ENDED_BY: Final = tuple(kind for kind, _ in _ENDINGS)
+
+
+def _one_line(exc: BaseException, ctx: Context) -> tuple[str, int]:
+    for kind, ending in _ENDINGS:
+        if isinstance(exc, kind):
+            return ending(exc, ctx)
+    return str(exc), 1
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises :class:`Terminated` in the main thread while the command runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
     finally:
-        ctx.close()
-    return status
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminated(_signal: int, _frame: FrameType | None) -> None:
+    raise Terminated
 
 
 def _fail(message: str) -> None:
     sys.stderr.write(f"importstate: {message}\n")
+    sys.stderr.flush()

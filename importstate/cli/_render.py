@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, Final
 
 from rich import box
@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from importstate.cli._context import Context
-from importstate.cli._watch import Outcome
+from importstate.cli._watch import Outcome, Stop
 from importstate.model import Operation
 from importstate.service import PASSWORD_MASK, ImportService
 from importstate.steps import State
@@ -25,8 +25,23 @@ STATE_STYLE: Final = {
     State.READY: "blue",
 }
 
+#: What the command line says when a run was stopped, by how it was stopped.
+STOPPED: Final = {
+    Stop.CANCELLED: "interrupted: the import was cancelled at its next batch; staged users stay",
+    Stop.HELD: "terminated: the import stopped at a batch boundary and stays importing at its"
+               " checkpoint; `importstate resume` continues it",
+    Stop.LEFT: "interrupted: this worker stopped at a batch boundary; other workers go on,"
+               " and `importstate worker` joins again",
+}
 
-def _counts(operation: Operation) -> str:
+
+def plural(count: int, noun: str) -> str:
+    """``1 user``, ``2 users``, ``12,345 users``."""
+    return f"{count:,} {noun if count == 1 else noun + 's'}"
+
+
+def counts(operation: Operation) -> str:
+    """``1,200 imported, 3 failed, 1,203 total``."""
     count = operation.count
     return (
         f"{count.get('completed'):,} imported, {count.get('error'):,} failed,"
@@ -41,7 +56,10 @@ def status_table(status: dict[str, Any]) -> Table:
     table.add_column()
     table.add_row("state", Text(status["state"], style=STATE_STYLE.get(status["state"], "")))
     for key, value in status.get("operation", {}).items():
-        shown = value if isinstance(value, str) else json.dumps(value)
+        if key == "count":
+            shown = ", ".join(f"{name} {number:,}" for name, number in value.items())
+        else:
+            shown = value if isinstance(value, str) else json.dumps(value)
         table.add_row(key, Text(shown))
     return table
 
@@ -69,12 +87,10 @@ def operations_table(operations: Iterable[Operation]) -> Table:
     return table
 
 
-def failures_table(records: Iterable[dict[str, Any]], *, limit: int | None = None) -> Table:
-    """One row per failed staged user (at most ``limit``), with its errors joined by ``;``."""
+def failures_table(records: Iterable[dict[str, Any]]) -> Table:
+    """One row per failed staged user, with its errors joined by ``;``."""
     table = Table("importId", "username", "email", "error", title="failed users still staged")
-    for shown, record in enumerate(records):
-        if limit is not None and shown >= limit:
-            break
+    for record in records:
         data = record["data"]
         table.add_row(
             Text(_first(data.get("importIds"))),
@@ -89,9 +105,11 @@ def _first(values: object) -> str:
     return str(values[0]) if isinstance(values, list) and values else ""
 
 
-def failed_records(service: ImportService) -> list[dict[str, Any]]:
-    """The current operation's staged users that failed, their passwords masked."""
-    return [_without_password(r) for r in service.staged_users() if r.get("errors")]
+def failed_records(service: ImportService, *, masked: bool = True) -> Iterator[dict[str, Any]]:
+    """The current operation's staged users that failed, streamed; passwords masked unless not."""
+    for record in service.staged_users():
+        if record.get("errors"):
+            yield _without_password(record) if masked else record
 
 
 def _without_password(record: dict[str, Any]) -> dict[str, Any]:
@@ -105,11 +123,13 @@ def _without_password(record: dict[str, Any]) -> dict[str, Any]:
 def report(ctx: Context, outcome: Outcome) -> None:
     """Say how a run ended: its state and counts, its failure, where the failed users are."""
     op = outcome.operation
-    if outcome.interrupted:
-        ctx.say("interrupted: the import was cancelled at its next batch; staged users stay")
+    if outcome.stop is not None:
+        # On stderr, --json or not: the one line that says why the command ended early.
+        ctx.err.print(Text(f"importstate: {STOPPED[outcome.stop]}"))
     style = STATE_STYLE.get(op.state, "")
-    ctx.say(f"operation {op.id}: ", Text(str(op.state), style=style), f" ({_counts(op)})")
+    ctx.say(f"operation {op.id}: ", Text(str(op.state), style=style), f" ({counts(op)})")
     if op.failure is not None:
         ctx.say(Text(f"failure: {op.failure.message}", style="red"))
     if op.count.get("error"):
-        ctx.say("the failed users stay in staging: see `importstate failures`")
+        ctx.say("the failed users stay in staging: see `importstate failures`,"
+                " or `importstate retry` to import them again")

@@ -3,50 +3,89 @@
 from __future__ import annotations
 
 import contextlib
+import sys
+from typing import Final
 
+import click
 from rich.table import Table
 from rich.text import Text
 
 from importstate._time import format_time
-from importstate.accounts import Accounts
-from importstate.cli._context import CommandError, Context, command, group, option
-
-
-@command(
-    "serve",
-    "serve the REST API (Rocket.Chat's import endpoints) until SIGTERM or Ctrl-C",
-    option("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"),
-    option("--port", type=int, default=3000, help="port to listen on (default: 3000)"),
-    option("--max-body", type=int, default=10 * 1024 * 1024, metavar="BYTES",
-           help="largest request body accepted; larger gets 413 (default: 10 MB)"),
+from importstate.accounts import PERMISSIONS, Accounts
+from importstate.cli._context import (
+    INTERRUPTED,
+    TERMINATED,
+    CommandError,
+    Context,
+    Terminated,
+    pass_context,
 )
-def _serve(ctx: Context) -> int:
+from importstate.cli._group import cli
+from importstate.cli._render import plural
+from importstate.cli._values import NOT_NEGATIVE, between
+
+#: What ``--password`` holds when given without a value: ask on the terminal.
+_ASK: Final = "\0ask"
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", type=int, default=3000, show_default=True, callback=between(1, 65535),
+              help="port to listen on")
+@click.option("--max-body", type=int, default=10 * 1024 * 1024, metavar="BYTES",
+              callback=NOT_NEGATIVE, show_default="10 MiB",
+              help="largest request body accepted; larger gets 413")
+@pass_context
+def serve(ctx: Context, host: str, port: int, max_body: int) -> int:
+    """Serve the REST API (Rocket.Chat's import endpoints).
+
+    It runs until SIGTERM or Ctrl-C, which let the batch in hand commit and
+    leave a running import importing at its checkpoint; the next
+    `importstate serve` resumes it.
+    """
     from importstate import http  # noqa: PLC0415 - starts uvicorn only when serving
 
-    args = ctx.args
-    if args.max_body < 0:
-        msg = "--max-body must not be negative"
-        raise CommandError(msg)
-    http.serve(ctx.db, host=args.host, port=args.port, max_body=args.max_body, dsn=ctx.dsn)
+    try:
+        http.serve(ctx.db, host=host, port=port, max_body=max_body, dsn=ctx.dsn)
+    # Uvicorn has already said it stopped: the signal only sets the exit status.
+    except KeyboardInterrupt:
+        return INTERRUPTED
+    except Terminated:
+        return TERMINATED
     return 0
 
 
-group("users", "manage the API users of `importstate serve` (not the imported users)")
+@cli.group()
+def users() -> None:
+    """Manage the API users of `importstate serve`.
+
+    The accounts that may call the REST API, not the imported users.
+    """
 
 
-@command(
-    "users add",
-    "create an API user and print its user id and a fresh auth token (shown once)",
-    option("name", metavar="NAME", help="the login name"),
-    option("--password", default=None, help="allow POST /api/v1/login with this password"),
-    option("--permission", action="append", default=[], metavar="P",
-           help="run-import or view-import-operations; repeatable (default: none)"),
-)
-def _users_add(ctx: Context) -> int:
+@users.command("add")
+@click.argument("name")
+@click.option("--password", is_flag=False, flag_value=_ASK, default=None, metavar="[PASSWORD]",
+              help="let the user log in (POST /api/v1/login): alone, asks for the password"
+                   " twice on the terminal; with a value, takes it (visible in ps and history)")
+@click.option("--password-stdin", is_flag=True,
+              help="read the password from the first line of standard input")
+@click.option("--permission", "permissions", multiple=True, metavar="P",
+              shell_complete=lambda *_: list(PERMISSIONS),
+              help="run-import or view-import-operations; repeatable  [default: none]")
+@pass_context
+def users_add(
+    ctx: Context, name: str, password: str | None, password_stdin: bool,
+    permissions: tuple[str, ...],
+) -> int:
+    """Create an API user; print its id and a first token.
+
+    The token is shown once.
+    Without --password or --password-stdin the user can only use its token.
+    """
+    secret = _password(ctx, password, password_stdin=password_stdin)
     with _accounts(ctx) as accounts:
-        user, credentials = accounts.add(
-            ctx.args.name, password=ctx.args.password, permissions=ctx.args.permission,
-        )
+        user, credentials = accounts.add(name, password=secret, permissions=permissions)
     if ctx.json:
         ctx.print_json(credentials.to_wire())
         return 0
@@ -57,8 +96,33 @@ def _users_add(ctx: Context) -> int:
     return 0
 
 
-@command("users list", "list the API users, revoked ones included")
-def _users_list(ctx: Context) -> int:
+def _password(ctx: Context, given: str | None, *, password_stdin: bool) -> str | None:
+    """The password of ``users add``: asked, read from stdin, or as given; ``None``: none."""
+    if password_stdin:
+        if given is not None:
+            msg = "--password and --password-stdin exclude each other"
+            raise CommandError(msg)
+        return sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if given == _ASK:
+        if not sys.stdin.isatty():
+            msg = ("--password asks on a terminal, and standard input is not one;"
+                   " pipe the password to --password-stdin instead")
+            raise CommandError(msg)
+        asked: str = click.prompt("Password", hide_input=True, confirmation_prompt=True,
+                                  err=True)
+        return asked
+    if given is not None:
+        ctx.err.print(Text("importstate: note: a password on the command line is visible to"
+                           " other users (ps) and kept in shell history; --password alone"
+                           " asks for it, --password-stdin reads it from a pipe"))
+    return given
+
+
+@users.command("list")
+@pass_context
+def users_list(ctx: Context) -> int:
+    """List the API users, revoked ones included."""
+    ctx.require_db()
     with _accounts(ctx) as accounts:
         rows = [(user, accounts.tokens(user.name)) for user in accounts.users()]
     if ctx.json:
@@ -69,29 +133,32 @@ def _users_list(ctx: Context) -> int:
         } for user, tokens in rows])
     elif rows:
         table = Table("name", "permissions", "password", "tokens", "created", "revoked",
-                      title="API users")
+                      title=f"{plural(len(rows), 'API user')}")
         table.add_column("user id", no_wrap=True)
         for user, tokens in rows:
             table.add_row(
                 Text(user.name), ", ".join(sorted(user.permissions)),
-                "yes" if user.has_password else "no", str(tokens), f"{user.created:%Y-%m-%d %H:%M}",
+                "yes" if user.has_password else "no", f"{tokens:,}",
+                f"{user.created:%Y-%m-%d %H:%M}",
                 Text(f"{user.revoked:%Y-%m-%d %H:%M}", style="red") if user.revoked else "",
                 user.id,
             )
-        ctx.out.print(table)
+        ctx.show(table)
     else:
         ctx.say("no API users yet: add one with `importstate users add NAME`")
     return 0
 
 
-@command(
-    "users revoke",
-    "revoke an API user: its tokens stop working at once and it can no longer log in",
-    option("name", metavar="NAME", help="the login name"),
-)
-def _users_revoke(ctx: Context) -> int:
+@users.command("revoke")
+@click.argument("name")
+@pass_context
+def users_revoke(ctx: Context, name: str) -> int:
+    """Revoke an API user: its tokens stop working at once.
+
+    It can no longer log in either.
+    """
     with _accounts(ctx) as accounts:
-        user = accounts.revoke(ctx.args.name)
+        user = accounts.revoke(name)
     if ctx.json:
         ctx.print_json({"userId": user.id, "name": user.name})
     ctx.say(f"revoked API user {user.name} ({user.id})")

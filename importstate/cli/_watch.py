@@ -1,14 +1,21 @@
-"""Running an import with a live progress bar that follows the persisted counts.
+"""Running an import with a live progress display that follows the persisted counts.
 
 ``ImportService.run`` works in a worker thread while the caller's thread
-reads the operation back from the store, so the bar shows what a second
-process would see: counts that move once per batch. Ctrl-C in the caller's
-thread cancels the operation; the run stops at its next batch boundary.
+reads the operation back from the store, so the display shows what a second
+process would see: counts that move once per batch.
+
+How a run is stopped early (:class:`Stop`): Ctrl-C cancels the operation
+(a person at the keyboard chose to stop this import; ``worker`` only leaves
+it, as the other workers go on); SIGTERM (a service manager, a container, a
+CI job ending the process) holds the run at its next batch boundary with
+:class:`~importstate._gate.Gate`, leaving it ``importing`` at its checkpoint
+for ``importstate resume``, as ``importstate serve`` does on SIGTERM.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import threading
 from collections.abc import Callable
 from typing import Final
@@ -17,7 +24,6 @@ import attrs
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     ProgressColumn,
     Task,
@@ -26,14 +32,35 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Column
 from rich.text import Text
 
+from importstate._gate import Gate
+from importstate.cli._context import INTERRUPTED, TERMINATED, Terminated
 from importstate.errors import ImportStateError, OperationAlreadyFinished, OperationNotFound
+from importstate.importers import Importer
 from importstate.model import Operation
 from importstate.service import ImportService
 
 #: Seconds between two reads of the operation while the run works.
 POLL_INTERVAL: Final = 0.1
+#: Narrower consoles get the one-line display.
+WIDE: Final = 100
+
+
+class Stop(enum.Enum):
+    """How a watched run was stopped before it ended by itself."""
+
+    #: Ctrl-C: the operation was cancelled; the run committed its batch and stopped.
+    CANCELLED = "cancelled"
+    #: SIGTERM: the run was held at a batch boundary; the operation stays importing.
+    HELD = "held"
+    #: Ctrl-C of ``worker``: this worker was held; the run goes on elsewhere.
+    LEFT = "left"
+
+
+#: The exit status of a command whose run was stopped so.
+EXIT_STATUS: Final = {Stop.CANCELLED: INTERRUPTED, Stop.HELD: TERMINATED, Stop.LEFT: INTERRUPTED}
 
 
 @attrs.frozen
@@ -42,19 +69,34 @@ class Outcome:
 
     Attributes:
         operation: the operation as the run left it.
-        interrupted: Ctrl-C asked for a cancel.
+        stop: how it was stopped early, if it was.
     """
 
     operation: Operation
-    interrupted: bool
+    stop: Stop | None = None
+
+
+class _Done(ProgressColumn):
+    """Users done (imported or failed) of the total, with thousands separators."""
+
+    def render(self, task: Task) -> Text:
+        total = "?" if task.total is None else f"{int(task.total):,}"
+        return Text(f"{int(task.completed):,}/{total}")
 
 
 class _Rate(ProgressColumn):
     """Users per second, from the bar's own speed estimate."""
 
     def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("-- users/s" if speed is None else f"{speed:,.0f} users/s")
+        return Text(f"{_rate(task)} users/s")
+
+
+def _rate(task: Task) -> str:
+    speed = task.finished_speed or task.speed
+    if speed is None and task.elapsed and task.completed:
+        # Too few updates for rich's estimate (a short run): the average will do.
+        speed = task.completed / task.elapsed
+    return "--" if speed is None else f"{speed:,.0f}"
 
 
 class _Errors(ProgressColumn):
@@ -62,6 +104,20 @@ class _Errors(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         return Text(f"{task.fields.get('errors', 0):,} failed", style="red")
+
+
+class _Line(ProgressColumn):
+    """The whole display in one short line, cut to the console's width, for narrow terminals."""
+
+    def __init__(self) -> None:
+        super().__init__(table_column=Column(no_wrap=True, overflow="ellipsis"))
+
+    def render(self, task: Task) -> Text:
+        total = "?" if task.total is None else f"{int(task.total):,}"
+        return Text(
+            f"importing {int(task.completed):,}/{total}, {task.fields.get('errors', 0):,} failed,"
+            f" {_rate(task)}/s", no_wrap=True, overflow="ellipsis",
+        )
 
 
 @attrs.define
@@ -90,60 +146,102 @@ def run_with_progress(
     service: ImportService,
     console: Console,
     *,
+    start: Callable[[Importer | None], Operation] | None = None,
+    on_ctrl_c: Stop = Stop.CANCELLED,
     poll: float = POLL_INTERVAL,
-    start: Callable[[], Operation] | None = None,
 ) -> Outcome:
     """Run the current operation's import, drawing progress on ``console``.
 
-    The bar appears once the run has started, so a refused run draws none.
-    ``start`` is the call that imports (``service.run`` unless given, e.g.
-    ``service.resume``).
+    The display appears once the run has started, so a refused run draws
+    none. ``start`` is the call that imports, given the importer to use
+    (``service.run`` unless given, e.g. ``service.resume``); ``on_ctrl_c``
+    is what Ctrl-C does (SIGTERM always holds the run).
 
     Raises:
-        ImportStateError: ``run`` refused to start (no operation, wrong status,
-            unknown importer), unless Ctrl-C cancelled it first.
+        ImportStateError: the run refused to start (no operation, wrong status,
+            unknown importer), unless it was stopped first.
     """
-    before = service.current_operation()
-    worker = _Worker(start if start is not None else service.run)
-    thread = threading.Thread(target=worker, name="importstate-run", daemon=True)
-    thread.start()
-    try:
-        while not worker.wait(poll) and service.current_operation() == before:
-            pass
-        interrupted = False if worker.error is not None else _follow(service, worker, console, poll)
-    except KeyboardInterrupt:
-        interrupted = True
-        _cancel(service, worker)
-    if worker.error is not None:
-        if interrupted and isinstance(worker.error, ImportStateError):
-            latest = service.current_operation()
-            if latest is not None:
-                return Outcome(latest, interrupted=True)
-        raise worker.error
-    assert worker.result is not None  # noqa: S101 - the worker sets one of the two
-    return Outcome(worker.result, interrupted=interrupted)
+    gate = Gate()
+    importer = gate.importer_for(service)
+    run = start if start is not None else service.run
+    watch = _Watch(service, _Worker(lambda: run(importer)), gate, on_ctrl_c, poll)
+    return watch.outcome(watch.follow(console))
 
 
-def _follow(service: ImportService, worker: _Worker, console: Console, poll: float) -> bool:
-    """Draw the bar until the run ends; whether Ctrl-C cancelled it."""
-    interrupted = False
-    with _progress(console) as progress:
-        task = progress.add_task("importing users", total=None, errors=0)
+@attrs.define
+class _Watch:
+    """One watched run: the worker thread importing, and the gate in front of its importer."""
+
+    service: ImportService
+    worker: _Worker
+    gate: Gate
+    on_ctrl_c: Stop
+    poll: float
+
+    def follow(self, console: Console) -> Stop | None:
+        """Start the run and draw it until it ends; how it was stopped, if it was."""
+        before = self.service.current_operation()
+        threading.Thread(target=self.worker, name="importstate-run", daemon=True).start()
         try:
-            while not worker.wait(poll):
-                _show(progress, task, service.current_operation())
+            while not self.worker.wait(self.poll) and self.service.current_operation() == before:
+                pass
         except KeyboardInterrupt:
-            interrupted = True
-            _cancel(service, worker)
-        _show(progress, task, service.current_operation())
-    return interrupted
+            return self.stop(self.on_ctrl_c)
+        except Terminated:
+            return self.stop(Stop.HELD)
+        if self.worker.error is not None:
+            return None
+        with _progress(console) as progress:
+            task = progress.add_task("importing users", total=None, errors=0)
+            stopped: Stop | None = None
+            try:
+                while not self.worker.wait(self.poll):
+                    _show(progress, task, self.service.current_operation())
+            except KeyboardInterrupt:
+                stopped = self.stop(self.on_ctrl_c)
+            except Terminated:
+                stopped = self.stop(Stop.HELD)
+            _show(progress, task, self.service.current_operation())
+        return stopped
+
+    def stop(self, how: Stop) -> Stop:
+        """Stop the run at its batch boundary, as ``how`` says; wait until it is there."""
+        if how is Stop.CANCELLED:
+            # The run may have ended (or been replaced) between the key press and the cancel.
+            with contextlib.suppress(OperationAlreadyFinished, OperationNotFound):
+                self.service.cancel()
+            self.worker.wait()
+            return how
+        # The batch in hand commits; the next waits at the gate for good.
+        self.gate.close()
+        while not self.worker.wait(self.poll) and not self.gate.parked.is_set():
+            pass
+        return how
+
+    def outcome(self, stop: Stop | None) -> Outcome:
+        """How the run ended, or the operation as it was left when it was held."""
+        error = self.worker.error
+        if error is not None:
+            if stop is not None and isinstance(error, ImportStateError):
+                latest = self.service.current_operation()
+                if latest is not None:
+                    return Outcome(latest, stop)
+            raise error
+        if self.worker.result is not None:
+            return Outcome(self.worker.result, stop)
+        latest = self.service.current_operation()  # held at the gate: the run never returned
+        if latest is None:  # cleared meanwhile by another process
+            raise OperationNotFound
+        return Outcome(latest, stop)
 
 
 def _progress(console: Console) -> Progress:
+    if console.width < WIDE:
+        return Progress(_Line(), console=console)
     return Progress(
         TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
+        BarColumn(bar_width=30),
+        _Done(),
         _Errors(),
         _Rate(),
         TimeElapsedColumn(),
@@ -163,11 +261,3 @@ def _show(progress: Progress, task: TaskID, operation: Operation | None) -> None
         total=count.get("total"),
         errors=count.get("error"),
     )
-
-
-def _cancel(service: ImportService, worker: _Worker) -> None:
-    """Cancel the operation and wait for the run to stop at its batch boundary."""
-    # The run may have ended (or been replaced) between the key press and the cancel.
-    with contextlib.suppress(OperationAlreadyFinished, OperationNotFound):
-        service.cancel()
-    worker.wait()

@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Final
 
-import attrs
-
-from importstate.errors import ImporterNotDefined, ImportStateError, ServerStopping
-from importstate.importers import BatchCall, Importer, batch_calls, from_calls
+from importstate._gate import Gate
+from importstate.errors import ImportStateError, ServerStopping
+from importstate.importers import Importer
 from importstate.model import Operation
 from importstate.service import ImportService
 from importstate.steps import State
@@ -20,49 +19,6 @@ from importstate.steps import State
 WIND_DOWN: Final = 30.0
 
 _log = logging.getLogger("importstate.http")
-
-
-class _Gate:
-    """Between batches, holds a run while the server is stopping.
-
-    ``ImportService.run`` has no pause, and a cancel would change the
-    operation's state; a stopping server must instead leave it ``importing``
-    at its last checkpoint. So once closed, the gate holds the next batch
-    before the importer sees it, with no transaction open, until the process
-    exits; resume redoes the work from the checkpoint.
-    """
-
-    def __init__(self) -> None:
-        # Each run's thread keeps its own "begun" event here, so that a run
-        # still winding down cannot report the next run as begun.
-        self.local = threading.local()
-        self.closed = threading.Event()
-        self.parked = threading.Event()
-        self._never = threading.Event()
-
-    def guard(self, importer: Importer) -> Importer:
-        """``importer`` with this gate in front of every batch, of each type it imports."""
-        return from_calls({
-            data_type: _Gated(self, call) for data_type, call in batch_calls(importer).items()
-        })
-
-    def pass_batch(self) -> None:
-        begun: threading.Event | None = getattr(self.local, "begun", None)
-        if begun is not None:
-            begun.set()
-        if self.closed.is_set():
-            self.parked.set()
-            self._never.wait()
-
-
-@attrs.frozen
-class _Gated:
-    gate: _Gate
-    call: BatchCall
-
-    def __call__(self, records: list[dict[str, Any]]) -> Sequence[BaseException | None]:
-        self.gate.pass_batch()
-        return self.call(records)
 
 
 class RunWorker:
@@ -75,7 +31,7 @@ class RunWorker:
 
     def __init__(self, service: ImportService) -> None:
         self.service = service
-        self._gate = _Gate()
+        self._gate = Gate()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopped = False
@@ -138,21 +94,7 @@ class RunWorker:
             begun.set()
 
     def _gated_importer(self) -> Importer | None:
-        """The current operation's importer behind the gate; None when there is none to run.
-
-        With None, the service looks the importer up itself and so raises its
-        errors in their order (no operation, wrong status, unknown key). The
-        key is read before ``run`` reads the operation again: an operation of
-        another key made current in between would get this importer.
-        """
-        operation = self.service.current_operation()
-        if operation is None:
-            return None
-        try:
-            importer = self.service.importer_for(operation.importer_key)
-        except ImporterNotDefined:
-            return None
-        return self._gate.guard(importer)
+        return self._gate.importer_for(self.service)
 
     def stop(self, timeout: float = WIND_DOWN) -> None:
         """Let the batch in hand commit, then hold the run; no new run starts.
@@ -161,7 +103,7 @@ class RunWorker:
         """
         with self._lock:
             self._stopped = True
-            self._gate.closed.set()
+            self._gate.close()
             thread = self._thread
         if thread is None:
             return
