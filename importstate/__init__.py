@@ -5,14 +5,25 @@ from typing import TYPE_CHECKING
 from importstate.accounts import Accounts, ApiUser, Credentials, Permission
 from importstate.errors import (
     ApiUserExists,
+    DuplicateChannel,
     DuplicateUser,
     GraphvizNotFound,
+    ImporterCannotImport,
     ImporterNotDefined,
     ImportStateError,
+    InvalidChannelList,
+    InvalidImportOperation,
+    InvalidMessageList,
     InvalidOperationStatus,
+    InvalidRecordList,
     InvalidRoles,
+    InvalidSelection,
     InvalidTransition,
     InvalidUserList,
+    MissingChannelData,
+    MissingMessageData,
+    MissingRecordData,
+    MissingReference,
     MissingUserData,
     OperationAlreadyFinished,
     OperationCannotReceiveData,
@@ -29,6 +40,8 @@ from importstate.errors import (
 from importstate.importers import BatchImporter, Importer
 from importstate.machine import Event
 from importstate.model import Count, Failure, Operation
+from importstate.records import DataType
+from importstate.selection import Selection
 from importstate.service import ImportService
 from importstate.steps import ProgressStep, State, state_of
 from importstate.stores import (
@@ -52,7 +65,9 @@ __all__ = [
     "BatchImporter",
     "Count",
     "Credentials",
+    "DataType",
     "DatabaseBusy",
+    "DuplicateChannel",
     "DuplicateUser",
     "Event",
     "Failure",
@@ -60,12 +75,22 @@ __all__ = [
     "ImportService",
     "ImportStateError",
     "Importer",
+    "ImporterCannotImport",
     "ImporterNotDefined",
+    "InvalidChannelList",
+    "InvalidImportOperation",
+    "InvalidMessageList",
     "InvalidOperationStatus",
+    "InvalidRecordList",
     "InvalidRoles",
+    "InvalidSelection",
     "InvalidTransition",
     "InvalidUserList",
     "MemoryStore",
+    "MissingChannelData",
+    "MissingMessageData",
+    "MissingRecordData",
+    "MissingReference",
     "MissingUserData",
     "Operation",
     "OperationAlreadyFinished",
@@ -78,6 +103,7 @@ __all__ = [
     "ProgressStep",
     "SQLiteStore",
     "SchemaVersionError",
+    "Selection",
     "ServerStopping",
     "StagedRecord",
     "State",

@@ -17,7 +17,7 @@ import pytest
 import importstate.cli
 from importstate import Accounts, ImportService, SQLiteStore, UsersTableImporter, diagrams
 from importstate._setup import open_setup
-from importstate.cli import _userfile
+from importstate.cli import _demo, _userfile
 
 # Runs the command line with the built-in importer slowed down, so a test can
 # interrupt an import that is still going.
@@ -363,7 +363,8 @@ def test_svg_without_graphviz_fails_with_install_advice(db, tmp_path):
 
 
 def test_demo_shows_the_lifecycle_on_a_temporary_database(tmp_path):
-    done = cli("demo", "--users", "400", "--fail-rate", "0.1", cwd=tmp_path, check_status=0)
+    done = cli("demo", "--users", "400", "--fail-rate", "0.1", "--channels", "0",
+               "--messages", "0", cwd=tmp_path, check_status=0)
     for title in ("no operation yet", "a new operation", "400 users staged", "import.run",
                   "the final status document", "40 failed users"):
         assert title in done.stdout
@@ -373,10 +374,28 @@ def test_demo_shows_the_lifecycle_on_a_temporary_database(tmp_path):
 
 
 def test_demo_with_db_keeps_its_database(db):
-    cli("demo", "--users", "100", "--fail-rate", "0", db=db, check_status=0)
+    cli("demo", "--users", "100", "--fail-rate", "0", "--channels", "0", "--messages", "0",
+        db=db, check_status=0)
     status = status_in_process(db)
     assert status["state"] == "done"
     assert status["operation"]["count"]["completed"] == 100
+
+
+def test_demo_imports_channels_and_messages_and_their_authors_failures_cascade(tmp_path):
+    done = cli("demo", "--users", "400", "--fail-rate", "0.1", "--channels", "10",
+               "--messages", "1000", cwd=tmp_path, check_status=0)
+    records = _demo.synthetic(400, 0.1, channels=10, messages=1000)
+    rejected = {u["importIds"][0] for u in records.users if u["username"].isupper()
+                or u["emails"][0].isupper()}
+    assert len(rejected) == 40
+    orphans = sum(m["u"]["_id"] in rejected for m in records.messages)
+    assert "10 channels and 1,000 messages staged" in done.stdout
+    assert "offers 400 users, 10 channels (one stands for every direct channel)" in done.stdout
+    assert f"done ({1410 - 40 - orphans:,} imported, {40 + orphans} failed, 1,410 total)" in (
+        done.stdout
+    )
+    assert f"and {orphans} failed messages, by users who failed, stay staged too" in done.stdout
+    assert f"360 users, 10 channels, {1000 - orphans:,} messages in the tables" in done.stdout
 
 
 def test_demo_refuses_a_bad_fail_rate(tmp_path):
@@ -430,7 +449,8 @@ def test_a_byte_order_mark_is_accepted(tmp_path):
 
 
 def test_demo_json_prints_only_the_final_status(tmp_path):
-    status = as_json(cli("demo", "--users", "120", "--fail-rate", "0.05", "--json", cwd=tmp_path))
+    status = as_json(cli("demo", "--users", "120", "--fail-rate", "0.05", "--channels", "0",
+                         "--messages", "0", "--json", cwd=tmp_path))
     assert status["state"] == "done"
     count = status["operation"]["count"]
     assert count == {"total": 120, "users": 120, "completed": 114, "error": 6}

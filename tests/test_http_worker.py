@@ -1,5 +1,6 @@
 """The server's background run: it gates the run's importer and keeps ``run``'s errors."""
 
+import threading
 import time
 
 import pytest
@@ -12,8 +13,10 @@ from importstate import (
     MemoryStore,
     OperationNotFound,
 )
+from importstate._gate import Gate
 from importstate.http import create_app
 from importstate.http._worker import RunWorker, ServerStopping
+from importstate.testing import RecordingImporter
 
 
 def user(n):
@@ -79,3 +82,29 @@ def test_a_stopped_worker_holds_its_run_at_a_batch_boundary():
     assert held.count.get("completed") % 50 == 0
     with pytest.raises(ServerStopping):
         worker.start()
+
+
+def test_the_gate_holds_a_batch_of_any_type_and_the_run_stays_at_its_checkpoint():
+    service = ImportService(MemoryStore(), {"api": RecordingImporter()}, batch_size=1)
+    service.new_operation("admin")
+    service.add_users([user(1)])
+    service.add_channels([{"importIds": ["c1"], "name": "general"},
+                          {"importIds": ["c2"], "name": "random"}])
+    gate = Gate()
+    gated = gate.importer_for(service)
+    inner = service.importers["api"]
+
+    class ClosesAtTheFirstChannel:
+        import_batch = gated.import_batch
+
+        def import_channels(self, channels):
+            gate.close()
+            return gated.import_channels(channels)
+
+    thread = threading.Thread(target=service.run, args=(ClosesAtTheFirstChannel(),), daemon=True)
+    thread.start()
+    assert gate.parked.wait(10), "the gate did not hold the channels' batch"
+    op = service.current_operation()
+    assert op.status == "importer_importing_channels"
+    assert op.count.get("completed") == 1
+    assert inner.channels == [], "a held batch reached the importer"

@@ -348,6 +348,43 @@ def test_a_newer_schema_is_refused(postgres_dsn, schema, store):
         PostgresStore(postgres_dsn, schema=schema)
 
 
+#: What a version 1 schema lacks: the selection's mark on staging, the type of a batch.
+_VERSION_1_DOWNGRADE = """
+    ALTER TABLE {schema}.staged DROP COLUMN selected;
+    ALTER TABLE {schema}.batches DROP COLUMN data_type;
+    UPDATE {schema}.schema_version SET version = 1
+"""
+
+
+def test_a_version_1_schema_is_upgraded_with_its_staging_all_selected(postgres_dsn, schema, store):
+    service = ImportService(store)
+    service.new_operation("admin")
+    service.add_users(workers.users(3))
+    store.close()
+    with psycopg.connect(postgres_dsn) as conn:
+        conn.execute(sql.SQL(_VERSION_1_DOWNGRADE).format(schema=sql.Identifier(schema)))
+    upgraded = PostgresStore(postgres_dsn, schema=schema)
+    try:
+        with upgraded.transaction() as tx:
+            operation = tx.current()
+            assert operation is not None
+            pending = tx.pending(operation.id, "user", after=None, limit=10)
+            assert [r.data["importIds"][0] for r in pending] == [
+                "key-000000", "key-000001", "key-000002",
+            ]
+            tx.deselect(operation.id, [pending[0].position])
+            assert tx.cut_batches(operation.id, "user", 50) == 1
+        claimed = upgraded.claim_batch(operation.id, "w1", 30)
+        assert claimed is not None
+        assert [r.data["importIds"][0] for r in claimed[1]] == ["key-000001", "key-000002"]
+    finally:
+        upgraded.close()
+    with psycopg.connect(postgres_dsn) as conn:
+        version = conn.execute(sql.SQL("SELECT version FROM {}").format(
+            _version_table(schema))).fetchone()
+    assert version == (SCHEMA_VERSION,)
+
+
 def test_a_wrong_dsn_fails_at_once(postgres_dsn):
     port = psycopg.conninfo.conninfo_to_dict(postgres_dsn)["port"]
     with pytest.raises(psycopg.OperationalError):

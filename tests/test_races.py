@@ -34,6 +34,7 @@ from importstate import (
     SQLiteStore,
     State,
 )
+from importstate.stores import sqlite as sqlite_store
 
 PROCESSES = 8
 ROUNDS = 50
@@ -103,11 +104,13 @@ def store_contents(db: Path) -> tuple[list[Operation], dict[str, set[str]]]:
     store.close()
     staged: dict[str, set[str]] = {}
     with sqlite3.connect(db) as conn:
-        # Staged rows name their operation by its row (operations.created).
+        # Staged rows name their operation by its row (operations.created), in a key
+        # that holds their type too: sqlite._SLOTS keys per operation.
         rows = conn.execute(
             "SELECT coalesce(o.id, 'no operation ' || s.operation),"
             " json_extract(s.data, '$.importIds[0]')"
-            " FROM staged AS s LEFT JOIN operations AS o ON o.created = s.operation",
+            " FROM staged AS s LEFT JOIN operations AS o ON o.created = s.operation / ?",
+            (sqlite_store._SLOTS,),
         )
         for operation, key in rows:
             staged.setdefault(operation, set()).add(key)

@@ -107,7 +107,7 @@ def outcome(store: Store) -> tuple[Any, ...]:
     assert operation is not None
     staged = [
         (r["data"]["importIds"][0], [e["message"] for e in r.get("errors", [])])
-        for r in ImportService(store).staged_users()
+        for r in ImportService(store).staged_records()
     ]
     return operation.status, operation.valid, operation.count, staged
 
@@ -149,6 +149,49 @@ def test_a_crash_at_any_commit_then_resume_gives_exactly_the_uninterrupted_resul
         assert set(seen["imported"].values()) == {1}, (when, n)
         assert len(seen["imported"]) == USERS - 1, (when, n)
         assert sum(seen["reached"].values()) <= USERS + BATCH, (when, n)
+
+
+def ready_with_every_type(store: Store) -> None:
+    """5 users (3 batches), 3 channels (2) and 5 messages (3), staged out of run order."""
+    service = ImportService(store)
+    service.new_operation("admin")
+    service.add_messages(workers.messages(5, 194, room="key-000100"))  # key-000194 fails
+    service.add_channels(workers.channels(3, 100))
+    service.add_users(workers.users(5))
+
+
+def test_a_crash_at_any_commit_of_any_phase_then_resume_gives_the_uninterrupted_result(
+    make_store, tmp_path,
+):
+    def service_on(store: Store, record: Any) -> ImportService:
+        return ImportService(store, {"api": workers.KeyedImporter(record)},
+                             batch_size=BATCH, message_batch_size=BATCH)
+
+    reference = make_store()
+    ready_with_every_type(reference)
+    service_on(reference, tmp_path / "ref").run()
+    expected = outcome(reference)
+    assert expected[0] is ProgressStep.DONE
+    assert expected[2].get("error") == 2  # user 0 and a message
+    writes = 10  # start, importing_users, eight batches (the last of each phase moves on)
+    points = [("before", n) for n in range(1, writes + 1)]
+    points += [("after", n) for n in range(1, writes)]
+    for when, n in points:
+        store = make_store()
+        ready_with_every_type(store)
+        record = tmp_path / f"record-{when}-{n}"
+        with pytest.raises(Crash):
+            service_on(CrashingStore(store, **{when: n}), record).run()
+        service = service_on(store, record)
+        if service.current_operation().state is State.READY:
+            service.run()
+        else:
+            service.resume()
+        assert outcome(store) == expected, (when, n)
+        seen = workers.record_of(record)
+        assert set(seen["imported"].values()) == {1}, (when, n)
+        assert len(seen["imported"]) == 13 - 2, (when, n)
+        assert sum(seen["reached"].values()) <= 13 + BATCH, (when, n)
 
 
 def test_resume_hands_the_importer_the_in_flight_batch_again_and_nothing_before_it(make_store):

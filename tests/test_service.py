@@ -7,6 +7,8 @@ import time
 import pytest
 
 from importstate import (
+    DataType,
+    ImporterCannotImport,
     ImporterNotDefined,
     ImportService,
     InvalidOperationStatus,
@@ -14,6 +16,8 @@ from importstate import (
     InvalidTransition,
     InvalidUserList,
     MemoryStore,
+    MissingChannelData,
+    MissingMessageData,
     MissingUserData,
     OperationAlreadyFinished,
     OperationCannotReceiveData,
@@ -801,3 +805,254 @@ def test_a_store_may_read_several_batches_per_query(monkeypatch):
     assert batches == [50, 50, 50, 20]
     assert op.count.get("completed") == 170
     assert ReadingAhead.queries == 2 + 1  # two pages, then the empty read that ends the stream
+
+
+# -- channels and messages (SPEC §8) -----------------------------------------------------
+
+
+def channel(n, **extra):
+    return {"importIds": [f"c{n}"], "name": f"channel-{n}", **extra}
+
+
+def message(n, room="c1", author="1", **extra):
+    return {"importIds": [f"m{n}"], "rid": room, "u": {"_id": author}, "msg": f"hello {n}",
+            "ts": 1635280600083 + n, **extra}
+
+
+class Recorder:
+    """An importer of every type: records each batch as (type, status seen, first ids)."""
+
+    def __init__(self, svc=None, fails=()):
+        self.svc, self.fails, self.batches = svc, set(fails), []
+
+    def _batch(self, kind, records):
+        status = self.svc.current_operation().status if self.svc else None
+        self.batches.append((kind, status, [r["importIds"][0] for r in records]))
+        return [ValueError(f"no {r['importIds'][0]}") if r["importIds"][0] in self.fails
+                else None for r in records]
+
+    def import_batch(self, users):
+        return self._batch("user", users)
+
+    def import_channels(self, channels):
+        return self._batch("channel", channels)
+
+    def import_messages(self, messages):
+        return self._batch("message", messages)
+
+
+ADD = {"user": ("add_users", user), "channel": ("add_channels", channel),
+       "message": ("add_messages", message)}
+
+
+@pytest.mark.parametrize("data_type", ["channel", "message"])
+def test_channels_and_messages_have_the_state_checks_of_users_in_their_order(store, data_type):
+    method, make = ADD[data_type]
+    svc = service(store)
+    add = getattr(svc, method)
+    assert add([]) is None
+    assert svc.status() == {"state": "none"}
+    with pytest.raises(OperationNotInitialized):
+        add([make(1)])
+    svc.new_operation("u")
+    svc.begin_loading(file="export.zip")
+    with pytest.raises(OperationCannotReceiveData):
+        add([make(1)])
+    svc.new_operation("u")
+    svc.cancel()
+    with pytest.raises(OperationAlreadyFinished):
+        add([make(1)])
+    svc.new_operation("u")
+    with pytest.raises((MissingChannelData, MissingMessageData)):
+        add([make(1), {"importIds": ["x"]}])
+    assert svc.current_operation().status is ProgressStep.NEW, "a refused list staged nothing"
+    assert list(svc.staged_records()) == []
+
+
+def test_staging_channels_and_messages_counts_them_and_the_total(store):
+    svc = service(store)
+    svc.new_operation("u")
+    svc.add_messages([message(n) for n in range(3)])
+    assert svc.status()["state"] == "ready"
+    svc.add_users([user(1)])
+    op = svc.add_channels([channel(1), channel(2, t="d", users=["1"])])
+    assert op.count.to_wire() == {"total": 6, "users": 1, "channels": 2, "messages": 3}
+    staged = list(svc.staged_records())
+    assert [r["dataType"] for r in staged] == ["message"] * 3 + ["user", "channel", "channel"]
+    assert staged[4]["data"] == {"t": "c", "users": [], **channel(1)}
+    assert staged[5]["data"] == channel(2, t="d", users=["1"])
+    assert [r["dataType"] for r in svc.staged_records("channel")] == ["channel"] * 2
+    assert [r["dataType"] for r in svc.staged_users()] == ["user"]
+
+
+def test_a_run_imports_users_then_channels_then_messages_in_their_batch_sizes(store):
+    svc = service(store)
+    importer = Recorder(svc)
+    svc.new_operation("u")
+    svc.add_messages([message(n) for n in range(1100)])
+    svc.add_channels([channel(n) for n in range(60)])
+    svc.add_users([user(n) for n in range(120)])
+    op = svc.run(importer)
+    assert [(kind, status, len(ids)) for kind, status, ids in importer.batches] == [
+        ("user", ProgressStep.IMPORTING_USERS, 50),
+        ("user", ProgressStep.IMPORTING_USERS, 50),
+        ("user", ProgressStep.IMPORTING_USERS, 20),
+        ("channel", ProgressStep.IMPORTING_CHANNELS, 50),
+        ("channel", ProgressStep.IMPORTING_CHANNELS, 10),
+        ("message", ProgressStep.IMPORTING_MESSAGES, 500),
+        ("message", ProgressStep.IMPORTING_MESSAGES, 500),
+        ("message", ProgressStep.IMPORTING_MESSAGES, 100),
+    ]
+    handed = [i for kind, _, ids in importer.batches if kind == "message" for i in ids]
+    assert handed == [f"m{n}" for n in range(1100)], "each type goes in staging order"
+    assert op.status is ProgressStep.DONE
+    assert op.count.to_wire() == {"total": 1280, "completed": 1280, "error": 0, "users": 120,
+                                  "channels": 60, "messages": 1100}
+    assert list(svc.staged_records()) == []
+
+
+def test_message_batches_follow_message_batch_size(store):
+    svc = service(store, batch_size=2, message_batch_size=3)
+    importer = Recorder()
+    svc.new_operation("u")
+    svc.add_channels([channel(n) for n in range(3)])
+    svc.add_messages([message(n) for n in range(7)])
+    svc.run(importer)
+    assert [(kind, len(ids)) for kind, _, ids in importer.batches] == [
+        ("channel", 2), ("channel", 1), ("message", 3), ("message", 3), ("message", 1),
+    ]
+
+
+def test_a_phase_without_records_is_passed_through(store):
+    svc = service(store)
+    importer = Recorder(svc)
+    svc.new_operation("u")
+    svc.add_messages([message(1)])
+    op = svc.run(importer)
+    assert importer.batches == [("message", ProgressStep.IMPORTING_MESSAGES, ["m1"])]
+    assert op.status is ProgressStep.DONE
+    assert op.count.to_wire() == {"total": 1, "completed": 1, "error": 0, "messages": 1}
+
+
+def test_failed_records_of_every_type_stay_staged_with_their_errors(store):
+    svc = service(store)
+    svc.new_operation("u")
+    svc.add_users([user(n) for n in range(3)])
+    svc.add_channels([channel(n) for n in range(3)])
+    svc.add_messages([message(n) for n in range(3)])
+    op = svc.run(Recorder(fails={"1", "c2", "m0"}))
+    assert (op.count.get("completed"), op.count.get("error")) == (6, 3)
+    kept = [(r["dataType"], r["data"]["importIds"][0], r["errors"]) for r in svc.staged_records()]
+    assert kept == [
+        ("user", "1", [{"message": "no 1", "type": "ValueError"}]),
+        ("channel", "c2", [{"message": "no c2", "type": "ValueError"}]),
+        ("message", "m0", [{"message": "no m0", "type": "ValueError"}]),
+    ]
+
+
+def test_a_reader_only_sees_counts_at_a_sum_of_whole_batches_of_each_phase(tmp_path):
+    path = tmp_path / "phases.db"
+    svc = ImportService(SQLiteStore(path), {"api": Recorder()}, batch_size=50)
+    svc.new_operation("u")
+    svc.add_users([user(n) for n in range(130)])          # 50, 50, 30
+    svc.add_channels([channel(n) for n in range(70)])     # 50, 20
+    svc.add_messages([message(n) for n in range(1234)])   # 500, 500, 234
+    reader = ImportService(SQLiteStore(path))
+    seen = set()
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            op = reader.status()["operation"]
+            count = op.get("count", {})
+            seen.add((op["status"], count.get("completed", 0) + count.get("error", 0)))
+
+    class Slow(Recorder):
+        def _batch(self, kind, records):
+            time.sleep(0.01)
+            return super()._batch(kind, records)
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    svc.run(Slow())
+    stop.set()
+    thread.join()
+    final = reader.status()["operation"]  # the reader may have stopped before the last commit
+    seen.add((final["status"], final["count"]["completed"] + final["count"]["error"]))
+    allowed = {
+        "importer_importing_users": {0, 50, 100},
+        "importer_importing_channels": {130, 180},
+        "importer_importing_messages": {200, 700, 1200},
+        "importer_done": {1434},
+    }
+    for status, done in seen:
+        if status in allowed:
+            assert done in allowed[status], (status, done)
+    assert {status for status, _ in seen} >= set(allowed), f"the reader missed a phase: {seen}"
+
+
+def test_an_importer_that_cannot_import_a_staged_type_is_refused_before_anything(store):
+    svc = service(store)  # its importer takes users one at a time, nothing else
+    svc.new_operation("u")
+    svc.add_users([user(1)])
+    svc.add_messages([message(1)])
+    before = svc.current_operation()
+    with pytest.raises(ImporterCannotImport) as refused:
+        svc.run()
+    assert str(refused.value) == "The importer (api) cannot import message records."
+    assert (refused.value.key, refused.value.data_type) == ("api", "message")
+    assert svc.current_operation() == before, "a refused run changed the operation"
+
+    class ChannelsOnly:
+        def import_channels(self, channels):
+            return [None] * len(channels)
+
+    with pytest.raises(ImporterCannotImport, match=r"cannot import user records\.$"):
+        svc.run(ChannelsOnly())
+    assert svc.run(Recorder()).status is ProgressStep.DONE
+
+
+def test_the_status_checks_come_before_the_importer_checks(store):
+    svc = service(store)
+    svc.new_operation("u")
+    svc.add_messages([message(1)])
+    svc.cancel()
+    with pytest.raises(InvalidOperationStatus):
+        svc.run()
+
+
+def test_a_cancel_in_the_channels_phase_stops_after_the_batch_in_hand(store):
+    svc = service(store, batch_size=10)
+    svc.new_operation("u")
+    svc.add_users([user(n) for n in range(5)])
+    svc.add_channels([channel(n) for n in range(35)])
+    svc.add_messages([message(n) for n in range(5)])
+
+    class CancelsInChannels(Recorder):
+        def import_channels(self, channels):
+            if len(self.batches) == 2:  # the users, then a first channel batch done
+                svc.cancel()
+            return super().import_channels(channels)
+
+    importer = CancelsInChannels()
+    op = svc.run(importer)
+    assert op.status is ProgressStep.IMPORT_CANCELLED
+    assert [kind for kind, _, _ in importer.batches] == ["user", "channel", "channel"]
+    assert (op.count.get("completed"), op.count.get("error")) == (25, 0)
+    assert len(list(svc.staged_records())) == 45, "a cancelled run keeps its staging"
+
+
+def test_the_loading_path_stages_channels_and_messages(store):
+    svc = service(store)
+    svc.new_operation("u", type="slack", importer_key="slack")
+    svc.begin_loading(file="export.zip", content_type="application/zip")
+    svc.advance(ProgressStep.PREPARING_CHANNELS)
+    svc.stage([channel(1)], "channel")
+    svc.advance(ProgressStep.PREPARING_MESSAGES)
+    op = svc.stage([message(1)], DataType.MESSAGE)
+    assert op.count.to_wire() == {"total": 2, "channels": 1, "messages": 1}
+    with pytest.raises(MissingMessageData):
+        svc.stage([{"msg": "no ids"}], "message")
+    with pytest.raises(ValueError, match="contact"):
+        svc.stage([channel(2)], "contact")
+    assert svc.finish_loading().state is State.READY

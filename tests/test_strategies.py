@@ -150,6 +150,53 @@ def test_invalid_user_lists_are_refused_with_their_message(error, data):
     assert service.status()["state"] == "new"
 
 
+@given(
+    channels=st.lists(ist.channels(), min_size=1, max_size=4),
+    messages=st.lists(ist.messages(), min_size=1, max_size=4),
+)
+def test_generated_channels_and_messages_are_accepted(channels, messages):
+    service = _service()
+    service.new_operation("u1")
+    service.add_channels(channels)
+    op = service.add_messages(messages)
+    assert op is not None
+    assert op.count.to_wire() == {"total": len(channels) + len(messages),
+                                  "channels": len(channels), "messages": len(messages)}
+    assert [r["data"] for r in service.staged_records("message")] == messages
+    for given_channel, record in zip(channels, service.staged_records("channel"), strict=True):
+        assert record["data"] == {"t": "c", "users": [], **given_channel}
+
+
+@pytest.mark.parametrize(("strategy", "add", "data_type"), [
+    (ist.invalid_channel_lists(), "add_channels", "channel"),
+    (ist.invalid_message_lists(), "add_messages", "message"),
+])
+@given(data=st.data())
+def test_invalid_channel_and_message_lists_are_refused_with_their_message(
+    strategy, add, data_type, data,
+):
+    records, message = data.draw(strategy)
+    service = _service()
+    service.new_operation("u1")
+    with pytest.raises(ImportStateError) as refused:
+        getattr(service, add)(records)
+    assert str(refused.value) == message
+    assert rejection(records, service.known_roles, data_type) == message
+    assert list(service.staged_records()) == []
+
+
+@given(data=st.data())
+def test_selections_are_read_and_run(data):
+    selection = data.draw(ist.selections(["a"], ["c"]))
+    service = _service()
+    service.new_operation("u1")
+    service.add_users([{"emails": ["a@example.com"], "importIds": ["a"]}])
+    service.add_channels([{"importIds": ["c"], "name": "general"}])
+    done = service.run(selection=selection)
+    assert done.status is ProgressStep.DONE
+    assert done.count.get("completed") == done.count.get("total")
+
+
 def test_invalid_user_lists_refuse_other_errors():
     with pytest.raises(InvalidArgument):
         ist.invalid_user_lists(ValueError).example()
@@ -196,6 +243,14 @@ def test_recording_and_failing_importers():
         failing({"importIds": ["b"]})
     assert failing.import_ids == ["a", "b"]
     assert failing.failed == [{"importIds": ["b"]}]
+    assert recording.import_channels([{"importIds": ["c"]}]) == [None]
+    assert recording.import_messages([{"importIds": ["m"]}]) == [None]
+    assert (recording.channels, recording.messages) == ([{"importIds": ["c"]}],
+                                                         [{"importIds": ["m"]}])
+    [refused, imported] = failing.import_messages([{"importIds": ["b"]}, {"importIds": ["m"]}])
+    assert isinstance(refused, ImportFailed)
+    assert imported is None
+    assert failing.messages == [{"importIds": ["b"]}, {"importIds": ["m"]}]
 
 
 # -- the pytest plugin ---------------------------------------------------------------------

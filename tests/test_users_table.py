@@ -3,7 +3,7 @@ import threading
 import pytest
 
 from importstate import ImportService, SQLiteStore
-from importstate.errors import DuplicateUser
+from importstate.errors import DuplicateChannel, DuplicateUser, MissingReference
 from importstate.users_table import UsersTableImporter
 
 
@@ -154,3 +154,45 @@ def test_with_the_service_duplicates_stay_staged_with_their_error(db, importer):
     assert staged[0]["errors"][0]["type"] == "DuplicateUser"
     assert importer.count() == 120
     store.close()
+
+
+def test_channels_and_messages_land_in_their_tables_and_refer_to_what_was_imported(importer):
+    assert importer.import_batch([user(1)]) == [None]
+    channels = [{"importIds": ["c1"], "name": "General", "t": "c"},
+                {"importIds": ["c2"], "name": "general"},
+                {"importIds": ["c3"], "name": "random", "t": "p"}]
+    [one, taken, three] = importer.import_channels(channels)
+    assert (one, three) == (None, None)
+    assert isinstance(taken, DuplicateChannel)
+    assert (taken.name, taken.taken_by) == ("general", "c1")
+    assert str(taken) == "channel name 'general' is already taken by channel 'c1'"
+    messages = [
+        {"importIds": ["m1"], "rid": "c1", "u": {"_id": "id-1"}, "msg": "hi", "ts": 1},
+        {"importIds": ["m2"], "rid": "c2", "u": {"_id": "id-1"}, "msg": "hi", "ts": 2},
+        {"importIds": ["m3"], "rid": "c3", "u": {"_id": "id-9"}, "msg": "hi", "ts": 3},
+    ]
+    [imported, no_channel, no_author] = importer.import_messages(messages)
+    assert imported is None
+    assert isinstance(no_channel, MissingReference)
+    assert str(no_channel) == "rid refers to channel 'c2', which was not imported"
+    assert isinstance(no_author, MissingReference)
+    assert (no_author.field, no_author.import_id, no_author.kind) == ("u._id", "id-9", "user")
+    assert importer.import_messages(messages[:1]) == [None], "a message imported again is fine"
+    assert importer.import_channels(channels[:1]) == [None], "so is a channel"
+    assert (importer.count(), importer.count("channel"), importer.count("message")) == (1, 2, 1)
+
+
+def test_the_built_in_importer_runs_every_phase(db, importer):
+    service = ImportService(SQLiteStore(db), {"api": importer})
+    service.new_operation("admin")
+    service.add_users([user(1), user(2)])
+    service.add_channels([{"importIds": ["c1"], "name": "general", "users": ["id-1"]}])
+    service.add_messages([
+        {"importIds": [f"m{n}"], "rid": "c1", "u": {"_id": f"id-{n % 3 + 1}"}, "msg": "hi",
+         "ts": n} for n in range(6)
+    ])
+    done = service.run()
+    assert done.count.to_wire() == {"total": 9, "completed": 7, "error": 2, "users": 2,
+                                    "channels": 1, "messages": 6}
+    assert [r["data"]["importIds"][0] for r in service.staged_records()] == ["m2", "m5"]
+    assert importer.count("message") == 4

@@ -147,6 +147,133 @@ def test_four_threads_import_every_user_once_and_a_reader_sees_only_whole_batche
     assert sum(1 for _ in service.staged_users()) == errors
 
 
+class PhasedImporter(ConcurrentImporter):
+    """Imports every type, and notes what was still unfinished when each batch arrived."""
+
+    def __init__(self, service: ImportService) -> None:
+        super().__init__(pause=0.005)
+        self.service = service
+        self.kinds: list[tuple[str, ProgressStep]] = []
+
+    def _typed(self, kind: str, batch: list[dict[str, Any]]) -> list[BaseException | None]:
+        operation = self.service.current_operation()
+        assert operation is not None
+        with self._lock:
+            self.kinds.append((kind, operation.status))
+        return self.import_batch(batch)
+
+    def import_channels(self, batch: list[dict[str, Any]]) -> list[BaseException | None]:
+        return self._typed("channel", batch)
+
+    def import_messages(self, batch: list[dict[str, Any]]) -> list[BaseException | None]:
+        return self._typed("message", batch)
+
+
+def test_workers_commit_every_batch_of_a_phase_before_the_next_phase_is_handed_out(store):
+    service = staged_service(store, 513)                          # users: 11 batches of 50
+    service.add_channels(workers.channels(260, 100_000))          # channels: 6 batches
+    service.add_messages(workers.messages(2345, 200_000, "key-100000"))  # messages: 5 of 500
+    importer = PhasedImporter(service)
+    seen: list[tuple[ProgressStep, int]] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            operation = service.current_operation()
+            assert operation is not None
+            count = operation.count
+            seen.append((operation.status, count.get("completed") + count.get("error")))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        ended = service.run(importer, workers=4)
+    finally:
+        stop.set()
+        reader.join(WAIT)
+
+    total = 513 + 260 + 2345
+    assert ended.status is ProgressStep.DONE
+    assert set(importer.reached.values()) == {1}
+    assert len(importer.reached) == total
+    # A batch of channels (messages) reached the importer only once the users' (channels')
+    # last batch had committed, which is what moves the run to the next phase.
+    assert {(kind, status) for kind, status in importer.kinds} == {
+        ("channel", ProgressStep.IMPORTING_CHANNELS), ("message", ProgressStep.IMPORTING_MESSAGES),
+    }
+    assert [kind for kind, _ in importer.kinds] == ["channel"] * 6 + ["message"] * 5
+    allowed = {
+        ProgressStep.IMPORTING_USERS: set(range(0, 513, 50)),
+        ProgressStep.IMPORTING_CHANNELS: set(range(513, 773, 50)),
+        ProgressStep.IMPORTING_MESSAGES: set(range(773, total, 500)),
+        ProgressStep.DONE: {total},
+    }
+    for status, processed in seen:
+        if status in allowed:
+            assert processed in allowed[status], (status, processed)
+    errors = sum(workers.fails(key) for key in importer.reached)
+    assert ended.count.to_wire() == {
+        "completed": total - errors, "error": errors, "total": total,
+        "users": 513, "channels": 260, "messages": 2345,
+    }
+    assert sum(1 for _ in service.staged_records()) == errors
+
+
+def test_workers_import_what_the_selection_keeps(store):
+    service = staged_service(store, 120)
+    service.add_channels(workers.channels(2, 100_000))
+    service.add_messages([
+        *workers.messages(30, 200_000, "key-100000"), *workers.messages(30, 300_000, "key-100001"),
+    ])
+    importer = PhasedImporter(service)
+    chosen = [f"key-{n:06d}" for n in range(1, 120, 2)]
+    ended = service.run(importer, workers=3, selection={
+        "users": {"list": chosen}, "channels": {"list": ["key-100001"]},
+    })
+    assert ended.status is ProgressStep.DONE
+    assert set(importer.reached) == {*chosen, "key-100001"} | {
+        f"key-{n:06d}" for n in range(300_000, 300_030)
+    }
+    errors = sum(workers.fails(key) for key in importer.reached)  # key-000097 and key-300021
+    assert ended.count.to_wire() == {
+        "completed": 91 - errors, "error": errors, "total": 91,
+        "users": 60, "channels": 1, "messages": 30,
+    }
+    assert sum(1 for _ in service.staged_records()) == errors, "only the failures are left"
+
+
+def test_resume_joins_a_run_in_batches_in_its_channels_phase(store):
+    service = staged_service(store, 60)
+    service.add_channels(workers.channels(120, 100_000))
+    importer = PhasedImporter(service)
+    with store.transaction() as tx:  # a run whose users are done, its worker gone mid-channels
+        operation = tx.current()
+        assert operation is not None
+        started = operation.fire("start", at=operation.updated_at)
+        tx.update(started)
+        for kind in ("user",):
+            tx.cut_batches(operation.id, kind, 50)
+    for batch_number in range(2):
+        claimed = store.claim_batch(operation.id, "gone", 30)
+        assert claimed is not None
+        with store.transaction() as tx:
+            left = tx.finish_batch(claimed[0])
+            current = tx.get(operation.id)
+            assert current is not None
+            count = current.count.added(completed=len(claimed[1]))
+            current = current.touched(current.updated_at, count=count)
+            if left == 0:
+                current = current.fire("advance", at=current.updated_at,
+                                       step=ProgressStep.IMPORTING_CHANNELS)
+                tx.cut_batches(operation.id, "channel", 50)
+            tx.update(current)
+        assert batch_number < 1 or left == 0
+    ended = service.resume(importer, workers=2)
+    assert ended.status is ProgressStep.DONE
+    assert [kind for kind, _ in importer.kinds] == ["channel"] * 3
+    assert ended.count.get("completed") + ended.count.get("error") == 180
+
+
 def test_cancel_stops_every_worker_after_the_batch_in_hand(store):
     service = staged_service(store, 2000)
     importer = ConcurrentImporter(pause=0.005)

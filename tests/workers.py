@@ -48,6 +48,19 @@ def users(count: int, start: int = 0) -> list[dict[str, Any]]:
     return [user(number) for number in range(start, start + count)]
 
 
+def channels(count: int, start: int) -> list[dict[str, Any]]:
+    """Channels keyed ``key-<start>`` ..., so that :class:`KeyedImporter` takes them too."""
+    return [{"importIds": [f"key-{number:06d}"], "name": f"channel-{number}"}
+            for number in range(start, start + count)]
+
+
+def messages(count: int, start: int, room: str) -> list[dict[str, Any]]:
+    """Messages keyed ``key-<start>`` ..., in the channel ``room``, by user 1."""
+    return [{"importIds": [f"key-{number:06d}"], "rid": room, "u": {"_id": "key-000001"},
+             "msg": f"message {number}", "ts": number}
+            for number in range(start, start + count)]
+
+
 def fails(key: str) -> bool:
     """Whether :class:`KeyedImporter` rejects the user with this key (every run alike)."""
     return int(key.removeprefix("key-")) % FAIL_EVERY == 0
@@ -101,7 +114,7 @@ class KeyedImporter:
         )
 
     def import_batch(self, batch: list[dict[str, Any]]) -> list[BaseException | None]:
-        """Import ``batch`` once per key; return the rejections."""
+        """Import ``batch`` once per key; return the rejections (channels and messages too)."""
         self.batches += 1
         if self.batches == self.pause_at:
             self._pause()
@@ -126,6 +139,10 @@ class KeyedImporter:
             outcomes.append(None)
         conn.execute("COMMIT")
         return outcomes
+
+    # Records of every type are keyed alike: one record serves them all.
+    import_channels = import_batch
+    import_messages = import_batch
 
     def _pause(self) -> None:
         Path(f"{self.path}.paused").touch()

@@ -36,6 +36,7 @@ from importstate.cli._watch import EXIT_STATUS, Outcome, Stop, run_with_progress
 from importstate.errors import InvalidRoles, MissingUserData
 from importstate.importers import Importer
 from importstate.model import Operation
+from importstate.records import RECORD_KINDS, DataType
 from importstate.service import LATEST_LIMIT, ImportService
 from importstate.steps import FINISHED_STATES, ProgressStep, State
 
@@ -389,33 +390,41 @@ def clear(ctx: Context) -> int:
               show_default="10,000", help="how many users to stage")
 @click.option("--fail-rate", type=float, default=0.05, metavar="R", show_default=True,
               help="share of users the importer rejects as duplicates")
+@click.option("--channels", type=int, default=50, metavar="N", callback=at_least(0),
+              show_default=True, help="how many channels to stage")
+@click.option("--messages", type=int, default=20_000, metavar="N", callback=at_least(0),
+              show_default="20,000", help="how many messages to stage, by random users")
 @pass_context
-def demo(ctx: Context, count: int, fail_rate: float) -> int:
-    """Show a whole import on synthetic users.
+def demo(ctx: Context, count: int, fail_rate: float, channels: int, messages: int) -> int:
+    """Show a whole import on synthetic users, channels and messages.
 
     The lifecycle from status to failures, with a live progress display; a
-    share of the users (--fail-rate) collide with earlier ones and fail. It
-    uses a fresh temporary database unless --db is given.
+    share of the users (--fail-rate) collide with earlier ones and fail, and
+    so do the messages they wrote. It uses a fresh temporary database unless
+    --db is given.
     """
     try:
-        users = _demo.synthetic_users(count, fail_rate)
+        records = _demo.synthetic(count, fail_rate, channels=channels, messages=messages)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     # Without --db the demo must not touch (and so abort) the import in the usual database.
     if ctx.db_option is not None:
-        return _run_demo(ctx, users, fail_rate, ctx.db, kept=True)
+        return _run_demo(ctx, records, fail_rate, ctx.db, kept=True)
     with tempfile.TemporaryDirectory(prefix="importstate-demo-") as scratch:
-        return _run_demo(ctx, users, fail_rate, Path(scratch) / "demo.db", kept=False)
+        return _run_demo(ctx, records, fail_rate, Path(scratch) / "demo.db", kept=False)
 
 
 def _run_demo(
-    ctx: Context, users: list[dict[str, Any]], fail_rate: float, db: Path, *, kept: bool,
+    ctx: Context, records: _demo.DemoRecords, fail_rate: float, db: Path, *, kept: bool,
 ) -> int:
     service = ctx.open(db)
     if ctx.json:
         # Scripts get the final status document only.
         ctx.out = Console(quiet=True)
-    ctx.rule(f"importstate demo: {plural(len(users), 'user')}, {fail_rate:.0%} rejected")
+    users = records.users
+    rooms = (f"{plural(len(records.channels), 'channel')} and"
+             f" {plural(len(records.messages), 'message')}")
+    ctx.rule(f"importstate demo: {plural(len(users), 'user')}, {fail_rate:.0%} rejected, {rooms}")
     ctx.say(f"database {db}" + ("" if kept else " (temporary; --db PATH keeps it)"))
     _step(ctx, "1. no operation yet (import.status)", service.status())
     service.new_operation(getpass.getuser())
@@ -424,16 +433,29 @@ def _run_demo(
     service.add_users(users)
     _step(ctx, f"3. {plural(len(users), 'user')} staged (import.addUsers) "
           f"in {time.perf_counter() - started:.2f}s", service.status())
-    ctx.rule("4. import.run: the bar follows the counts as they are committed")
+    started = time.perf_counter()
+    service.add_channels(records.channels)
+    service.add_messages(records.messages)
+    _step(ctx, f"4. {rooms} staged (add_channels, add_messages) "
+          f"in {time.perf_counter() - started:.2f}s", service.status())
+    offered = service.selection()
+    if offered is not None:
+        ctx.say(f"the selection (getImportFileData) offers {plural(len(offered['users']), 'user')},"
+                f" {plural(len(offered['channels']), 'channel')} (one stands for every direct"
+                f" channel) and {plural(offered['message_count'], 'message')}")
+    ctx.rule("5. import.run: users, channels, then messages; the bar follows the committed counts")
     started = time.perf_counter()
     outcome = run_with_progress(service, ctx.out)
     elapsed = time.perf_counter() - started
-    _step(ctx, "5. the final status document", service.status())
+    _step(ctx, "6. the final status document", service.status())
     _demo_failures(ctx, service, kept=kept)
     ctx.rule()
     report(ctx, outcome)
-    ctx.say(f"{plural(ctx.importer.count(), 'user')} in the users table; the run took"
-            f" {elapsed:.2f}s ({len(users) / max(elapsed, 1e-9):,.0f} users/s)")
+    imported = ", ".join(
+        plural(ctx.importer.count(kind.data_type), kind.data_type) for kind in RECORD_KINDS
+    )
+    ctx.say(f"{imported} in the tables; the run took"
+            f" {elapsed:.2f}s ({len(records) / max(elapsed, 1e-9):,.0f} records/s)")
     if ctx.json:
         ctx.print_json(service.status())
     return _exit_status(outcome)
@@ -450,11 +472,14 @@ def _demo_failures(ctx: Context, service: ImportService, *, kept: bool, shown: i
     if not first:
         return
     more = sum(1 for _ in records)
-    ctx.rule(f"6. {plural(len(first) + more, 'failed user')} stay in staging with their errors")
+    ctx.rule(f"7. {plural(len(first) + more, 'failed user')} stay in staging with their errors")
     ctx.show(failures_table(first))
     if more:
         where = f"`importstate failures --db {ctx.db}`" if kept else "`--db PATH` keeps them"
         ctx.say(f"... and {more:,} more ({where})")
+    messages = sum(1 for record in service.staged_records(DataType.MESSAGE) if record.get("errors"))
+    if messages:
+        ctx.say(f"and {plural(messages, 'failed message')}, by users who failed, stay staged too")
 
 
 @cli.command()

@@ -40,6 +40,7 @@ from importstate.cli._context import INTERRUPTED, TERMINATED, Terminated
 from importstate.errors import ImportStateError, OperationAlreadyFinished, OperationNotFound
 from importstate.importers import Importer
 from importstate.model import Operation
+from importstate.records import phase_of
 from importstate.service import ImportService
 
 #: Seconds between two reads of the operation while the run works.
@@ -77,7 +78,7 @@ class Outcome:
 
 
 class _Done(ProgressColumn):
-    """Users done (imported or failed) of the total, with thousands separators."""
+    """Records done (imported or failed) of the total, with thousands separators."""
 
     def render(self, task: Task) -> Text:
         total = "?" if task.total is None else f"{int(task.total):,}"
@@ -85,10 +86,10 @@ class _Done(ProgressColumn):
 
 
 class _Rate(ProgressColumn):
-    """Users per second, from the bar's own speed estimate."""
+    """Records per second, from the bar's own speed estimate, named for the phase."""
 
     def render(self, task: Task) -> Text:
-        return Text(f"{_rate(task)} users/s")
+        return Text(f"{_rate(task)} {task.fields.get('noun', 'records')}/s")
 
 
 def _rate(task: Task) -> str:
@@ -100,7 +101,7 @@ def _rate(task: Task) -> str:
 
 
 class _Errors(ProgressColumn):
-    """Users that failed so far."""
+    """Records that failed so far."""
 
     def render(self, task: Task) -> Text:
         return Text(f"{task.fields.get('errors', 0):,} failed", style="red")
@@ -192,7 +193,7 @@ class _Watch:
         if self.worker.error is not None:
             return None
         with _progress(console) as progress:
-            task = progress.add_task("importing users", total=None, errors=0)
+            task = progress.add_task("importing", total=None, errors=0, noun="records")
             stopped: Stop | None = None
             try:
                 while not self.worker.wait(self.poll):
@@ -255,9 +256,13 @@ def _show(progress: Progress, task: TaskID, operation: Operation | None) -> None
     if operation is None:
         return
     count = operation.count
+    phase = phase_of(operation.status)
+    noun = phase.count if phase is not None else "records"  # users, channels, messages
     progress.update(
         task,
+        description=f"importing {noun}",
         completed=count.get("completed") + count.get("error"),
         total=count.get("total"),
         errors=count.get("error"),
+        noun=noun,
     )

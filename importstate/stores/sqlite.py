@@ -33,9 +33,9 @@ __all__ = [
 
 SCHEMA_VERSION: Final = 3
 
-# operation is the row's operations.created (version 1 kept the 24-character id):
-# a narrower row is fewer pages to write, read and clear. selected is 0 for a record
-# the run's selection left out (version 3); a 1 costs no byte of the row.
+# operation is a key made of the row's operations.created (version 1 kept the
+# 24-character id: a narrower row is fewer pages to write, read and clear), the
+# record's type, and whether the run's selection left it out (version 3): see _Slot.
 _STAGED: Final = """
 CREATE TABLE IF NOT EXISTS staged (
     position  INTEGER PRIMARY KEY,
@@ -43,10 +43,15 @@ CREATE TABLE IF NOT EXISTS staged (
     id        TEXT NOT NULL,
     data      TEXT NOT NULL,
     data_type TEXT NOT NULL,
-    errors    TEXT,
-    selected  INTEGER NOT NULL DEFAULT 1
+    errors    TEXT
 )
 """
+#: The code of each record type in a staged row's key (see _Slot).
+_TYPE_CODES: Final = {"user": 0, "channel": 1, "message": 2}
+#: The key's bit for a record the selection left out, and the key's slots per operation.
+_LEFT_OUT: Final = 4
+_SLOTS: Final = 8
+_TYPE_KEYS: Final = "CASE data_type WHEN 'channel' THEN 1 WHEN 'message' THEN 2 ELSE 0 END"
 
 _SCHEMA: Final = f"""
 CREATE TABLE IF NOT EXISTS operations (
@@ -99,8 +104,8 @@ def _upgrade_from_1(conn: sqlite3.Connection) -> None:
 
 
 def _upgrade_from_2(conn: sqlite3.Connection) -> None:
-    """Version 2 → 3: a run's selection marks the staged records it leaves out."""
-    conn.execute("ALTER TABLE staged ADD COLUMN selected INTEGER NOT NULL DEFAULT 1")
+    """Version 2 → 3: a staged row's key names its type too (see _Slot)."""
+    conn.execute(f"UPDATE staged SET operation = operation * {_SLOTS} + {_TYPE_KEYS}")  # noqa: S608
 
 
 def _is_busy(error: BaseException) -> bool:
@@ -165,8 +170,8 @@ class SQLiteStore:
                 )
                 raise SchemaVersionError(msg)
             if version == 1:
-                _upgrade_from_1(tx.conn)  # staging is rebuilt with every column of version 3
-            elif version == 2:  # noqa: PLR2004 - the schema version upgraded from
+                _upgrade_from_1(tx.conn)
+            if version in {1, 2}:
                 _upgrade_from_2(tx.conn)
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
@@ -447,73 +452,76 @@ class _SQLiteTransaction:
         return updated_at, operation.valid, doc
 
     def stage(self, operation_id: str, records: Sequence[NewRecord]) -> None:
-        created = self._created(operation_id)
-        if created is None:
+        slot = self._slot(operation_id)
+        if slot is None:
             msg = f"no operation {operation_id!r}"
             raise KeyError(msg)
+        keys = slot.of
         self.conn.executemany(
             "INSERT INTO staged (operation, id, data, data_type) VALUES (?, ?, ?, ?)",
-            ((created, *record) for record in records),
+            ((keys[record[2]], *record) for record in records),
         )
 
     def staged(self, operation_id: str, *, after: int | None, limit: int) -> list[StagedRecord]:
-        created = self._created(operation_id)
-        if created is None:
+        slot = self._slot(operation_id)
+        if slot is None:
             return []
         rows = self._execute(
             "SELECT position, id, data, data_type, errors FROM staged"
-            " WHERE position > ? AND operation = ? ORDER BY position LIMIT ?",
-            (after if after is not None else -1, created, limit),
+            " WHERE position > ? AND operation BETWEEN ? AND ? ORDER BY position LIMIT ?",
+            (after if after is not None else -1, *slot.every, limit),
         )
         return staged_records(rows)
 
     def pending(
         self, operation_id: str, data_type: str, *, after: int | None, limit: int,
     ) -> list[Pending]:
-        created = self._created(operation_id)
-        if created is None:
+        slot = self._slot(operation_id)
+        if slot is None:
             return []
-        # The primary key gives the order; rows of other types are skipped, not decoded.
+        # The primary key gives the order; rows of other keys are skipped, not decoded.
         rows = self._execute(
-            "SELECT position, data FROM staged WHERE position > ? AND operation = ?"
-            " AND data_type = ? AND selected ORDER BY position LIMIT ?",
-            (after if after is not None else -1, created, data_type, limit),
+            "SELECT position, data FROM staged"
+            " WHERE position > ? AND operation = ? ORDER BY position LIMIT ?",
+            (after if after is not None else -1, slot.of[data_type], limit),
         )
         return pending_records(rows)
 
     def deselect(self, operation_id: str, positions: Sequence[int]) -> None:
-        created = self._created(operation_id) if positions else None
-        if created is None:
+        slot = self._slot(operation_id) if positions else None
+        if slot is None:
             return
         self.conn.executemany(
-            "UPDATE staged SET selected = 0 WHERE position = ? AND operation = ?",
-            [(position, created) for position in positions],
+            f"UPDATE staged SET operation = operation | {_LEFT_OUT}"  # noqa: S608 - a constant
+            " WHERE position = ? AND operation BETWEEN ? AND ?",
+            [(position, *slot.every) for position in positions],
         )
 
     def record_errors(
         self, operation_id: str, errors: Sequence[tuple[int, Mapping[str, Any]]],
     ) -> None:
-        created = self._created(operation_id) if errors else None
-        if created is None:
+        slot = self._slot(operation_id) if errors else None
+        if slot is None:
             return
         self.conn.executemany(
             "UPDATE staged SET errors = json_insert(coalesce(errors, '[]'), '$[#]', json(?))"
-            " WHERE position = ? AND operation = ?",
-            [(json.dumps(error), position, created) for position, error in errors],
+            " WHERE position = ? AND operation BETWEEN ? AND ?",
+            [(json.dumps(error), position, *slot.every) for position, error in errors],
         )
 
     def remove_succeeded(self, operation_id: str) -> int:
-        created = self._created(operation_id)
-        if created is None:
+        slot = self._slot(operation_id)
+        if slot is None:
             return 0
         kept = self._execute(
-            "SELECT 1 FROM staged WHERE errors IS NOT NULL OR operation != ? LIMIT 1", (created,),
+            "SELECT 1 FROM staged WHERE errors IS NOT NULL OR operation NOT BETWEEN ? AND ?"
+            " LIMIT 1", slot.every,
         ).fetchone()
         if kept is None:
             # Every row goes: a DELETE without WHERE drops the table's pages at once.
             return self._execute("DELETE FROM staged").rowcount
         cursor = self._execute(
-            "DELETE FROM staged WHERE operation = ? AND errors IS NULL", (created,),
+            "DELETE FROM staged WHERE operation BETWEEN ? AND ? AND errors IS NULL", slot.every,
         )
         return cursor.rowcount
 
@@ -527,8 +535,8 @@ class _SQLiteTransaction:
         millis = self._row(operation_id).heartbeat
         return from_epoch_millis(millis) if millis is not None else None
 
-    def _created(self, operation_id: str) -> int | None:
-        """The operation's ``created``, which keys its staged rows (``None``: no such operation).
+    def _slot(self, operation_id: str) -> _Slot | None:
+        """The keys of the operation's staged rows (``None``: no such operation).
 
         Deferred writes go out first: the caller's next statement is on staging.
         """
@@ -536,7 +544,7 @@ class _SQLiteTransaction:
             self.flush()
         if self.get(operation_id) is None:
             return None
-        return self.rows[operation_id].created
+        return self.rows[operation_id].slot
 
     def _row(self, operation_id: str) -> _Row:
         if self.get(operation_id) is None:
@@ -553,6 +561,29 @@ class _SQLiteTransaction:
         columns.update(checkpoint=position, heartbeat=row.heartbeat)
 
 
+class _Slot:
+    """The keys of one operation's staged rows (``staged.operation``, version 3).
+
+    A row's key is its operation's ``created`` times 8, plus its type's code
+    (user 0, channel 1, message 2), plus 4 once the run's selection left it
+    out. A run reads one type's selected records with one equality on the
+    key, as it read one operation's before; a filter on more columns would
+    be compared on every row of the run's hot query, and an index would slow
+    every staging. The operation's rows, listed, are one range of keys.
+
+    Attributes:
+        of: the key of the operation's selected records, by ``dataType``.
+        every: the first and last key of its records, of every type, selected or not.
+    """
+
+    __slots__ = ("every", "of")
+
+    def __init__(self, created: int) -> None:
+        first = created * _SLOTS
+        self.of = {data_type: first + code for data_type, code in _TYPE_CODES.items()}
+        self.every = first, first + _SLOTS - 1
+
+
 @attrs.define
 class _Row:
     """An operation's row as this transaction last read or wrote it."""
@@ -563,6 +594,10 @@ class _Row:
     checkpoint: int | None
     heartbeat: int | None
     created: int
+    slot: _Slot = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.slot = _Slot(self.created)
 
 
 @functools.cache

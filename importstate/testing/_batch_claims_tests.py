@@ -102,8 +102,9 @@ class BatchClaimsTests(_Handles[ClaimsStore]):
                 return lambda: MyStore(my_server.url)
 
     It checks what ``ImportService.run(workers=N)`` and ``work()`` rely on:
-    staged users cut into fixed batches by staging order, claims in batch
-    order, one holder per batch while its lease holds, the last batch only
+    staged users cut into fixed batches by staging order (one type per cut,
+    numbered after the cuts before, without the records a selection left
+    out), claims in batch order, one holder per batch while its lease holds, the last batch only
     once every other is done, expired leases taken over, ``finish_batch``
     counting only for the holder, ``renew_leases`` extending only the
     holder's lease, and ``unstage_all`` dropping the batches. Leases in these
@@ -195,6 +196,57 @@ class BatchClaimsTests(_Handles[ClaimsStore]):
         assert _usernames(_claim(store, second, "w1")[1]) == ["b0", "b1", "b2"]
         _finish(store, batch)
         assert _usernames(_claim(store, first, "w1")[1]) == ["a2"]
+
+    def test_a_cut_takes_one_type_numbered_after_the_batches_cut_before(
+        self, store: ClaimsStore,
+    ) -> None:
+        """A run cuts a type's batches once the ones before are done: they follow in number.
+
+        Types staged in turns: each batch holds records of its own type only,
+        and the last batch of the later cut is claimable once every other of
+        that cut is done.
+        """
+        operation_id = _operation(1).id
+        with store.transaction() as tx:
+            tx.insert(_operation(1))
+            for turn in range(3):
+                tx.stage(operation_id, _records(f"u{turn}"))
+                tx.stage(operation_id, _records(f"c{turn}a", f"c{turn}b", data_type="channel"))
+            assert tx.cut_batches(operation_id, "user", 2) == 2
+        users = []
+        while (got := store.claim_batch(operation_id, "w1", _LONG)) is not None:
+            users.append(got)
+            _finish(store, got[0])
+        assert [(b.number, _usernames(r)) for b, r in users] == [(0, ["u0", "u1"]), (1, ["u2"])]
+        with store.transaction() as tx:
+            assert tx.cut_batches(operation_id, "channel", 4) == 2
+            assert tx.batch_count(operation_id) == 4
+        first, records = _claim(store, operation_id, "w1")
+        assert first.number == 2
+        assert _usernames(records) == ["c0a", "c0b", "c1a", "c1b"]
+        assert {r.data_type for r in records} == {"channel"}
+        assert store.claim_batch(operation_id, "w2", _LONG) is None, (
+            "the last batch of a cut was claimable while another of that cut was in hand"
+        )
+        assert _finish(store, first) == 1
+        last, records = _claim(store, operation_id, "w2")
+        assert (last.number, _usernames(records)) == (3, ["c2a", "c2b"])
+        assert _finish(store, last) == 0
+
+    def test_deselected_records_are_neither_cut_nor_handed_out(self, store: ClaimsStore) -> None:
+        """What a run's selection left out is in no batch, and comes with no claim."""
+        operation_id = _operation(1).id
+        with store.transaction() as tx:
+            tx.insert(_operation(1))
+            tx.stage(operation_id, _records(*(f"u{n}" for n in range(5))))
+            staged = tx.staged(operation_id, after=None, limit=10)
+            tx.deselect(operation_id, [staged[1].position, staged[2].position])
+            assert tx.cut_batches(operation_id, "user", 2) == 2
+        handed = []
+        while (got := store.claim_batch(operation_id, "w1", _LONG)) is not None:
+            handed += _usernames(got[1])
+            _finish(store, got[0])
+        assert handed == ["u0", "u3", "u4"]
 
     def test_a_rolled_back_cut_leaves_no_batches(self, store: ClaimsStore) -> None:
         """A run whose starting transaction rolls back does not run in batches."""

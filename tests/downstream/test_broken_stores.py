@@ -68,7 +68,7 @@ def test_store_tests_name_the_broken_behaviour(run_suite, store, broken_test):
 
 @pytest.mark.parametrize(("store", "complaint"), [
     ("FirstComeStore", r"status_matches_the_model|current_operation_matches_the_model"),
-    ("ForgetfulStore", "staging after done does not hold|staged users differ from the spec"),
+    ("ForgetfulStore", "staging after done does not hold|staged records differ from the spec"),
 ])
 def test_the_machine_catches_the_broken_store(run_suite, store, complaint):
     result = run_suite(MACHINE, store)
