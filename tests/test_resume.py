@@ -132,7 +132,7 @@ def test_a_crash_at_any_commit_then_resume_gives_exactly_the_uninterrupted_resul
     ImportService(reference, {"api": importer}, batch_size=BATCH).run()
     expected = outcome(reference)
     assert expected[0] is ProgressStep.DONE
-    writes = 6  # start, importing_users, four batches (the last one's commit finishes the run)
+    writes = 7  # start, importing_users, four batches (the last one's moves on), done
     points = [("before", n) for n in range(1, writes + 1)]
     points += [("after", n) for n in range(1, writes)]
     for when, n in points:
@@ -173,7 +173,7 @@ def test_a_crash_at_any_commit_of_any_phase_then_resume_gives_the_uninterrupted_
     expected = outcome(reference)
     assert expected[0] is ProgressStep.DONE
     assert expected[2].get("error") == 2  # user 0 and a message
-    writes = 10  # start, importing_users, eight batches (the last of each phase moves on)
+    writes = 11  # start, importing_users, eight batches (each phase's last moves on), done
     points = [("before", n) for n in range(1, writes + 1)]
     points += [("after", n) for n in range(1, writes)]
     for when, n in points:

@@ -27,7 +27,7 @@ from importstate.errors import WorkersUnsupported
 from importstate.importers import BatchCall
 from importstate.model import Operation
 from importstate.records import RecordKind, kind_of
-from importstate.steps import TERMINAL_STEPS
+from importstate.steps import TERMINAL_STEPS, ProgressStep
 from importstate.stores import (
     Batch,
     BatchClaims,
@@ -154,7 +154,19 @@ class BatchedRun:
         # The heartbeat tells stale_operations the run is alive; each batch renews it.
         tx.update(started)
         tx.set_checkpoint(started.id, None, to_millis_precision(self.ledger.clock()))
-        return self.ledger.next_phase(tx, started, self._cut)
+        return self._move_on(tx, started)
+
+    def _move_on(self, tx: BatchTransaction, operation: Operation) -> Operation:
+        """Cut the next phase's batches, or end the run when no phase is left, in ``tx``.
+
+        In the transaction of the phase's last batch, so it commits last and once.
+        """
+        moved = self.ledger.next_phase(tx, operation, self._cut)
+        if moved.status is not ProgressStep.FINISHING:
+            return moved
+        done = self.ledger.finished(tx, moved)
+        tx.update(done)
+        return done
 
     def _cut(
         self, tx: Transaction, operation: Operation, kind: RecordKind, _now: dt.datetime,
@@ -200,7 +212,7 @@ class BatchedRun:
                     with self.claims.transaction() as tx:
                         committed = self.ledger.commit(tx, Lease(batch), records, results)
                         if committed.last:
-                            self.ledger.next_phase(tx, committed.operation, self._cut)
+                            self._move_on(tx, committed.operation)
         except Exception as exc:  # noqa: BLE001 - a library or store error fails the run, kept
             self.ledger.fail(operation_id, exc)
 

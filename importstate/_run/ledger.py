@@ -141,17 +141,20 @@ class Ledger:
 
         Into the next kind's phase that has records (``opener`` readies it),
         passing through the phases of kinds without any; after the last
-        phase, the run is finished.
+        phase, to ``importer_finishing``, where :meth:`finished` ends it.
         """
         now = self.clock()
+        moved = operation
         for kind in kinds_after(operation.status):
-            operation = operation.fire(Event.ADVANCE, at=now, step=kind.step)
-            if operation.count.get(kind.count) and opener(tx, operation, kind, now):
-                tx.update(operation)
-                return operation
-        done = self.finished(tx, operation)
-        tx.update(done)
-        return done
+            moved = moved.fire(Event.ADVANCE, at=now, step=kind.step)
+            if moved.count.get(kind.count) and opener(tx, moved, kind, now):
+                break
+        else:
+            if moved.status is not ProgressStep.FINISHING:
+                moved = moved.fire(Event.ADVANCE, at=now, step=ProgressStep.FINISHING)
+        if moved is not operation:
+            tx.update(moved)
+        return moved
 
     def stop(self, tx: Transaction, operation: Operation) -> Operation:
         """End a run that must stop: cancelled (or ended) stays so, invalidated fails."""

@@ -12,6 +12,10 @@ from importstate.records import RecordKind, phase_of
 from importstate.steps import ProgressStep
 from importstate.stores import Store, Transaction
 
+#: What a serial run does next: the operation, and the kind and records it imports next
+#: (``None`` and none once the run is finishing, or stopped).
+_Next = tuple[Operation, RecordKind | None, Sequence[Record]]
+
 
 class SerialRun:
     """Runs claimed operations in the caller's thread, committing through the ledger.
@@ -28,7 +32,8 @@ class SerialRun:
         # One batch per query (the default) suits an in-process store: records that
         # outlive their batch get promoted by the garbage collector and make its full
         # passes costly. A store across the network sets read_ahead higher.
-        self.read_ahead: int = getattr(self.store, "read_ahead", 1)
+        read_ahead: int = getattr(self.store, "read_ahead", 1)
+        self.page_sizes = {data_type: size * read_ahead for data_type, size in sizes.items()}
 
     def drive(self, claim: Claim, calls: Mapping[str, BatchCall]) -> Operation:
         """Run the claimed operation from its checkpoint to the end, or until it must stop.
@@ -44,61 +49,75 @@ class SerialRun:
                 operation, stopped = self._held(tx, claim)
                 if stopped is not None:
                     return stopped
-                operation, page = self._next_records(tx, claim, operation, claim.checkpoint)
+                operation, kind, page = self._next_records(
+                    tx, claim, operation, claim.checkpoint,
+                )
             claim.stamped()
-            while page:
-                kind = phase_of(operation.status)
-                assert kind is not None  # noqa: S101 - records are only read within a phase
-                operation, page = self._import(claim, calls[kind.data_type], kind, page)
+            while kind is not None:
+                operation, kind, page = self._import(claim, calls[kind.data_type], kind, page)
+            if operation.status is ProgressStep.FINISHING:
+                return self._finish(claim)
         except Exception as exc:  # noqa: BLE001 - a library or store error fails the run, kept
             return self.ledger.fail(claim.operation_id, exc, claim)
         return operation
 
+    def _finish(self, claim: Claim) -> Operation:
+        """End the run in a transaction of its own (see :meth:`Ledger.finished`).
+
+        Its own, not the last batch's: on SQLite, deleting the staging in a
+        transaction that began with a batch costs more than the transaction.
+        """
+        with self.store.transaction() as tx:
+            operation, stopped = self._held(tx, claim)
+            if stopped is not None:
+                return stopped
+            done = self.ledger.finished(tx, operation)
+            tx.update(done)
+        return done
+
     def _import(
         self, claim: Claim, call: BatchCall, kind: RecordKind, page: Sequence[Record],
-    ) -> tuple[Operation, Sequence[Record]]:
-        """Import and commit a page's batches; the operation, and the records that follow.
-
-        No records follow when the run has ended: done, or stopped.
-        """
+    ) -> _Next:
+        """Import and commit a page's batches; what follows them (as :meth:`_next_records`)."""
         size = self.sizes[kind.data_type]
-        following: Sequence[Record] = ()
+        following: _Next | None = None
         for start in range(0, len(page), size):
             records = page if len(page) <= size else page[start:start + size]
             results = outcomes(call, records, kind)
             last = start + size >= len(page)
             with self.store.transaction() as tx:
                 committed = self.ledger.commit(tx, claim, records, results)
-                operation = committed.operation
                 if committed.stop:
-                    return operation, ()
+                    return committed.operation, None, ()
                 if last:
-                    operation, following = self._next_records(
-                        tx, claim, operation, records[-1].position,
+                    following = self._next_records(
+                        tx, claim, committed.operation, records[-1].position,
                     )
             claim.stamped()
-        return operation, following
+        assert following is not None  # noqa: S101 - a page has records, so a last batch
+        return following
 
     def _next_records(
         self, tx: Transaction, claim: Claim, operation: Operation, after: int | None,
-    ) -> tuple[Operation, Sequence[Record]]:
+    ) -> _Next:
         """The records after ``after`` in the operation's phase, or the next phase's first ones.
 
-        At the end of a phase the run moves on in ``tx`` (see
-        :meth:`Ledger.next_phase`); none are left when it is done.
+        The operation, the kind of the records, and the records; at the end
+        of a phase the run moves on in ``tx`` (see :meth:`Ledger.next_phase`),
+        and the kind is ``None`` once it is finishing.
         """
-        while operation.status is not ProgressStep.DONE:
+        while operation.status is not ProgressStep.FINISHING:
             kind = phase_of(operation.status)
             if kind is not None:
-                limit = self.sizes[kind.data_type] * self.read_ahead
                 page: Sequence[Record] = tx.pending(
-                    operation.id, kind.data_type, after=after, limit=limit,
+                    operation.id, kind.data_type, after=after,
+                    limit=self.page_sizes[kind.data_type],
                 )
                 if page:
-                    return operation, page
+                    return operation, kind, page
             operation = self.ledger.next_phase(tx, operation, claim.open_phase)
             after = None
-        return operation, ()
+        return operation, None, ()
 
     def _held(self, tx: Transaction, claim: Claim) -> tuple[Operation, Operation | None]:
         """The operation, and how it ends if the run stops here: taken over, or must stop."""
