@@ -9,7 +9,6 @@ is what clients send as ``X-User-Id``), its name is what ``login`` takes.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime as dt
 import enum
@@ -26,6 +25,8 @@ from typing import Final
 
 import attrs
 
+from importstate._files import create_private
+from importstate._passwords import check_password, hash_password
 from importstate._time import epoch_millis, from_epoch_millis, utc_now
 from importstate.errors import (
     ApiUserExists,
@@ -56,12 +57,6 @@ class Permission(enum.StrEnum):
 #: Every permission an API user may hold.
 PERMISSIONS: Final = tuple(Permission)
 
-# scrypt at n=2**14, r=8 costs 16 MiB and tens of milliseconds per check:
-# slow for a guesser, still quick for one login.
-_SCRYPT_N: Final = 2**14
-_SCRYPT_R: Final = 8
-_SCRYPT_P: Final = 1
-_SCRYPT_LEN: Final = 32
 # Rocket.Chat's user ids: 17 characters from an alphabet without look-alikes.
 _ID_ALPHABET: Final = "23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz"
 _ID_LENGTH: Final = 17
@@ -137,6 +132,7 @@ class Accounts:
 
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
         self.path = os.fspath(path)
+        create_private(self.path)
         self._conn = _connect(self.path, timeout)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.executescript(_SCHEMA)
@@ -164,7 +160,7 @@ class Accounts:
         for permission in sorted(held - set(PERMISSIONS)):
             raise UnknownPermission(permission, PERMISSIONS)
         user = ApiUser(_new_user_id(), name, held, utc_now(), has_password=password is not None)
-        stored_password = _hash_password(password) if password is not None else None
+        stored_password = hash_password(password) if password is not None else None
         token = _new_token()
         with self._writing():
             try:
@@ -225,7 +221,7 @@ class Accounts:
             ).fetchone()
         usable = row is not None and row[-1] is not None and row[4] is None  # not revoked
         stored = row[-1] if usable else _decoy()
-        if not _check_password(password, stored) or not usable:
+        if not check_password(password, stored) or not usable:
             return None
         user = _user(row[:-1])
         token = _new_token()
@@ -326,29 +322,6 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _hash_password(password: str, salt: bytes | None = None) -> str:
-    salt = salt if salt is not None else secrets.token_bytes(16)
-    digest = _scrypt(password, salt, _SCRYPT_N, _SCRYPT_R, _SCRYPT_P)
-    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${_b64(salt)}${_b64(digest)}"
-
-
-def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    return hashlib.scrypt(
-        password.encode("utf-8", "surrogatepass"), salt=salt, n=n, r=r, p=p,
-        dklen=_SCRYPT_LEN, maxmem=256 * 1024 * 1024,
-    )
-
-
-def _check_password(password: str, stored: str) -> bool:
-    _, n, r, p, salt, digest = stored.split("$")
-    computed = _scrypt(password, base64.b64decode(salt), int(n), int(r), int(p))
-    return hmac.compare_digest(computed, base64.b64decode(digest))
-
-
 @functools.cache
 def _decoy() -> str:
     """Checked against when the name is unknown, revoked or has no password.
@@ -356,7 +329,7 @@ def _decoy() -> str:
     So a wrong name costs the same time as a wrong password. Hashed on first
     use, not at import: every pytest run loads importstate (its plugin).
     """
-    return _hash_password("", b"importstate-decoy")
+    return hash_password("", b"importstate-decoy")
 
 
 def _check_name(name: str) -> None:

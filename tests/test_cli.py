@@ -872,6 +872,7 @@ def test_failures_export_writes_json_lines_with_masked_passwords(db, tmp_path):
     assert all(r["data"]["password"] == "[password]" for r in records)  # noqa: S105 - the mask
     assert all("already taken" in r["errors"][0]["message"] for r in records)
     assert "hunter2" not in out.read_text()
+    assert out.stat().st_mode & 0o777 == 0o600  # users' data: its owner's only
     one = cli("failures", "--export", "-", "--limit", "1", db=db, check_status=0).stdout
     assert [json.loads(line)["data"]["importIds"] for line in one.splitlines()] == [["id-100"]]
 

@@ -7,6 +7,7 @@ import datetime as dt
 import getpass
 import itertools
 import json
+import os
 import sys
 import tempfile
 import time
@@ -20,6 +21,7 @@ from rich.json import JSON
 from rich.text import Text
 
 from importstate import diagrams
+from importstate._files import open_private
 from importstate.cli import _demo, _userfile
 from importstate.cli._context import CommandError, Context, pass_context
 from importstate.cli._group import cli
@@ -126,7 +128,8 @@ def _opened_for_writing(path: str) -> Iterator[IO[str]]:
     if path == "-":
         yield sys.stdout
         return
-    with Path(path).open("w", encoding="utf-8", newline="\n") as out:
+    # Failed users' data: readable by their owner only, as the database is.
+    with os.fdopen(open_private(path), "w", encoding="utf-8", newline="\n") as out:
         yield out
 
 

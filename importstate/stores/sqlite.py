@@ -15,7 +15,6 @@ import json
 import os
 import sqlite3
 import threading
-import time
 import weakref
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -24,6 +23,7 @@ from typing import Any, Final
 import attrs
 
 from importstate._files import create_private
+from importstate._sqlite import busy, is_busy, retry_while_busy
 from importstate._time import epoch_millis, from_epoch_millis
 from importstate.errors import DatabaseBusy, SchemaVersionError
 from importstate.model import Operation
@@ -79,12 +79,6 @@ DROP INDEX IF EXISTS staged_by_operation;
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"))
 
 
-#: SQLite's primary result codes for "another connection holds the lock".
-_BUSY_CODES: Final = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
-#: Longest pause between two attempts while the database is locked, in seconds.
-_MAX_PAUSE: Final = 0.05
-
-
 def _upgrade_from_1(conn: sqlite3.Connection) -> None:
     """Version 1 → 2: counts beside the document, staging keyed by ``operations.created``."""
     conn.execute("ALTER TABLE operations ADD COLUMN completed INTEGER")
@@ -98,13 +92,6 @@ def _upgrade_from_1(conn: sqlite3.Connection) -> None:
         " FROM staged_1 AS s JOIN operations AS o ON o.id = s.operation",
     )
     conn.execute("DROP TABLE staged_1")
-
-
-def _is_busy(error: BaseException) -> bool:
-    return (
-        isinstance(error, sqlite3.OperationalError)
-        and error.sqlite_errorcode & 0xFF in _BUSY_CODES
-    )
 
 
 class SQLiteStore:
@@ -188,59 +175,32 @@ class SQLiteStore:
         return _Begin(self, "BEGIN", writes=False)
 
     def _patiently(self, conn: sqlite3.Connection, sql: str) -> None:
-        """Execute ``sql``, retrying while the database is locked, for at most ``timeout``.
-
-        SQLite's busy handler already waits for most locks; this also covers
-        the ones it returns at once (a WAL reader racing a recovery, a COMMIT
-        waiting for readers).
-
-        Raises:
-            DatabaseBusy: still locked when ``timeout`` ran out.
-        """
-        try:
+        """Execute ``sql``, waiting out a lock for at most ``timeout`` (:func:`patiently`)."""
+        try:  # the first try here: it is every BEGIN and COMMIT of a run
             conn.execute(sql)
         except sqlite3.OperationalError as exc:
-            if not _is_busy(exc):
+            if not is_busy(exc):
                 raise
-        else:
-            return
-        deadline = time.monotonic() + self._timeout
-        pause = 0.001
-        while True:
-            try:
-                conn.execute(sql)
-            except sqlite3.OperationalError as exc:
-                left = deadline - time.monotonic()
-                if not _is_busy(exc):
-                    raise
-                if left <= 0:
-                    raise self._busy() from exc
-                time.sleep(min(pause, left))
-                pause = min(pause * 2, _MAX_PAUSE)
-            else:
-                return
+            retry_while_busy(conn, sql, path=self.path, timeout=self._timeout, error=exc)
 
     def _busy(self) -> DatabaseBusy:
-        return DatabaseBusy(
-            f"{self.path}: database is busy: another process kept it locked for more than "
-            f"{self._timeout:g} s; try again",
-        )
+        return busy(self.path, self._timeout)
 
     def checkpoint(self) -> None:
         """Copy the write-ahead log into the database and empty it, if no reader is in the way.
 
         Until then the log keeps the pages a transaction replaced, deleted
         staged users (and their passwords) included. :meth:`close` does it;
-        a host calls it after a run (``importstate serve`` does). It waits
-        at most a moment for readers, and a checkpoint they hold up is left
-        to the next one.
+        ``importstate serve`` also does it after each run. It waits at most
+        a moment for readers, and a checkpoint they hold up is left to the
+        next one.
         """
         conn = self._connection()
         conn.execute(f"PRAGMA busy_timeout={_CHECKPOINT_WAIT_MS}")
         try:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         except sqlite3.OperationalError as exc:
-            if not _is_busy(exc):
+            if not is_busy(exc):
                 raise
         finally:
             conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
@@ -400,7 +360,7 @@ class _Begin:
             self._handle.known = None  # its rows may hold undone writes
         if conn.in_transaction:
             conn.execute("ROLLBACK")
-        if _is_busy(error):
+        if is_busy(error):
             raise self._store._busy() from error  # noqa: SLF001
 
 
