@@ -33,7 +33,7 @@ from importstate.cli._render import (
     report,
     status_table,
 )
-from importstate.cli._values import NOT_NEGATIVE, POSITIVE, at_least
+from importstate.cli._values import DURATION, NOT_NEGATIVE, POSITIVE, at_least
 from importstate.cli._watch import EXIT_STATUS, Outcome, Stop, run_with_progress
 from importstate.errors import InvalidRoles, MissingUserData
 from importstate.importers import Importer
@@ -381,6 +381,27 @@ def clear(ctx: Context) -> int:
     if ctx.json:
         ctx.print_json(service.status())
     ctx.say(f"cleared: every operation is now invalid and staging is empty ({ctx.db})")
+    return 0
+
+
+@cli.command()
+@click.option("--keep", type=int, default=LATEST_LIMIT, metavar="N", callback=at_least(0),
+              show_default=True, help="how many of the latest operations to keep")
+@click.option("--older-than", type=DURATION, default=None, metavar="DURATION",
+              help="only those last updated longer ago (90d, 12h, 30m or seconds)")
+@pass_context
+def prune(ctx: Context, keep: int, older_than: float | None) -> int:
+    """Delete finished operations, and their staging, beyond the latest N.
+
+    The current operation is always kept, and so is any that is still
+    loading or importing.
+    """
+    age = dt.timedelta(seconds=older_than) if older_than is not None else None
+    pruned = ctx.service(existing=True).prune(keep=keep, older_than=age)
+    if ctx.json:
+        ctx.print_json({"pruned": pruned})
+    ctx.say(f"pruned {plural(pruned, 'finished operation')}; kept the {keep:,} latest and the"
+            " current one")
     return 0
 
 

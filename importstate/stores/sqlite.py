@@ -529,6 +529,21 @@ class _SQLiteTransaction:
     def unstage_all(self) -> int:
         return self._execute("DELETE FROM staged").rowcount
 
+    def delete(self, operation_id: str) -> bool:
+        created = self._created(operation_id)
+        if created is None:
+            return False
+        # Staging carries no index on its operation, and an operation's rows sit
+        # before every later operation's: when the first row is a later one's, this
+        # operation has none, and no scan of the (current) staging is needed.
+        first = self.conn.execute("SELECT operation FROM staged ORDER BY position LIMIT 1") \
+            .fetchone()
+        if first is not None and first[0] <= created:
+            self.conn.execute("DELETE FROM staged WHERE operation = ?", (created,))
+        self.conn.execute("DELETE FROM operations WHERE id = ?", (operation_id,))
+        del self.rows[operation_id]
+        return True
+
     def checkpoint(self, operation_id: str) -> int | None:
         return self._row(operation_id).checkpoint
 
