@@ -30,6 +30,7 @@ __all__ = [
     "OperationNotFound",
     "OperationNotInitialized",
     "PostgresUnreachable",
+    "PruneUnsupported",
     "SchemaVersionError",
     "ServerStopping",
     "UnknownApiUser",
@@ -262,6 +263,18 @@ class WorkersUnsupported(ImportStateError):
             f"{store} cannot share a run between workers (it has no batch claims);"
             " use PostgresStore, or run with workers=1",
         )
+        self.store = store
+
+
+class PruneUnsupported(ImportStateError):
+    """``prune`` was asked of a store whose transactions cannot ``delete`` an operation.
+
+    Attributes:
+        store: the store's class name.
+    """
+
+    def __init__(self, store: str) -> None:
+        super().__init__(f"{store} cannot delete operations, so none can be pruned")
         self.store = store
 
 

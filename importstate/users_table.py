@@ -6,6 +6,10 @@ compared case-insensitively (Unicode case folding); a user who collides fails
 with :class:`~importstate.errors.DuplicateUser`. A user whose first
 ``importIds`` entry already has a row counts as imported, so a batch that
 reaches the importer again (a resumed run) does not fail its own users.
+A user's password is kept only as a salted scrypt hash (``password_hash``),
+never in ``data``. A write that finds the file locked waits as the store's
+writes do; still locked after ``timeout``, the batch raises
+:class:`~importstate.errors.DatabaseBusy`, which fails the run, not its users.
 """
 
 from __future__ import annotations
@@ -16,8 +20,12 @@ import sqlite3
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, NamedTuple
 
+from importstate._files import create_private
+from importstate._passwords import hash_password
+from importstate._sqlite import patiently
 from importstate.errors import DuplicateUser
 
 __all__ = [
@@ -33,7 +41,8 @@ CREATE TABLE IF NOT EXISTS users (
     email        TEXT NOT NULL,
     email_key    TEXT NOT NULL UNIQUE,
     data         TEXT NOT NULL,
-    imported_at  INTEGER NOT NULL
+    imported_at  INTEGER NOT NULL,
+    password_hash TEXT
 )
 """
 
@@ -45,8 +54,9 @@ class ImportedUser(NamedTuple):
         import_id: the user's first ``importIds`` entry (the row's key).
         username: as given, or ``None`` when the user had none.
         email: the first email, as given.
-        data: the staged user document the row was made from.
+        data: the staged user document the row was made from, without its password.
         imported_at: epoch milliseconds of the import.
+        password_hash: the password as ``scrypt$n$r$p$salt$digest``, or ``None``.
     """
 
     import_id: str
@@ -54,6 +64,7 @@ class ImportedUser(NamedTuple):
     email: str
     data: dict[str, Any]
     imported_at: int
+    password_hash: str | None = None
 
 
 class UsersTableImporter:
@@ -64,37 +75,69 @@ class UsersTableImporter:
 
     Args:
         path: the SQLite file (usually the store's); the table is created on first use.
-        timeout: seconds to wait for another writer's lock.
+        timeout: seconds to wait for another writer's lock (the store's, as
+            ``importstate``'s command line and server give it).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
         self.path = os.fspath(path)
+        self._timeout = timeout
+        create_private(self.path)
         self._conn = sqlite3.connect(
             self.path, timeout=timeout, isolation_level=None, check_same_thread=False,
         )
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA secure_delete=ON")
         self._conn.execute(_SCHEMA)
+        _hash_clear_passwords(self._conn)
         self._lock = threading.Lock()
+        self._hashers: ThreadPoolExecutor | None = None
 
     def import_batch(self, users: list[dict[str, Any]]) -> list[BaseException | None]:
-        """Insert ``users`` in one transaction; per user, the error that failed it or ``None``."""
+        """Insert ``users`` in one transaction; per user, the error that failed it or ``None``.
+
+        Raises:
+            DatabaseBusy: another connection kept the file locked past ``timeout``.
+        """
+        hashes = self._hash_passwords(users)
         now = time.time_ns() // 1_000_000
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            patiently(self._conn, "BEGIN IMMEDIATE", path=self.path, timeout=self._timeout)
             try:
-                outcomes = [self._import_one(user, now) for user in users]
+                outcomes = [
+                    self._import_one(user, hashed, now)
+                    for user, hashed in zip(users, hashes, strict=True)
+                ]
+                patiently(self._conn, "COMMIT", path=self.path, timeout=self._timeout)
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
         return outcomes
 
-    def _import_one(self, user: Mapping[str, Any], now: int) -> BaseException | None:
+    def _hash_passwords(self, users: list[dict[str, Any]]) -> list[str | ValueError | None]:
+        """Each user's password hash, before the lock is taken: tens of milliseconds each.
+
+        Spread over the CPUs (scrypt leaves the interpreter while it hashes).
+        """
+        if not any(isinstance(user, Mapping) and "password" in user for user in users):
+            return [None] * len(users)
+        with self._lock:
+            if self._hashers is None:
+                self._hashers = ThreadPoolExecutor(os.cpu_count() or 1, "importstate-hash")
+            hashers = self._hashers
+        return list(hashers.map(_password_hash, users))
+
+    def _import_one(
+        self, user: Mapping[str, Any], hashed: str | ValueError | None, now: int,
+    ) -> BaseException | None:
         try:
             import_id, username, email = _identity(user)
         except ValueError as exc:
             return exc
+        if isinstance(hashed, ValueError):
+            return hashed
         execute = self._conn.execute
         if execute("SELECT 1 FROM users WHERE import_id = ?", (import_id,)).fetchone():
             return None
@@ -111,9 +154,9 @@ class UsersTableImporter:
             return DuplicateUser("email", email, taken[0])
         execute(
             "INSERT INTO users (import_id, username, username_key, email, email_key, data,"
-            " imported_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " imported_at, password_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (import_id, username, username.casefold() if username is not None else None,
-             email, email.casefold(), json.dumps(user), now),
+             email, email.casefold(), json.dumps(_without_password(user)), now, hashed),
         )
         return None
 
@@ -127,17 +170,19 @@ class UsersTableImporter:
         """The row of the user whose first ``importIds`` entry is ``import_id``."""
         with self._lock:
             row = self._conn.execute(
-                "SELECT import_id, username, email, data, imported_at FROM users"
+                "SELECT import_id, username, email, data, imported_at, password_hash FROM users"
                 " WHERE import_id = ?", (import_id,),
             ).fetchone()
         if row is None:
             return None
-        return ImportedUser(row[0], row[1], row[2], json.loads(row[3]), row[4])
+        return ImportedUser(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5])
 
     def close(self) -> None:
         """Close the connection; the importer is not used afterwards."""
         with self._lock:
             self._conn.close()
+            if self._hashers is not None:
+                self._hashers.shutdown()
 
 
 def _identity(user: Mapping[str, Any]) -> tuple[str, str | None, str]:
@@ -165,3 +210,46 @@ def _first(user: Mapping[str, Any], key: str) -> str:
         msg = f"the first entry of {key} must be a non-empty string"
         raise ValueError(msg)
     return first
+
+
+def _password_hash(user: Mapping[str, Any]) -> str | ValueError | None:
+    """The user's password as a salted hash; ``None`` for none; an error for one not a string."""
+    password = user.get("password") if isinstance(user, Mapping) else None
+    if password is None:
+        return None
+    if not isinstance(password, str) or not password:
+        return ValueError("password must be a non-empty string")
+    return hash_password(password)
+
+
+def _without_password(user: Mapping[str, Any]) -> Mapping[str, Any]:
+    if "password" not in user:
+        return user
+    return {key: value for key, value in user.items() if key != "password"}
+
+
+def _hash_clear_passwords(conn: sqlite3.Connection) -> None:
+    """Upgrade a table written before passwords were hashed: hash them, drop the clear text."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(users)")}
+    if "password_hash" in columns:
+        return  # written with hashes from the start
+    conn.execute("ALTER TABLE users ADD COLUMN password_hash TEXT")
+    rows = conn.execute(
+        "SELECT import_id, data FROM users WHERE json_extract(data, '$.password') IS NOT NULL",
+    ).fetchall()
+    if not rows:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for import_id, data in rows:
+            user = json.loads(data)
+            hashed = _password_hash(user)
+            conn.execute(
+                "UPDATE users SET data = ?, password_hash = ? WHERE import_id = ?",
+                (json.dumps(_without_password(user)),
+                 hashed if isinstance(hashed, str) else None, import_id),
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise

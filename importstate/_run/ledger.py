@@ -14,7 +14,7 @@ from typing import Any, Final, Protocol
 
 from importstate import machine
 from importstate._run.claim import Claim, Hold, Turn
-from importstate.errors import OperationNotFound
+from importstate.errors import DatabaseBusy, OperationNotFound
 from importstate.importers import BatchCall
 from importstate.machine import Event
 from importstate.model import Failure, Operation
@@ -52,6 +52,8 @@ def outcomes(call: BatchCall, records: Sequence[Record]) -> Sequence[BaseExcepti
     """The importer's verdict per user; an exception for the whole batch fails every user."""
     try:
         results = call([record.data for record in records])
+    except DatabaseBusy:
+        raise  # the target's database stayed locked: no fault of the users, the run fails
     except Exception as exc:  # noqa: BLE001 - the batch's users fail, not the run
         return [exc] * len(records)
     if len(results) != len(records):

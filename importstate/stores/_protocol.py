@@ -67,6 +67,10 @@ class Transaction(Protocol):
     only. A run reads its batches with it when present (it does not need a
     record's id, type or errors, and a store may read those columns for
     nothing); :class:`~importstate.testing.StoreTests` checks that the two agree.
+
+    And it may have ``delete(operation_id) -> bool``: remove the operation
+    and its staged records, whether it was there (``ImportService.prune``
+    needs it; every built-in store has it).
     """
 
     def current(self) -> Operation | None:
