@@ -487,6 +487,20 @@ class ImportService:
         except InvalidRoles as exc:
             raise InvalidRoles(offset + exc.index, exc.role) from None
 
+    # -- a run that died -------------------------------------------------------------------
+
+    def fail(self, operation_id: str, error: BaseException) -> Operation:
+        """Fail an importing operation with ``error``'s message in its ``failure``.
+
+        For a host whose run died of an error that the store could not even
+        record at the time (``run`` records every error it can). An
+        operation that has ended is returned as it is.
+
+        Raises:
+            LookupError: no operation has that id.
+        """
+        return self._runner(None).ledger.fail(operation_id, error)
+
     # -- pruning ---------------------------------------------------------------------------
 
     def prune(self, *, keep: int = 0, older_than: dt.timedelta | None = None) -> int:

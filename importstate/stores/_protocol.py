@@ -145,7 +145,9 @@ class Store(Protocol):
 
     A store may also have an ``int`` attribute ``read_ahead``: how many
     batches the run loop reads per query (1 when absent). A store whose
-    queries cross a network sets it higher to save round trips.
+    queries cross a network sets it higher to save round trips. And it may
+    have ``checkpoint()``: make what was deleted leave its files (SQLite's
+    write-ahead log); ``importstate serve`` calls it after each run.
     """
 
     def transaction(self) -> AbstractContextManager[Transaction]:
