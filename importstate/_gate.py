@@ -29,12 +29,14 @@ class Gate:
             there, set when it first reaches the gate.
         closed: set by :meth:`close`.
         parked: set once a run is held at the gate.
+        parked_threads: the ids (``threading.get_ident``) of the threads held there.
     """
 
     def __init__(self) -> None:
         self.local = threading.local()
         self.closed = threading.Event()
         self.parked = threading.Event()
+        self.parked_threads: set[int] = set()
         self._never = threading.Event()
 
     def close(self) -> None:
@@ -71,6 +73,7 @@ class Gate:
         if begun is not None:
             begun.set()
         if self.closed.is_set():
+            self.parked_threads.add(threading.get_ident())
             self.parked.set()
             self._never.wait()
 

@@ -18,6 +18,8 @@ from importstate.users_table import UsersTableImporter
 
 #: The key the built-in importer is registered under (Rocket.Chat's API importer).
 BUILTIN_KEY: Final = "api"
+#: Seconds the store and the built-in importer wait for another writer's lock.
+LOCK_TIMEOUT: Final = 30.0
 
 
 @attrs.frozen
@@ -49,9 +51,10 @@ def open_setup(db: str | os.PathLike[str], *, dsn: str | None = None) -> Setup:
         PostgresUnreachable: ``dsn`` does not accept a connection.
         sqlite3.DatabaseError: ``db`` is not an SQLite database.
     """
-    store = _postgres_store(dsn) if dsn else SQLiteStore(db)
+    store = _postgres_store(dsn) if dsn else SQLiteStore(db, timeout=LOCK_TIMEOUT)
     try:
-        importer = UsersTableImporter(db)
+        # The target waits for a lock as long as the run's own writes do.
+        importer = UsersTableImporter(db, timeout=LOCK_TIMEOUT)
     except BaseException:
         store.close()
         raise

@@ -3,13 +3,15 @@
 API users live in the ``api_users`` and ``api_tokens`` tables of the same
 SQLite file as the operations (never in the imported ``users`` table).
 Passwords are kept as salted scrypt hashes; auth tokens only as SHA-256
-hashes, and every comparison is constant-time. A user's id is generated (it
-is what clients send as ``X-User-Id``), its name is what ``login`` takes.
+hashes, looked up by that hash (an index: checking a token costs the same
+however many a user has). Tokens expire ``token_ttl`` after they were made,
+and a user keeps at most ``tokens_per_user`` of them (a login beyond drops
+the oldest). A user's id is generated (it is what clients send as
+``X-User-Id``), its name is what ``login`` takes.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime as dt
 import enum
@@ -26,6 +28,8 @@ from typing import Final
 
 import attrs
 
+from importstate._files import create_private
+from importstate._passwords import check_password, hash_password
 from importstate._time import epoch_millis, from_epoch_millis, utc_now
 from importstate.errors import (
     ApiUserExists,
@@ -37,6 +41,8 @@ from importstate.errors import (
 
 __all__ = [
     "PERMISSIONS",
+    "TOKENS_PER_USER",
+    "TOKEN_TTL",
     "Accounts",
     "ApiUser",
     "Credentials",
@@ -55,13 +61,11 @@ class Permission(enum.StrEnum):
 
 #: Every permission an API user may hold.
 PERMISSIONS: Final = tuple(Permission)
+#: Seconds an auth token lives unless told otherwise: Rocket.Chat's default login expiry.
+TOKEN_TTL: Final = 90 * 24 * 60 * 60.0
+#: Live tokens a user keeps unless told otherwise; a login beyond drops the oldest.
+TOKENS_PER_USER: Final = 50
 
-# scrypt at n=2**14, r=8 costs 16 MiB and tens of milliseconds per check:
-# slow for a guesser, still quick for one login.
-_SCRYPT_N: Final = 2**14
-_SCRYPT_R: Final = 8
-_SCRYPT_P: Final = 1
-_SCRYPT_LEN: Final = 32
 # Rocket.Chat's user ids: 17 characters from an alphabet without look-alikes.
 _ID_ALPHABET: Final = "23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz"
 _ID_LENGTH: Final = 17
@@ -83,6 +87,7 @@ CREATE TABLE IF NOT EXISTS api_tokens (
     created INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS api_tokens_by_user ON api_tokens (user_id);
+CREATE INDEX IF NOT EXISTS api_tokens_by_hash ON api_tokens (hash);
 """
 
 
@@ -133,10 +138,18 @@ class Accounts:
     Args:
         path: the database file (usually the store's).
         timeout: seconds to wait for another writer's lock.
+        token_ttl: seconds a token works after it was made.
+        tokens_per_user: live tokens a user keeps at most.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, timeout: float = 30.0,
+        token_ttl: float = TOKEN_TTL, tokens_per_user: int = TOKENS_PER_USER,
+    ) -> None:
         self.path = os.fspath(path)
+        self.token_ttl = token_ttl
+        self.tokens_per_user = tokens_per_user
+        create_private(self.path)
         self._conn = _connect(self.path, timeout)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.executescript(_SCHEMA)
@@ -164,7 +177,7 @@ class Accounts:
         for permission in sorted(held - set(PERMISSIONS)):
             raise UnknownPermission(permission, PERMISSIONS)
         user = ApiUser(_new_user_id(), name, held, utc_now(), has_password=password is not None)
-        stored_password = _hash_password(password) if password is not None else None
+        stored_password = hash_password(password) if password is not None else None
         token = _new_token()
         with self._writing():
             try:
@@ -225,7 +238,7 @@ class Accounts:
             ).fetchone()
         usable = row is not None and row[-1] is not None and row[4] is None  # not revoked
         stored = row[-1] if usable else _decoy()
-        if not _check_password(password, stored) or not usable:
+        if not check_password(password, stored) or not usable:
             return None
         user = _user(row[:-1])
         token = _new_token()
@@ -234,19 +247,18 @@ class Accounts:
         return user, Credentials(user.id, token)
 
     def authenticate(self, user_id: str, token: str) -> ApiUser | None:
-        """The user whose id is ``user_id`` if ``token`` is one of its tokens, else ``None``."""
-        presented = _token_hash(token)
+        """The user whose id is ``user_id`` if ``token`` is a live token of it, else ``None``."""
+        # Found by its hash: a token is random, so where the lookup stops tells a
+        # guesser nothing of a real one.
         with self._read_lock:
-            rows = self._reader.execute(
-                f"SELECT {_QUALIFIED}, hash FROM api_users JOIN api_tokens ON user_id = id"  # noqa: S608
-                " WHERE id = ? AND revoked IS NULL",
-                (user_id,),
-            ).fetchall()
-        # Compare against every token of the user without stopping early.
-        matched = False
-        for row in rows:
-            matched |= hmac.compare_digest(row[-1], presented)
-        return _user(rows[0][:-1]) if matched else None
+            row = self._reader.execute(
+                f"SELECT {_QUALIFIED} FROM api_tokens JOIN api_users ON api_users.id = user_id"  # noqa: S608
+                " WHERE hash = ? AND revoked IS NULL AND api_tokens.created > ?",
+                (_token_hash(token), self._expired_before()),
+            ).fetchone()
+        if row is None or not hmac.compare_digest(str(row[0]).encode(), user_id.encode()):
+            return None
+        return _user(row)
 
     def logout(self, user_id: str, token: str) -> bool:
         """Invalidate one token of ``user_id``; whether it existed."""
@@ -258,13 +270,17 @@ class Accounts:
         return cursor.rowcount > 0
 
     def tokens(self, name: str) -> int:
-        """How many live tokens ``name`` has."""
+        """How many live (unexpired) tokens ``name`` has."""
         with self._read_lock:
             row = self._reader.execute(
                 "SELECT count(*) FROM api_tokens JOIN api_users ON api_users.id = user_id"
-                " WHERE name = ?", (name,),
+                " WHERE name = ? AND api_tokens.created > ?", (name, self._expired_before()),
             ).fetchone()
         return int(row[0])
+
+    def _expired_before(self) -> int:
+        """Tokens made at or before this epoch millisecond have expired."""
+        return epoch_millis(utc_now()) - int(self.token_ttl * 1000)
 
     def close(self) -> None:
         """Close the connection; the accounts are not used afterwards."""
@@ -285,9 +301,16 @@ class Accounts:
             self._conn.execute("COMMIT")
 
     def _store_token(self, user_id: str, token: str) -> None:
+        """Add a token; drop the user's expired ones and the oldest beyond the cap."""
         self._conn.execute(
             "INSERT INTO api_tokens (user_id, hash, created) VALUES (?, ?, ?)",
             (user_id, _token_hash(token), epoch_millis(utc_now())),
+        )
+        self._conn.execute(
+            "DELETE FROM api_tokens WHERE user_id = ? AND (created <= ? OR rowid NOT IN ("
+            " SELECT rowid FROM api_tokens WHERE user_id = ?"
+            " ORDER BY created DESC, rowid DESC LIMIT ?))",
+            (user_id, self._expired_before(), user_id, self.tokens_per_user),
         )
 
 
@@ -326,29 +349,6 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _hash_password(password: str, salt: bytes | None = None) -> str:
-    salt = salt if salt is not None else secrets.token_bytes(16)
-    digest = _scrypt(password, salt, _SCRYPT_N, _SCRYPT_R, _SCRYPT_P)
-    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${_b64(salt)}${_b64(digest)}"
-
-
-def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    return hashlib.scrypt(
-        password.encode("utf-8", "surrogatepass"), salt=salt, n=n, r=r, p=p,
-        dklen=_SCRYPT_LEN, maxmem=256 * 1024 * 1024,
-    )
-
-
-def _check_password(password: str, stored: str) -> bool:
-    _, n, r, p, salt, digest = stored.split("$")
-    computed = _scrypt(password, base64.b64decode(salt), int(n), int(r), int(p))
-    return hmac.compare_digest(computed, base64.b64decode(digest))
-
-
 @functools.cache
 def _decoy() -> str:
     """Checked against when the name is unknown, revoked or has no password.
@@ -356,7 +356,7 @@ def _decoy() -> str:
     So a wrong name costs the same time as a wrong password. Hashed on first
     use, not at import: every pytest run loads importstate (its plugin).
     """
-    return _hash_password("", b"importstate-decoy")
+    return hash_password("", b"importstate-decoy")
 
 
 def _check_name(name: str) -> None:

@@ -41,8 +41,14 @@ __all__ = [
     "OperationNotFound",
     "OperationNotInitialized",
     "PostgresUnreachable",
+    "PruneUnsupported",
     "SchemaVersionError",
+    "ServerFailed",
     "ServerStopping",
+    "StoreFailed",
+    "TooManyBodies",
+    "TooManyConnections",
+    "TooManyLogins",
     "UnknownApiUser",
     "UnknownPermission",
     "WireFormatError",
@@ -378,6 +384,18 @@ class WorkersUnsupported(ImportStateError):
         self.store = store
 
 
+class PruneUnsupported(ImportStateError):
+    """``prune`` was asked of a store whose transactions cannot ``delete`` an operation.
+
+    Attributes:
+        store: the store's class name.
+    """
+
+    def __init__(self, store: str) -> None:
+        super().__init__(f"{store} cannot delete operations, so none can be pruned")
+        self.store = store
+
+
 class SchemaVersionError(ImportStateError):
     """The database was written by a newer importstate than this one."""
 
@@ -420,3 +438,48 @@ class ServerStopping(ImportStateError):
     """``import.run`` reached a server that is shutting down."""
 
     message = "The server is stopping; run the import again once it has restarted."
+
+
+class StoreFailed(ImportStateError):
+    """The store failed for a reason other than a lock (a disk error, a read-only file).
+
+    ``importstate serve`` answers it with 500; the details go to its log.
+
+    Attributes:
+        reason: the store's own message.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"The store failed: {reason}")
+        self.reason = reason
+
+
+class ServerFailed(ImportStateError):
+    """``importstate serve`` hit an error of its own (500); the details go to its log only."""
+
+    message = "The server failed; its log has the details."
+
+
+class TooManyBodies(ImportStateError):
+    """``importstate serve`` was already reading as many large bodies as it takes at once (503)."""
+
+    message = ("The server is reading as many large request bodies as it takes at once;"
+               " send this one again shortly.")
+
+
+class TooManyConnections(ImportStateError):
+    """``importstate serve`` has as many connections open as it takes (503, then closed)."""
+
+    message = "The server has as many connections open as it takes; try again shortly."
+
+
+class TooManyLogins(ImportStateError):
+    """Too many failed logins for a name, or from one client address, of late (429).
+
+    Attributes:
+        retry_after: whole seconds until a login may be tried again.
+    """
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"Too many failed logins; try again in {retry_after} seconds.")
+        self.retry_after = retry_after

@@ -19,6 +19,7 @@ from importstate.errors import (
     OperationCannotReceiveData,
     OperationNotFound,
     OperationNotInitialized,
+    PruneUnsupported,
 )
 from importstate.importers import Importer, registered
 from importstate.machine import Event
@@ -596,6 +597,64 @@ class ImportService:
             raise MissingUserData(offset + exc.index) from None
         except InvalidRoles as exc:
             raise InvalidRoles(offset + exc.index, exc.role) from None
+
+    # -- a run that died -------------------------------------------------------------------
+
+    def fail(self, operation_id: str, error: BaseException) -> Operation:
+        """Fail an importing operation with ``error``'s message in its ``failure``.
+
+        For a host whose run died of an error that the store could not even
+        record at the time (``run`` records every error it can). An
+        operation that has ended is returned as it is.
+
+        Raises:
+            LookupError: no operation has that id.
+        """
+        return self._runner(None).ledger.fail(operation_id, error)
+
+    # -- pruning ---------------------------------------------------------------------------
+
+    def prune(self, *, keep: int = 0, older_than: dt.timedelta | None = None) -> int:
+        """Delete finished operations with their staging; return how many went.
+
+        The ``keep`` most recently updated operations stay (as
+        ``latest_operations`` lists them), and so does the current one; with
+        ``older_than``, so do those updated since then. Only operations that
+        have finished go (done, failed, cancelled, or invalidated once no run
+        or loading of them can still be writing).
+
+        Raises:
+            PruneUnsupported: the store cannot delete operations.
+            ValueError: ``keep`` is negative.
+        """
+        if keep < 0:
+            msg = f"keep must not be negative, not {keep}"
+            raise ValueError(msg)
+        cutoff = self.clock() - older_than if older_than is not None else None
+        with self.store.transaction() as tx:
+            delete = getattr(tx, "delete", None)
+            if delete is None:
+                raise PruneUnsupported(type(self.store).__name__)
+            current = tx.current()
+            pruned = 0
+            for operation in tx.latest(_EVERY)[keep:]:
+                if (current is not None and operation.id == current.id) or not _finished(operation):
+                    continue
+                if cutoff is None or operation.updated_at < cutoff:
+                    pruned += bool(delete(operation.id))
+        return pruned
+
+
+#: More operations than a store holds: ``latest`` with it lists them all.
+_EVERY: Final = 2**62
+
+
+def _finished(operation: Operation) -> bool:
+    """Whether nothing can still write to ``operation``: it finished, and no run is under way."""
+    return (
+        operation.state in FINISHED_STATES
+        and operation.status.state not in {State.LOADING, State.IMPORTING}
+    )
 
 
 def _added(operation: Operation, kind: RecordKind, records: Sequence[NewRecord]) -> Count:

@@ -9,7 +9,10 @@ in an imported channel and by an imported user, each named by its first
 ``importIds`` entry (:class:`~importstate.errors.MissingReference`). A record
 whose first ``importIds`` entry already has a row counts as imported, so a
 batch that reaches the importer again (a resumed run) does not fail its own
-records.
+records. A user's password is kept only as a salted scrypt hash (``password_hash``),
+never in ``data``. A write that finds the file locked waits as the store's
+writes do; still locked after ``timeout``, the batch raises
+:class:`~importstate.errors.DatabaseBusy`, which fails the run, not its users.
 """
 
 from __future__ import annotations
@@ -20,8 +23,12 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, NamedTuple
 
+from importstate._files import create_private
+from importstate._passwords import hash_password
+from importstate._sqlite import patiently
 from importstate.errors import DuplicateChannel, DuplicateUser, MissingReference
 from importstate.records import DataType
 
@@ -30,36 +37,38 @@ __all__ = [
     "UsersTableImporter",
 ]
 
-_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS users (
-    import_id    TEXT PRIMARY KEY,
-    username     TEXT,
-    username_key TEXT UNIQUE,
-    email        TEXT NOT NULL,
-    email_key    TEXT NOT NULL UNIQUE,
-    data         TEXT NOT NULL,
-    imported_at  INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS channels (
-    import_id    TEXT PRIMARY KEY,
-    name         TEXT NOT NULL,
-    name_key     TEXT NOT NULL UNIQUE,
-    type         TEXT NOT NULL,
-    data         TEXT NOT NULL,
-    imported_at  INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS messages (
-    import_id    TEXT PRIMARY KEY,
-    channel      TEXT NOT NULL,
-    author       TEXT NOT NULL,
-    data         TEXT NOT NULL,
-    imported_at  INTEGER NOT NULL
+_SCHEMA: Final = (
+    """CREATE TABLE IF NOT EXISTS users (
+        import_id    TEXT PRIMARY KEY,
+        username     TEXT,
+        username_key TEXT UNIQUE,
+        email        TEXT NOT NULL,
+        email_key    TEXT NOT NULL UNIQUE,
+        data         TEXT NOT NULL,
+        imported_at  INTEGER NOT NULL,
+        password_hash TEXT
+    )""",
+    """CREATE TABLE IF NOT EXISTS channels (
+        import_id    TEXT PRIMARY KEY,
+        name         TEXT NOT NULL,
+        name_key     TEXT NOT NULL UNIQUE,
+        type         TEXT NOT NULL,
+        data         TEXT NOT NULL,
+        imported_at  INTEGER NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS messages (
+        import_id    TEXT PRIMARY KEY,
+        channel      TEXT NOT NULL,
+        author       TEXT NOT NULL,
+        data         TEXT NOT NULL,
+        imported_at  INTEGER NOT NULL
+    )""",
 )
-"""
 #: The table each record type lands in.
 _TABLES: Final = {
     DataType.USER: "users", DataType.CHANNEL: "channels", DataType.MESSAGE: "messages",
 }
+_Outcomes = list[BaseException | None]
 
 
 class ImportedUser(NamedTuple):
@@ -69,8 +78,9 @@ class ImportedUser(NamedTuple):
         import_id: the user's first ``importIds`` entry (the row's key).
         username: as given, or ``None`` when the user had none.
         email: the first email, as given.
-        data: the staged user document the row was made from.
+        data: the staged user document the row was made from, without its password.
         imported_at: epoch milliseconds of the import.
+        password_hash: the password as ``scrypt$n$r$p$salt$digest``, or ``None``.
     """
 
     import_id: str
@@ -78,6 +88,7 @@ class ImportedUser(NamedTuple):
     email: str
     data: dict[str, Any]
     imported_at: int
+    password_hash: str | None = None
 
 
 class UsersTableImporter:
@@ -88,45 +99,65 @@ class UsersTableImporter:
 
     Args:
         path: the SQLite file (usually the store's); the table is created on first use.
-        timeout: seconds to wait for another writer's lock.
+        timeout: seconds to wait for another writer's lock (the store's, as
+            ``importstate``'s command line and server give it).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
         self.path = os.fspath(path)
+        self._timeout = timeout
+        create_private(self.path)
         self._conn = sqlite3.connect(
             self.path, timeout=timeout, isolation_level=None, check_same_thread=False,
         )
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(_SCHEMA)
+        self._conn.execute("PRAGMA secure_delete=ON")
+        for table in _SCHEMA:
+            self._conn.execute(table)
+        _hash_clear_passwords(self._conn)
         self._lock = threading.Lock()
+        self._hashers: ThreadPoolExecutor | None = None
 
     def import_batch(self, users: list[dict[str, Any]]) -> list[BaseException | None]:
-        """Insert ``users`` in one transaction; per user, the error that failed it or ``None``."""
-        return self._in_transaction(users, self._import_one)
+        """Insert ``users`` in one transaction; per user, the error that failed it or ``None``.
 
-    def import_channels(self, channels: list[dict[str, Any]]) -> list[BaseException | None]:
-        """Insert ``channels`` in one transaction; per channel, its error or ``None``."""
-        return self._in_transaction(channels, self._import_channel)
+        Raises:
+            DatabaseBusy: another connection kept the file locked past ``timeout``.
+        """
+        hashes = self._hash_passwords(users)
+        return self._in_transaction(lambda now: [
+            self._import_one(user, hashed, now) for user, hashed in zip(users, hashes, strict=True)
+        ])
 
-    def import_messages(self, messages: list[dict[str, Any]]) -> list[BaseException | None]:
-        """Insert ``messages`` in one transaction; per message, its error or ``None``."""
-        return self._in_transaction(messages, self._import_message)
+    def import_channels(self, channels: list[dict[str, Any]]) -> _Outcomes:
+        """Insert ``channels`` in one transaction; per channel, its error or ``None``.
 
-    def _in_transaction(
-        self,
-        records: list[dict[str, Any]],
-        one: Callable[[Mapping[str, Any], int], BaseException | None],
-    ) -> list[BaseException | None]:
+        Raises:
+            DatabaseBusy: as :meth:`import_batch`.
+        """
+        return self._in_transaction(lambda now: [self._import_channel(c, now) for c in channels])
+
+    def import_messages(self, messages: list[dict[str, Any]]) -> _Outcomes:
+        """Insert ``messages`` in one transaction; per message, its error or ``None``.
+
+        Raises:
+            DatabaseBusy: as :meth:`import_batch`.
+        """
+        return self._in_transaction(lambda now: [self._import_message(m, now) for m in messages])
+
+    def _in_transaction(self, work: Callable[[int], _Outcomes]) -> _Outcomes:
+        """``work(now)`` in one transaction of the file, its writes committed together."""
         now = time.time_ns() // 1_000_000
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            patiently(self._conn, "BEGIN IMMEDIATE", path=self.path, timeout=self._timeout)
             try:
-                outcomes = [one(record, now) for record in records]
+                outcomes = work(now)
+                patiently(self._conn, "COMMIT", path=self.path, timeout=self._timeout)
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
         return outcomes
 
     def _import_channel(self, channel: Mapping[str, Any], now: int) -> BaseException | None:
@@ -175,11 +206,28 @@ class UsersTableImporter:
         )
         return None
 
-    def _import_one(self, user: Mapping[str, Any], now: int) -> BaseException | None:
+    def _hash_passwords(self, users: list[dict[str, Any]]) -> list[str | ValueError | None]:
+        """Each user's password hash, before the lock is taken: tens of milliseconds each.
+
+        Spread over the CPUs (scrypt leaves the interpreter while it hashes).
+        """
+        if not any(isinstance(user, Mapping) and "password" in user for user in users):
+            return [None] * len(users)
+        with self._lock:
+            if self._hashers is None:
+                self._hashers = ThreadPoolExecutor(os.cpu_count() or 1, "importstate-hash")
+            hashers = self._hashers
+        return list(hashers.map(_password_hash, users))
+
+    def _import_one(
+        self, user: Mapping[str, Any], hashed: str | ValueError | None, now: int,
+    ) -> BaseException | None:
         try:
             import_id, username, email = _identity(user)
         except ValueError as exc:
             return exc
+        if isinstance(hashed, ValueError):
+            return hashed
         execute = self._conn.execute
         if execute("SELECT 1 FROM users WHERE import_id = ?", (import_id,)).fetchone():
             return None
@@ -196,9 +244,9 @@ class UsersTableImporter:
             return DuplicateUser("email", email, taken[0])
         execute(
             "INSERT INTO users (import_id, username, username_key, email, email_key, data,"
-            " imported_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " imported_at, password_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (import_id, username, username.casefold() if username is not None else None,
-             email, email.casefold(), json.dumps(user), now),
+             email, email.casefold(), json.dumps(_without_password(user)), now, hashed),
         )
         return None
 
@@ -213,17 +261,19 @@ class UsersTableImporter:
         """The row of the user whose first ``importIds`` entry is ``import_id``."""
         with self._lock:
             row = self._conn.execute(
-                "SELECT import_id, username, email, data, imported_at FROM users"
+                "SELECT import_id, username, email, data, imported_at, password_hash FROM users"
                 " WHERE import_id = ?", (import_id,),
             ).fetchone()
         if row is None:
             return None
-        return ImportedUser(row[0], row[1], row[2], json.loads(row[3]), row[4])
+        return ImportedUser(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5])
 
     def close(self) -> None:
         """Close the connection; the importer is not used afterwards."""
         with self._lock:
             self._conn.close()
+            if self._hashers is not None:
+                self._hashers.shutdown()
 
 
 def _identity(user: Mapping[str, Any]) -> tuple[str, str | None, str]:
@@ -251,3 +301,46 @@ def _first(user: Mapping[str, Any], key: str) -> str:
         msg = f"the first entry of {key} must be a non-empty string"
         raise ValueError(msg)
     return first
+
+
+def _password_hash(user: Mapping[str, Any]) -> str | ValueError | None:
+    """The user's password as a salted hash; ``None`` for none; an error for one not a string."""
+    password = user.get("password") if isinstance(user, Mapping) else None
+    if password is None:
+        return None
+    if not isinstance(password, str) or not password:
+        return ValueError("password must be a non-empty string")
+    return hash_password(password)
+
+
+def _without_password(user: Mapping[str, Any]) -> Mapping[str, Any]:
+    if "password" not in user:
+        return user
+    return {key: value for key, value in user.items() if key != "password"}
+
+
+def _hash_clear_passwords(conn: sqlite3.Connection) -> None:
+    """Upgrade a table written before passwords were hashed: hash them, drop the clear text."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(users)")}
+    if "password_hash" in columns:
+        return  # written with hashes from the start
+    conn.execute("ALTER TABLE users ADD COLUMN password_hash TEXT")
+    rows = conn.execute(
+        "SELECT import_id, data FROM users WHERE json_extract(data, '$.password') IS NOT NULL",
+    ).fetchall()
+    if not rows:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for import_id, data in rows:
+            user = json.loads(data)
+            hashed = _password_hash(user)
+            conn.execute(
+                "UPDATE users SET data = ?, password_hash = ? WHERE import_id = ?",
+                (json.dumps(_without_password(user)),
+                 hashed if isinstance(hashed, str) else None, import_id),
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
@@ -59,12 +60,13 @@ def headers(credentials):
 class Server:
     """``importstate serve --db DB`` on a free port; ``url`` is its base URL."""
 
-    def __init__(self, db, *, batch_delay=0.0, max_body=None):
+    def __init__(self, db, *, batch_delay=0.0, max_body=None, options=()):
         self.db = db
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.batch_delay = batch_delay
         self.max_body = max_body
+        self.options = list(options)
         self.process = None
         self.log = db.parent / f"serve-{self.port}-{time.monotonic_ns()}.log"
 
@@ -72,6 +74,7 @@ class Server:
         args = ["serve", "--db", str(self.db), "--port", str(self.port)]
         if self.max_body is not None:
             args += ["--max-body", str(self.max_body)]
+        args += self.options
         env = {**os.environ, "IMPORTSTATE_TEST_BATCH_DELAY": str(self.batch_delay)}
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
@@ -99,6 +102,19 @@ class Server:
             self.process.kill()
             self.process.wait()
             raise AssertionError("the server did not stop: " + self.output()) from None
+
+    def memory(self, field):
+        """The server process's ``VmRSS`` or ``VmHWM`` (its peak), in bytes."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        line = next(line for line in status.splitlines() if line.startswith(field + ":"))
+        return int(line.split()[1]) * 1024
+
+    def reset_peak(self):
+        """Make ``VmHWM`` start again from the present ``VmRSS`` (Linux's clear_refs)."""
+        Path(f"/proc/{self.process.pid}/clear_refs").write_text("5")
+
+    def descriptors(self):
+        return len(list(Path(f"/proc/{self.process.pid}/fd").iterdir()))
 
     def output(self):
         return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -17,6 +17,7 @@ import pytest
 import importstate.cli
 from importstate import Accounts, ImportService, SQLiteStore, UsersTableImporter, diagrams
 from importstate._setup import open_setup
+from importstate._time import utc_now
 from importstate.cli import _demo, _userfile
 
 # Runs the command line with the built-in importer slowed down, so a test can
@@ -892,6 +893,7 @@ def test_failures_export_writes_json_lines_with_masked_passwords(db, tmp_path):
     assert all(r["data"]["password"] == "[password]" for r in records)  # noqa: S105 - the mask
     assert all("already taken" in r["errors"][0]["message"] for r in records)
     assert "hunter2" not in out.read_text()
+    assert out.stat().st_mode & 0o777 == 0o600  # users' data: its owner's only
     one = cli("failures", "--export", "-", "--limit", "1", db=db, check_status=0).stdout
     assert [json.loads(line)["data"]["importIds"] for line in one.splitlines()] == [["id-100"]]
 
@@ -971,3 +973,28 @@ def test_the_readme_command_table_is_the_commands_help():
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     table = command_table()
     assert table in readme, "the README's command table should read:\n" + table
+
+
+def finished_operations(db, count, *, at=None):
+    """``count`` operations of ``db`` that ran to done (the last one current)."""
+    store = SQLiteStore(db)
+    clock = (lambda: at) if at is not None else utc_now
+    service = ImportService(store, {"api": lambda _user: None}, clock=clock)
+    for n in range(count):
+        service.new_operation("admin")
+        service.add_users([{"emails": [f"u{n}@example.com"], "importIds": [f"id-{n}"]}])
+        service.run()
+    store.close()
+
+
+def test_prune_keeps_the_latest_operations_and_the_current_one(tmp_path):
+    db = tmp_path / "prune.db"
+    finished_operations(db, 4)
+    done = cli("prune", "--keep", "2", "--json", db=db, check_status=0)
+    assert json.loads(done.stdout) == {"pruned": 2}
+    left = json.loads(cli("operations", "--json", db=db, check_status=0).stdout)
+    assert len(left) == 2
+    said = cli("prune", "--keep", "0", db=db, check_status=0).stdout
+    assert said == "pruned 1 finished operation; kept the 0 latest and the current one\n"
+    assert len(json.loads(cli("operations", "--json", db=db, check_status=0).stdout)) == 1
+    assert cli("prune", "--older-than", "soon", db=db, check_status=2).returncode == 2

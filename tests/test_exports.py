@@ -29,7 +29,7 @@ PUBLIC = {
         "Transaction",
     ],
     "importstate.http": [
-        "DEFAULT_HOST", "DEFAULT_MAX_BODY", "DEFAULT_PORT", "ENDPOINTS", "Endpoint",
+        "DEFAULT_HOST", "DEFAULT_MAX_BODY", "DEFAULT_PORT", "ENDPOINTS", "Endpoint", "Limits",
         "create_app", "openapi_document", "serve",
     ],
     "importstate.testing": [

@@ -1,18 +1,30 @@
 """The REST API against a real ``importstate serve`` subprocess on loopback."""
 
 import asyncio
+import datetime as dt
 import json
+import logging
 import shlex
 import signal
 import socket
+import sqlite3
+import subprocess
+import sys
 import time
 
 import httpx
 import pytest
 from http_server import Server, add_user, cli, headers
 
-from importstate import Accounts, ImportService, MemoryStore, SQLiteStore, UsersTableImporter
-from importstate.http import ENDPOINTS, create_app
+from importstate import (
+    Accounts,
+    DatabaseBusy,
+    ImportService,
+    MemoryStore,
+    SQLiteStore,
+    UsersTableImporter,
+)
+from importstate.http import ENDPOINTS, Limits, create_app
 
 UNAUTHORIZED = {"status": "error", "message": "You must be logged in to do this."}
 FORBIDDEN = {
@@ -353,6 +365,85 @@ def test_stopping_leaves_the_import_resumable_and_restart_resumes(slow, tmp_path
     assert "resumed import" in restarted.output()
 
 
+def test_a_second_server_on_the_database_serves_reads_and_leaves_the_run_to_its_owner(
+    slow,
+):
+    """Finding 2: another server on the same file never takes over a run whose owner lives.
+
+    A server on the owner's port fails before it opens the file; one on another
+    port serves reads while the owner imports every user.
+    """
+    owner, api = slow
+    start_large_import(api, users=6000)
+    same_port = subprocess.run(
+        [sys.executable, "-m", "importstate", "serve", "--db", str(owner.db),
+         "--port", str(owner.port)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert same_port.returncode == 1
+    assert "cannot listen" in same_port.stderr
+    second = Server(owner.db).start()
+    try:
+        with httpx.Client(base_url=second.url + "/api/v1/", headers=api.headers,
+                          timeout=30) as reader:
+            assert reader.get("import.status").json()["state"] == "importing"
+            done = wait_for(api, lambda s: s["state"] != "importing")
+            assert reader.get("import.status").json() == done
+    finally:
+        second.stop()
+    assert done["state"] == "done"
+    assert done["operation"]["count"]["completed"] == 6000
+    assert "resumed import" not in second.output()
+    assert "another server" in second.output()
+    assert "ended importer_done" in owner.output()
+
+
+def test_cancel_answers_at_once_through_a_storm_of_runs(slow):
+    """Finding 5: a hundred concurrent import.run calls neither wait nor hold up a cancel."""
+    server, api = slow
+    start_large_import(api, users=10_000)
+
+    async def storm():
+        async with httpx.AsyncClient(base_url=server.url + "/api/v1/", headers=api.headers,
+                                     timeout=60, limits=httpx.Limits(max_connections=200)) as c:
+            runs = [asyncio.create_task(c.post("import.run")) for _ in range(100)]
+            await asyncio.sleep(0.2)
+            started = time.monotonic()
+            cancelled = await c.post("import.cancel")
+            took = time.monotonic() - started
+            answers = await asyncio.gather(*runs)
+            return cancelled, took, answers
+
+    cancelled, took, answers = asyncio.run(storm())
+    assert took < 1.0
+    assert cancelled.json()["operation"]["status"] == "importer_import_cancelled"
+    assert {a.status_code for a in answers} == {400}
+    assert {a.json()["error"] for a in answers} == {"error-invalid-operation-status"}
+
+
+def test_a_server_told_to_prune_deletes_old_finished_operations(tmp_path):
+    db = tmp_path / "prune.db"
+    credentials = add_user(db, "viewer", "view-import-operations")
+    store = SQLiteStore(db)
+    long_ago = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    service = ImportService(store, {"api": print}, clock=lambda: long_ago)
+    for n in range(3):
+        service.new_operation("admin")
+        service.add_users([user(n)])
+        service.run(importer=lambda _user: None)
+    store.close()
+    options = ["--prune-after", "1d", "--takeover-after", "2"]
+    with Server(db, options=options) as server, httpx.Client(
+        base_url=server.url + "/api/v1/", headers=headers(credentials), timeout=30,
+    ) as api:
+        deadline = time.monotonic() + 10
+        while len(latest := api.get("getLatestImportOperations").json()) > 1:
+            assert time.monotonic() < deadline, latest
+            time.sleep(0.1)
+    assert latest[0]["status"] == "importer_done"  # the current one stays
+    assert "pruned 2 finished operations" in server.output()
+
+
 # -- authentication and permissions --------------------------------------------------------
 
 
@@ -602,3 +693,140 @@ def test_create_app_serves_any_service(tmp_path):
     asyncio.run(drive())
     accounts.close()
     assert [u["importIds"] for u in imported] == [["id-1"], ["id-2"]]
+
+
+# -- errors are JSON, whatever fails --------------------------------------------------------
+
+
+class BrokenWrites:
+    """A store whose writes fail with ``error``; reads still work."""
+
+    def __init__(self, store, error):
+        self.store, self.error = store, error
+
+    def transaction(self):
+        raise self.error
+
+    def reading(self):
+        return self.store.reading()
+
+    def close(self):
+        self.store.close()
+
+
+def embedded(tmp_path, store, limits=None):
+    accounts = Accounts(tmp_path / "accounts.db")
+    _, credentials = accounts.add("embedder", permissions=["run-import"], password=PASSWORD)
+    app = create_app(ImportService(store, {"api": print}), accounts, limits=limits)
+    return app, accounts, headers(credentials.to_wire())
+
+
+async def call(app, method, path, **kwargs):
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://embedded") as client:
+        return await client.request(method, path, **kwargs)
+
+
+@pytest.mark.parametrize(("error", "status", "message"), [
+    (DatabaseBusy("imports.db: database is busy"), 503, "imports.db: database is busy"),
+    (sqlite3.OperationalError("attempt to write a readonly database"), 500,
+     "The store failed: attempt to write a readonly database"),
+    (RuntimeError("secret internals"), 500, "The server failed; its log has the details."),
+], ids=["busy", "store error", "anything else"])
+def test_store_and_server_errors_are_json(tmp_path, error, status, message):
+    """Findings 3 and 10: no bare 500 text/plain; busy is 503 with Retry-After."""
+    app, accounts, sent = embedded(tmp_path, BrokenWrites(MemoryStore(), error))
+    for path in ("/api/v1/import.new", "/api/v1/import.cancel"):
+        response = asyncio.run(call(app, "POST", path, headers=sent))
+        assert response.status_code == status
+        assert response.headers["content-type"] == "application/json"
+        assert response.json() == {"success": False, "error": message}
+        if status == 503:
+            assert int(response.headers["retry-after"]) >= 1
+    accounts.close()
+
+
+def test_a_trailing_slash_is_404_not_a_redirect(tmp_path):
+    """Finding 10: no redirect built from the Host header (and followed with the token)."""
+    app, accounts, sent = embedded(tmp_path, MemoryStore())
+    response = asyncio.run(call(app, "GET", "/api/v1/import.status/",
+                                headers={**sent, "Host": "attacker.example"}))
+    assert response.status_code == 404
+    assert "location" not in response.headers
+    assert response.json()["success"] is False
+    accounts.close()
+
+
+@pytest.mark.parametrize("body", [
+    json.dumps({"users": [user(1)]}).encode("utf-16"),
+    json.dumps({"users": [user(1)]}).encode("utf-32"),
+    b"\xef\xbb\xbf" + json.dumps({"users": [user(1)]}).encode(),
+], ids=["UTF-16", "UTF-32", "UTF-8 with a BOM"])
+def test_only_utf8_json_is_read(tmp_path, body):
+    """Finding 10: the API is UTF-8 JSON; other encodings and a BOM are 400."""
+    app, accounts, sent = embedded(tmp_path, MemoryStore())
+    assert asyncio.run(call(app, "POST", "/api/v1/import.new", headers=sent)).status_code == 200
+    for path in ("/api/v1/import.addUsers", "/api/v1/login"):
+        response = asyncio.run(call(app, "POST", path, headers=sent, content=body))
+        assert response.status_code == 400, path
+        assert response.json()["success"] is False
+    status = asyncio.run(call(app, "GET", "/api/v1/import.status", headers=sent)).json()
+    assert status["state"] == "new"
+    accounts.close()
+
+
+def test_a_client_that_goes_away_is_logged_at_debug(tmp_path, caplog):
+    """Finding 10: a disconnect mid-body is no ERROR and no traceback."""
+    app, accounts, sent = embedded(tmp_path, MemoryStore())
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/api/v1/import.addUsers", "raw_path": b"", "root_path": "",
+        "query_string": b"", "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 3000),
+        "headers": [(b"content-length", b"1000"), (b"host", b"embedded"),
+                    *((k.lower().encode(), v.encode()) for k, v in sent.items())],
+    }
+    messages = iter([{"type": "http.request", "body": b'{"users": [', "more_body": True},
+                     {"type": "http.disconnect"}])
+
+    async def receive():
+        return next(messages)
+
+    async def send(_message):
+        pass
+
+    caplog.set_level(logging.DEBUG)
+    asyncio.run(app(scope, receive, send))
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("went away" in r.getMessage() for r in caplog.records)
+    accounts.close()
+
+
+def test_failed_logins_are_limited_per_name_and_per_address(tmp_path):
+    """Finding 10: ten failures for a name (a hundred per address) in 5 minutes, then 429."""
+    app, accounts, _ = embedded(tmp_path, MemoryStore())
+
+    def login(name, password, address="10.0.0.1", on=app):
+        transport = httpx.ASGITransport(app=on, client=(address, 1234))
+
+        async def send():
+            async with httpx.AsyncClient(transport=transport, base_url="http://e") as client:
+                return await client.post("/api/v1/login", json={"user": name, "password": password})
+
+        return asyncio.run(send())
+
+    for _ in range(10):
+        assert login("embedder", "wrong").status_code == 401
+    refused = login("embedder", PASSWORD)  # the right password, too late
+    assert refused.status_code == 429
+    assert refused.json()["status"] == "error"
+    assert 1 <= int(refused.headers["retry-after"]) <= 300
+    assert login("embedder", PASSWORD, address="10.0.0.2").status_code == 429  # the name
+    assert login("other", "x", address="10.0.0.2").status_code == 401
+    accounts.close()
+
+    strict, accounts, _ = embedded(tmp_path / "strict", MemoryStore(), Limits(login_failures=2))
+    for n in range(20):  # ten names, two failures each: the address's twenty
+        assert login(f"guess{n // 2}", "x", on=strict).status_code == 401
+    assert login("embedder", PASSWORD, on=strict).status_code == 429
+    assert login("embedder", PASSWORD, address="10.0.0.9", on=strict).status_code == 200
+    accounts.close()

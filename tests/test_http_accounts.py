@@ -3,8 +3,10 @@
 import hashlib
 import json
 import sqlite3
+import statistics
 import subprocess
 import sys
+import time
 
 import pytest
 from http_server import Server, add_user
@@ -197,3 +199,58 @@ def test_serve_warns_when_nobody_can_log_in(db):
     with Server(db) as server:
         assert "no API users yet" not in server.output()
         assert f"importstate serving the import API of {db}" in server.output()
+
+
+def authentication_seconds(accounts, user_id, token, rounds=200):
+    timings = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        assert accounts.authenticate(user_id, token) is not None
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings)
+
+
+def test_a_token_is_found_by_its_hash_however_many_the_user_has(db, accounts):
+    """Finding 6: 20,000 tokens of one user (200,000 in the report) cost what one does."""
+    user, credentials = accounts.add("busy", permissions=["run-import"])
+    one = authentication_seconds(accounts, user.id, credentials.auth_token)
+    with sqlite3.connect(db) as conn:
+        conn.executemany(
+            "INSERT INTO api_tokens (user_id, hash, created) VALUES (?, ?, ?)",
+            [(user.id, hashlib.sha256(f"t{n}".encode()).hexdigest(), int(time.time() * 1000))
+             for n in range(20_000)],
+        )
+    many = authentication_seconds(accounts, user.id, credentials.auth_token)
+    assert many < 3 * one + 0.0002, (one, many)
+
+
+def test_tokens_expire_after_their_time_to_live(db):
+    accounts = Accounts(db, token_ttl=3600)
+    user, credentials = accounts.add("alice", permissions=["run-import"])
+    assert accounts.authenticate(user.id, credentials.auth_token) == user
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE api_tokens SET created = created - 3601 * 1000")
+    assert accounts.authenticate(user.id, credentials.auth_token) is None
+    assert accounts.tokens("alice") == 0  # an expired token is no live one
+    accounts.close()
+
+
+def test_the_default_time_to_live_is_rocket_chat_s_ninety_days(db, accounts):
+    user, credentials = accounts.add("alice", permissions=["run-import"])
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE api_tokens SET created = created - 89 * 86400 * 1000")
+    assert accounts.authenticate(user.id, credentials.auth_token) == user
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE api_tokens SET created = created - 2 * 86400 * 1000")
+    assert accounts.authenticate(user.id, credentials.auth_token) is None
+
+
+def test_a_login_beyond_the_cap_drops_the_oldest_token(db):
+    accounts = Accounts(db, tokens_per_user=5)
+    user, first = accounts.add("alice", password=PASSWORD)
+    tokens = [accounts.login("alice", PASSWORD)[1].auth_token for _ in range(6)]
+    assert accounts.tokens("alice") == 5
+    assert accounts.authenticate(user.id, first.auth_token) is None
+    assert accounts.authenticate(user.id, tokens[0]) is None
+    assert all(accounts.authenticate(user.id, token) == user for token in tokens[1:])
+    accounts.close()

@@ -1,8 +1,14 @@
 """The server's background run: it gates the run's importer and keeps ``run``'s errors."""
 
+import asyncio
+import contextlib
+import datetime as dt
+import logging
 import threading
 import time
+from pathlib import Path
 
+import httpx
 import pytest
 
 from importstate import (
@@ -12,9 +18,11 @@ from importstate import (
     InvalidOperationStatus,
     MemoryStore,
     OperationNotFound,
+    SQLiteStore,
 )
 from importstate._gate import Gate
 from importstate.http import create_app
+from importstate.http._lease import RunLease
 from importstate.http._worker import RunWorker, ServerStopping
 from importstate.testing import RecordingImporter
 
@@ -108,3 +116,135 @@ def test_the_gate_holds_a_batch_of_any_type_and_the_run_stays_at_its_checkpoint(
     assert op.status == "importer_importing_channels"
     assert op.count.get("completed") == 1
     assert inner.channels == [], "a held batch reached the importer"
+
+
+def open_descriptors(path):
+    """How many of this process's descriptors are open on ``path`` or its -wal and -shm files."""
+    opened = 0
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):
+            opened += str(fd.readlink()).startswith(str(path))
+    return opened
+
+
+def settled_descriptors(path, at_most):
+    """:func:`open_descriptors`, once it is ``at_most`` or 2 s have passed.
+
+    A joined thread's locals (its connection) are released a moment after
+    ``join`` returns.
+    """
+    deadline = time.monotonic() + 2
+    while (opened := open_descriptors(path)) > at_most and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return opened
+
+
+def test_descriptors_stay_flat_over_a_hundred_background_runs(tmp_path):
+    """Finding 1: each run is a new thread; its store connection goes with it."""
+    store = SQLiteStore(tmp_path / "runs.db")
+    service = ImportService(store, {"api": lambda _user: None})
+    worker = RunWorker(service)
+
+    def one_run(n):
+        service.new_operation("admin")
+        service.add_users([user(n)])
+        worker.start()
+        deadline = time.monotonic() + 10
+        while service.current_operation().state != "done":
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        worker.wait()
+
+    one_run(0)
+    before = settled_descriptors(store.path, 3)
+    for n in range(1, 101):
+        one_run(n)
+    assert settled_descriptors(store.path, before) <= before
+    store.close()
+
+
+class ReadOnlyAfter:
+    """A batch importer that turns the run's own connection read-only at its third batch.
+
+    ``PRAGMA query_only`` stands in for a file that became read-only: as root,
+    ``chmod`` would not stop a write.
+    """
+
+    def __init__(self, store):
+        self.store = store
+        self.batches = 0
+
+    def import_batch(self, users):
+        self.batches += 1
+        if self.batches == 3:
+            self.store._connection().execute("PRAGMA query_only=1")
+        return [None] * len(users)
+
+
+def test_a_write_error_mid_run_fails_the_operation_and_the_server_goes_on(tmp_path, caplog):
+    """Finding 3: the run cannot write; the operation fails with the message, logged once."""
+    db = tmp_path / "ro.db"
+    store = SQLiteStore(db)
+    service = ImportService(store, {"api": ReadOnlyAfter(store)})
+    accounts = Accounts(db)
+    _, credentials = accounts.add("admin", permissions=["run-import"])
+    app = create_app(service, accounts)
+    sent = {"X-User-Id": credentials.user_id, "X-Auth-Token": credentials.auth_token}
+    caplog.set_level(logging.INFO, logger="importstate")
+
+    async def drive():
+        transport = httpx.ASGITransport(app=app)
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=transport, base_url="http://testserver/api/v1/", headers=sent,
+        ) as client:
+            (await client.post("import.new")).raise_for_status()
+            (await client.post("import.addUsers", json={"users": [user(n) for n in range(500)]})) \
+                .raise_for_status()
+            assert (await client.post("import.run")).json() == {"success": True}
+            deadline = time.monotonic() + 15
+            while (status := (await client.get("import.status")).json())["state"] == "importing":
+                assert time.monotonic() < deadline, status
+                await asyncio.sleep(0.02)
+            assert status["state"] == "error"
+            assert "readonly database" in status["operation"]["failure"]["message"]
+            assert (await client.post("import.new")).status_code == 200
+            assert (await client.get("import.status")).json()["state"] == "new"
+
+    asyncio.run(drive())
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+    assert "readonly database" in errors[0].getMessage()
+    accounts.close()
+    store.close()
+
+
+def test_the_watch_prunes_finished_operations_older_than_the_limit(tmp_path):
+    now = [dt.datetime(2024, 5, 1, tzinfo=dt.UTC)]
+    service = ImportService(MemoryStore(), {"api": lambda _user: None}, clock=lambda: now[0])
+    for n in range(3):
+        service.new_operation("admin")
+        service.add_users([user(n)])
+        service.run()
+    now[0] += dt.timedelta(days=2)
+    service.new_operation("admin")
+    worker = RunWorker(service, RunLease(tmp_path / "lease.db", takeover_after=30),
+                       prune_after=86400)
+    worker.tick()
+    assert [op.state for op in service.latest_operations()] == ["new", "done"]  # touched at +2 d
+    worker.stop()
+
+
+def test_the_server_s_run_leaves_no_imported_password_in_the_files(tmp_path):
+    """Finding 9: once a background run ends, its staging has left the database's files."""
+    db = tmp_path / "secrets.db"
+    store = SQLiteStore(db)
+    service = ImportService(store, {"api": lambda _user: None})
+    worker = RunWorker(service)
+    service.new_operation("admin")
+    service.add_users([{**user(n), "password": f"hunter2-{n:04d}"} for n in range(500)])
+    worker.start()
+    worker.wait()
+    assert service.current_operation().state == "done"
+    files = b"".join(path.read_bytes() for path in tmp_path.iterdir())
+    assert b"hunter2-" not in files
+    store.close()

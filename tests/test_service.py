@@ -1056,3 +1056,55 @@ def test_the_loading_path_stages_channels_and_messages(store):
     with pytest.raises(ValueError, match="contact"):
         svc.stage([channel(2)], "contact")
     assert svc.finish_loading().state is State.READY
+
+
+# -- pruning -------------------------------------------------------------------------------
+
+
+def finished_operations(service, count):
+    """``count`` operations that ran to done, each with a failed user left in staging."""
+    ids = []
+    for n in range(count):
+        service.new_operation("admin")
+        service.add_users([user(n), user(1000 + n)])
+        ids.append(service.run(importer=failing_on(str(1000 + n))).id)
+    return ids
+
+
+def test_prune_deletes_finished_operations_beyond_the_latest(store):
+    service = ImportService(store, {"api": lambda _user: None}, clock=Clock())
+    old = finished_operations(service, 4)
+    service.new_operation("admin")  # the current one, which is never pruned
+    assert service.prune(keep=2) == 3  # the two latest are the current one and old[3]
+    assert [op.id for op in service.latest_operations()][1:] == old[3:]
+    with store.reading() as tx:
+        assert all(tx.get(operation_id) is None for operation_id in old[:3])
+        assert tx.staged(old[0], after=None, limit=10) == []
+    assert service.prune(keep=0) == 1
+    assert [op.state for op in service.latest_operations()] == ["new"]
+    assert service.prune(keep=0) == 0
+
+
+def test_prune_older_than_keeps_what_was_updated_since(store):
+    clock = Clock()
+    service = ImportService(store, {"api": lambda _user: None}, clock=clock)
+    first = finished_operations(service, 1)
+    second = finished_operations(service, 1)  # its new operation touched the first
+    clock.now += dt.timedelta(days=2)
+    finished_operations(service, 1)  # and this one the second, two days on
+    assert service.prune(older_than=dt.timedelta(days=1)) == 1
+    remaining = {op.id for op in service.latest_operations()}
+    assert first[0] not in remaining
+    assert second[0] in remaining
+
+
+def test_prune_leaves_an_invalidated_operation_whose_run_may_still_write(store):
+    service = ImportService(store, {"api": lambda _user: None})
+    service.new_operation("admin")
+    service.add_users([user(1)])
+    with store.transaction() as tx:  # as a run does at its start
+        running = tx.current().fire("start", at=service.clock())
+        tx.update(running)
+    service.new_operation("admin")  # invalidates it; its run would stop at its next batch
+    assert service.prune(keep=0) == 0
+    assert running.id in {op.id for op in service.latest_operations()}

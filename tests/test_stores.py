@@ -1,10 +1,16 @@
+import contextlib
 import datetime as dt
 import json
 import sqlite3
+import stat
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
 from importstate import MemoryStore, Operation, SQLiteStore
+from importstate.stores import NewRecord
 from importstate.stores.sqlite import SCHEMA_VERSION
 from importstate.testing import StoreTests
 
@@ -160,4 +166,108 @@ def test_a_rolled_back_write_is_not_remembered(tmp_path):
     with store.transaction() as tx:
         assert tx.get(op.id) == op
         assert tx.checkpoint(op.id) == 1
+    store.close()
+
+
+def open_descriptors(path):
+    """How many of this process's descriptors are open on ``path`` or its -wal and -shm files."""
+    opened = 0
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):
+            opened += str(fd.readlink()).startswith(str(path))
+    return opened
+
+
+def settled_descriptors(path, at_most):
+    """:func:`open_descriptors`, once it is ``at_most`` or 2 s have passed.
+
+    A joined thread's locals (its connection) are released a moment after
+    ``join`` returns.
+    """
+    deadline = time.monotonic() + 2
+    while (opened := open_descriptors(path)) > at_most and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return opened
+
+
+def test_a_thread_s_connection_is_closed_when_the_thread_ends(tmp_path):
+    """Finding 1: 20 bursts of 16 short-lived threads leave the descriptors where they were.
+
+    Each thread reads and writes once, as a request in a pool thread does
+    before the pool retires it.
+    """
+    store = SQLiteStore(tmp_path / "s.db")
+    op = Operation.create(user="u", at=dt.datetime(2024, 5, 1, tzinfo=dt.UTC))
+    with store.transaction() as tx:
+        tx.insert(op)
+
+    def request():
+        with store.reading() as tx:
+            assert tx.get(op.id) is not None
+        with store.transaction() as tx:
+            tx.set_checkpoint(op.id, 1, op.ts)
+
+    def burst():
+        threads = [threading.Thread(target=request) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    # SQLite keeps a closed connection's descriptor on the file, for the next one to
+    # use, while this thread's connection holds its lock: at most one per thread of
+    # a burst stays, beside this thread's three (file, -wal, -shm).
+    mine = open_descriptors(store.path)
+    for _ in range(20):
+        burst()
+    assert settled_descriptors(store.path, mine + 16) <= mine + 16
+    store.close()
+
+
+def test_close_closes_the_connections_of_living_threads(tmp_path):
+    store = SQLiteStore(tmp_path / "s.db")
+    ready, done = threading.Event(), threading.Event()
+
+    def hold():
+        with store.reading():
+            pass
+        ready.set()
+        done.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    ready.wait(10)
+    assert open_descriptors(store.path) >= 4  # this thread's and the other's
+    store.close()
+    assert open_descriptors(store.path) == 0
+    done.set()
+    thread.join()
+
+
+def test_the_database_files_are_private_and_deleted_text_is_zeroed(tmp_path):
+    """Finding 9: the file, its WAL and shared-memory files are 0600; secure_delete is on."""
+    path = tmp_path / "s.db"
+    store = SQLiteStore(path)
+    with store.transaction() as tx:
+        tx.insert(Operation.create(user="u", at=dt.datetime(2024, 5, 1, tzinfo=dt.UTC)))
+        assert tx.conn.execute("PRAGMA secure_delete").fetchone() == (1,)
+    for name in ("s.db", "s.db-wal", "s.db-shm"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
+    store.close()
+
+
+def test_deleted_staging_leaves_no_copy_in_the_files_once_checkpointed(tmp_path):
+    path = tmp_path / "s.db"
+    store = SQLiteStore(path)
+    op = Operation.create(user="u", at=dt.datetime(2024, 5, 1, tzinfo=dt.UTC))
+    secret = "correct-horse-battery-staple"  # noqa: S105 - a made-up password to look for
+    with store.transaction() as tx:
+        tx.insert(op)
+        tx.stage(op.id, [NewRecord(f"r{n}", json.dumps({"password": f"{secret}-{n}"}), "user")
+                         for n in range(2000)])
+    with store.transaction() as tx:
+        tx.remove_succeeded(op.id)
+    store.checkpoint()
+    files = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    assert secret.encode() not in files
     store.close()

@@ -16,7 +16,7 @@ from typing import Any, Final, NamedTuple, Protocol, TypeAlias
 
 from importstate import machine
 from importstate._run.claim import Claim, Hold, Turn
-from importstate.errors import OperationNotFound
+from importstate.errors import DatabaseBusy, OperationNotFound
 from importstate.importers import BatchCall
 from importstate.machine import Event
 from importstate.model import Failure, Operation
@@ -78,6 +78,8 @@ def outcomes(
     """The importer's verdict per record; an exception for the whole batch fails every record."""
     try:
         results = call([record.data for record in records])
+    except DatabaseBusy:
+        raise  # the target's database stayed locked: no fault of the records, the run fails
     except Exception as exc:  # noqa: BLE001 - the batch's records fail, not the run
         return [exc] * len(records)
     if len(results) != len(records):

@@ -7,6 +7,7 @@ import datetime as dt
 import getpass
 import itertools
 import json
+import os
 import sys
 import tempfile
 import time
@@ -20,6 +21,7 @@ from rich.json import JSON
 from rich.text import Text
 
 from importstate import diagrams
+from importstate._files import open_private
 from importstate.cli import _demo, _userfile
 from importstate.cli._context import CommandError, Context, pass_context
 from importstate.cli._group import cli
@@ -31,7 +33,7 @@ from importstate.cli._render import (
     report,
     status_table,
 )
-from importstate.cli._values import NOT_NEGATIVE, POSITIVE, at_least
+from importstate.cli._values import DURATION, NOT_NEGATIVE, POSITIVE, at_least
 from importstate.cli._watch import EXIT_STATUS, Outcome, Stop, run_with_progress
 from importstate.errors import InvalidRoles, MissingUserData
 from importstate.importers import Importer
@@ -127,7 +129,8 @@ def _opened_for_writing(path: str) -> Iterator[IO[str]]:
     if path == "-":
         yield sys.stdout
         return
-    with Path(path).open("w", encoding="utf-8", newline="\n") as out:
+    # Failed users' data: readable by their owner only, as the database is.
+    with os.fdopen(open_private(path), "w", encoding="utf-8", newline="\n") as out:
         yield out
 
 
@@ -379,6 +382,27 @@ def clear(ctx: Context) -> int:
     if ctx.json:
         ctx.print_json(service.status())
     ctx.say(f"cleared: every operation is now invalid and staging is empty ({ctx.db})")
+    return 0
+
+
+@cli.command()
+@click.option("--keep", type=int, default=LATEST_LIMIT, metavar="N", callback=at_least(0),
+              show_default=True, help="how many of the latest operations to keep")
+@click.option("--older-than", type=DURATION, default=None, metavar="DURATION",
+              help="only those last updated longer ago (90d, 12h, 30m or seconds)")
+@pass_context
+def prune(ctx: Context, keep: int, older_than: float | None) -> int:
+    """Delete finished operations, and their staging, beyond the latest N.
+
+    The current operation is always kept, and so is any that is still
+    loading or importing.
+    """
+    age = dt.timedelta(seconds=older_than) if older_than is not None else None
+    pruned = ctx.service(existing=True).prune(keep=keep, older_than=age)
+    if ctx.json:
+        ctx.print_json({"pruned": pruned})
+    ctx.say(f"pruned {plural(pruned, 'finished operation')}; kept the {keep:,} latest and the"
+            " current one")
     return 0
 
 

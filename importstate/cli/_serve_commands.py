@@ -10,6 +10,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
+from importstate._limits import Limits
 from importstate._time import format_time
 from importstate.accounts import PERMISSIONS, Accounts
 from importstate.cli._context import (
@@ -22,21 +23,61 @@ from importstate.cli._context import (
 )
 from importstate.cli._group import cli
 from importstate.cli._render import plural
-from importstate.cli._values import NOT_NEGATIVE, between
+from importstate.cli._values import DURATION, NOT_NEGATIVE, POSITIVE, at_least, between
 
 #: What ``--password`` holds when given without a value: ask on the terminal.
 _ASK: Final = "\0ask"
+
+
+_LIMITS: Final = Limits()
 
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
 @click.option("--port", type=int, default=3000, show_default=True, callback=between(1, 65535),
               help="port to listen on")
-@click.option("--max-body", type=int, default=10 * 1024 * 1024, metavar="BYTES",
+@click.option("--max-body", type=int, default=_LIMITS.max_body, metavar="BYTES",
               callback=NOT_NEGATIVE, show_default="10 MiB",
               help="largest request body accepted; larger gets 413")
+@click.option("--max-large-bodies", type=int, default=_LIMITS.large_bodies, metavar="N",
+              callback=at_least(1), show_default=True,
+              help="bodies over 1 MiB read at once; the others wait, then get 503")
+@click.option("--max-connections", type=int, default=_LIMITS.max_connections, metavar="N",
+              callback=at_least(1), show_default=True,
+              help="open connections; one more gets 503 and is closed")
+@click.option("--header-timeout", type=DURATION, default=_LIMITS.header_timeout,
+              metavar="SECONDS", callback=POSITIVE, show_default=True,
+              help="a request's line and headers must arrive within this")
+@click.option("--idle-timeout", type=DURATION, default=_LIMITS.idle_timeout, metavar="SECONDS",
+              callback=POSITIVE, show_default=True,
+              help="an idle kept-alive connection is closed after this")
+@click.option("--body-timeout", type=DURATION, default=_LIMITS.body_timeout, metavar="SECONDS",
+              callback=POSITIVE, show_default=True,
+              help="a body that sends nothing for this long gets 408")
+@click.option("--token-ttl", type=DURATION, default=_LIMITS.token_ttl, metavar="DURATION",
+              callback=POSITIVE, show_default="90d",
+              help="auth tokens expire this long after login (90d, 12h, 30m or seconds)")
+@click.option("--tokens-per-user", type=int, default=_LIMITS.tokens_per_user, metavar="N",
+              callback=at_least(1), show_default=True,
+              help="live tokens per API user; a login beyond drops the oldest")
+@click.option("--login-failures", type=int, default=_LIMITS.login_failures, metavar="N",
+              callback=at_least(1), show_default=True,
+              help="failed logins per name (ten times as many per address) in 5 minutes;"
+                   " beyond, 429")
+@click.option("--takeover-after", type=DURATION, default=_LIMITS.takeover_after,
+              metavar="SECONDS", callback=POSITIVE, show_default=True,
+              help="another server takes over an import whose server's lease is this old")
+@click.option("--prune-after", type=DURATION, default=None, metavar="DURATION",
+              callback=POSITIVE,
+              help="delete finished operations (and their staging) last updated longer ago"
+                   "  [default: never]")
 @pass_context
-def serve(ctx: Context, host: str, port: int, max_body: int) -> int:
+def serve(  # noqa: PLR0913, PLR0917 - one argument per option, as Click passes them
+    ctx: Context, host: str, port: int, max_body: int, max_large_bodies: int,
+    max_connections: int, header_timeout: float, idle_timeout: float, body_timeout: float,
+    token_ttl: float, tokens_per_user: int, login_failures: int, takeover_after: float,
+    prune_after: float | None,
+) -> int:
     """Serve the REST API (Rocket.Chat's import endpoints).
 
     It runs until SIGTERM or Ctrl-C, which let the batch in hand commit and
@@ -45,8 +86,14 @@ def serve(ctx: Context, host: str, port: int, max_body: int) -> int:
     """
     from importstate import http  # noqa: PLC0415 - starts uvicorn only when serving
 
+    limits = Limits(
+        max_body=max_body, large_bodies=max_large_bodies, max_connections=max_connections,
+        header_timeout=header_timeout, idle_timeout=idle_timeout, body_timeout=body_timeout,
+        token_ttl=token_ttl, tokens_per_user=tokens_per_user, login_failures=login_failures,
+        takeover_after=takeover_after, prune_after=prune_after,
+    )
     try:
-        http.serve(ctx.db, host=host, port=port, max_body=max_body, dsn=ctx.dsn)
+        http.serve(ctx.db, host=host, port=port, dsn=ctx.dsn, limits=limits)
     # Uvicorn has already said it stopped: the signal only sets the exit status.
     except KeyboardInterrupt:
         return INTERRUPTED

@@ -47,3 +47,30 @@ def between(low: int, high: int) -> Check:
 
 POSITIVE: Final = check(lambda value: value > 0, "must be positive")
 NOT_NEGATIVE: Final = check(lambda value: value >= 0, "must not be negative")
+
+
+class Duration(click.ParamType[float]):
+    """Seconds, as a number (``45``, ``1.5``) or with a unit: ``90d``, ``12h``, ``30m``, ``45s``."""
+
+    name = "duration"
+    _UNITS: Final = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None,  # noqa: ANN401
+    ) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        text = str(value).strip().lower()
+        scale = self._UNITS.get(text[-1:], None)
+        number = text[:-1] if scale is not None else text
+        try:
+            seconds = float(number) * (scale or 1.0)
+        except ValueError:
+            self.fail(f"{value!r} is not a duration (seconds, or 90d, 12h, 30m, 45s)", param, ctx)
+        if not seconds >= 0:  # also NaN
+            self.fail(f"{value!r} is not a duration (seconds, or 90d, 12h, 30m, 45s)", param, ctx)
+        return seconds
+
+
+#: Seconds, or a number with a unit.
+DURATION: Final = Duration()

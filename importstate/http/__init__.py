@@ -5,7 +5,8 @@
 one SQLite file, as ``importstate serve`` does.
 """
 
-from importstate.http._app import DEFAULT_MAX_BODY, create_app
+from importstate._limits import DEFAULT_MAX_BODY, Limits
+from importstate.http._app import create_app
 from importstate.http._openapi import openapi_document
 from importstate.http._routes import ENDPOINTS, Endpoint
 from importstate.http._server import DEFAULT_HOST, DEFAULT_PORT, serve
@@ -16,6 +17,7 @@ __all__ = [
     "DEFAULT_PORT",
     "ENDPOINTS",
     "Endpoint",
+    "Limits",
     "create_app",
     "openapi_document",
     "serve",

@@ -16,6 +16,7 @@ from importstate.http._routes import (
     FORBIDDEN,
     LOGIN,
     LOGIN_FAILED,
+    LOGIN_THROTTLED,
     OPENAPI,
     SUCCESS,
     UNAUTHORIZED,
@@ -80,6 +81,10 @@ _SCHEMAS: Final[dict[str, Schema]] = {
     "Unauthorized": constant(UNAUTHORIZED),
     "Forbidden": constant(FORBIDDEN),
     "LoginFailed": constant(LOGIN_FAILED),
+    "TooManyLogins": object_schema(
+        [*LOGIN_THROTTLED, "message"],
+        **{key: constant(value) for key, value in LOGIN_THROTTLED.items()}, message=STRING,
+    ),
     "Login": {
         "type": "object",
         "properties": {"user": STRING, "username": STRING, "password": STRING},
@@ -92,6 +97,13 @@ def _json(schema: Schema, description: str) -> Schema:
 
 
 _TOO_LARGE: Final = _json(ref("Failure"), "the body is over the size limit")
+#: What any request may get, whatever it asks: the body stalled, the store failed, busy.
+_ANY: Final[dict[str, Schema]] = {
+    "408": _json(ref("Failure"), "the body stopped arriving for longer than the body timeout"),
+    "500": _json(ref("Failure"), "the store failed (its reason), or the server (no details)"),
+    "503": _json(ref("Failure"), "database locked too long, server stopping, or too many"
+                                 " large bodies at once; see Retry-After"),
+}
 
 
 def _operation(endpoint: Endpoint) -> Schema:
@@ -99,7 +111,7 @@ def _operation(endpoint: Endpoint) -> Schema:
         "200": _json(endpoint.response, "OK"),
         "401": _json(ref("Unauthorized"), "missing or wrong credentials"),
         "413": _TOO_LARGE,
-        "503": _json(ref("Failure"), "database locked too long, or server stopping"),
+        **_ANY,
     }
     if endpoint.permission is not None:
         responses["403"] = _json(ref("Forbidden"), f"the user lacks {endpoint.permission}")
@@ -140,6 +152,9 @@ def _login() -> Schema:
             "400": _json(ref("Failure"), "the body is neither JSON nor form-encoded"),
             "401": _json(ref("LoginFailed"), "wrong name or password"),
             "413": _TOO_LARGE,
+            "429": _json(ref("TooManyLogins"), "too many failed logins of late for this name"
+                                               " or client address; see Retry-After"),
+            **_ANY,
         },
     }
 

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from importstate.accounts import Accounts, ApiUser, Permission
-from importstate.http._body import BadRequest, json_object
+from importstate.http._body import Body, users_in
 from importstate.http._schema import STRING, Schema, constant, object_schema, ref
 from importstate.http._worker import RunWorker
 from importstate.service import LATEST_LIMIT, ImportService
@@ -38,6 +38,8 @@ FORBIDDEN: Final = {
 }
 #: Wrong name or password at ``login`` (401).
 LOGIN_FAILED: Final = {"status": "error", "error": "Unauthorized", "message": "Unauthorized"}
+#: Too many failed logins (429): these fields, and a ``message`` saying how long to wait.
+LOGIN_THROTTLED: Final = {"status": "error", "error": "error-too-many-requests"}
 #: ``logout``'s answer.
 LOGGED_OUT: Final = {"status": "success", "data": {"message": "You've been logged out!"}}
 #: What an endpoint's success body carries beside its fields (but the bare array of
@@ -68,7 +70,7 @@ class Call:
     accounts: Accounts
     request: Request
     user: ApiUser
-    body: bytes
+    body: Body
 
 
 Handler = Callable[[Call], Awaitable[object]]
@@ -127,16 +129,9 @@ async def _add_users(call: Call) -> object:
     return _ok()
 
 
-def _stage(service: ImportService, body: bytes) -> None:
-    document = json_object(body)
-    if "users" not in document:
-        msg = 'The request body must have a "users" list.'
-        raise BadRequest(msg)
-    users = document["users"]
-    if not isinstance(users, list):
-        msg = '"users" must be a list of users.'
-        raise BadRequest(msg)
-    service.add_users(users)
+def _stage(service: ImportService, body: Body) -> None:
+    # Parsed as it is staged, chunk by chunk, in one transaction: all or none.
+    service.add_users_from(users_in(body))
 
 
 async def _run(call: Call) -> object:

@@ -5,19 +5,31 @@ from __future__ import annotations
 import copy
 import errno
 import logging
+import math
 import os
 import socket
+import sys
 from typing import Any, Final
 
+import attrs
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
+from importstate._limits import Limits
 from importstate._setup import open_setup
 from importstate.accounts import Accounts
 from importstate.errors import CannotListen
-from importstate.http._app import DEFAULT_MAX_BODY, create_app
+from importstate.http._app import create_app
+from importstate.http._protocol import (
+    RESERVED_DESCRIPTORS,
+    connection_class,
+    connections_allowed,
+)
 
 _log = logging.getLogger("importstate.http")
+
+#: Seconds a thread holds the interpreter while another waits for it (Python's default: 0.005).
+_SWITCH_INTERVAL: Final = 0.001
 
 DEFAULT_HOST: Final = "127.0.0.1"
 #: Rocket.Chat's port, so the seeds' ``curl ... localhost:3000`` calls work unchanged.
@@ -29,9 +41,10 @@ def serve(  # noqa: PLR0913 - every argument after db is an optional, keyword-on
     *,
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
-    max_body: int = DEFAULT_MAX_BODY,
+    max_body: int | None = None,
     log_level: str = "info",
     dsn: str | None = None,
+    limits: Limits | None = None,
 ) -> None:
     """Serve the REST API over the SQLite file ``db`` until SIGTERM or Ctrl-C.
 
@@ -40,34 +53,42 @@ def serve(  # noqa: PLR0913 - every argument after db is an optional, keyword-on
     Imports go to the built-in ``users`` table of the file ``db`` (importer
     key ``api``); API users are those of :class:`~importstate.accounts.Accounts`
     on that file. Stopping holds a running import at a batch boundary; the
-    next start resumes it.
+    next start resumes it. ``limits`` (:class:`~importstate.http.Limits`)
+    sets the timeouts, the connection cap, token expiry and the rest;
+    ``max_body`` overrides its ``max_body``.
 
     Raises:
         CannotListen: the address is taken, unknown, or not ours to listen on;
             nothing else was done.
         PostgresUnreachable: ``dsn`` does not accept a connection.
     """
+    limits = limits if limits is not None else Limits()
+    if max_body is not None:
+        limits = attrs.evolve(limits, max_body=max_body)
     # Listening first: a port that is taken fails before any database is opened,
     # and as an error of ours rather than uvicorn's log lines and exit.
     sock = _listen(host, port)
     try:
-        _serve_on(sock, db, max_body=max_body, log_level=log_level, dsn=dsn)
+        _serve_on(sock, db, limits=limits, log_level=log_level, dsn=dsn)
     finally:
         sock.close()
 
 
 def _serve_on(
-    sock: socket.socket, db: str | os.PathLike[str], *, max_body: int, log_level: str,
+    sock: socket.socket, db: str | os.PathLike[str], *, limits: Limits, log_level: str,
     dsn: str | None,
 ) -> None:
     setup = open_setup(db, dsn=dsn)
-    accounts = Accounts(db)
+    accounts = Accounts(db, token_ttl=limits.token_ttl, tokens_per_user=limits.tokens_per_user)
     try:
-        app = create_app(setup.service, accounts, max_body=max_body)
+        app = create_app(setup.service, accounts, limits=limits)
         host, port = sock.getsockname()[:2]
         config = uvicorn.Config(
             app, host=host, port=port, log_level=log_level, lifespan="on",
             timeout_graceful_shutdown=10, log_config=_logging(log_level),
+            http=connection_class(header_timeout=limits.header_timeout,
+                                  max_connections=_connections(limits.max_connections)),
+            timeout_keep_alive=max(1, math.ceil(limits.idle_timeout)),
         )
         # Uvicorn logs no address for a socket it is handed: this line says where.
         _log.info("importstate serving the import API of %s on http://%s:%d (Ctrl-C or SIGTERM"
@@ -77,10 +98,21 @@ def _serve_on(
                 "no API users yet: every request will get 401; add one with"
                 " `importstate users add NAME --permission run-import`",
             )
+        # A thread staging a large body holds the interpreter between its C calls; the
+        # event loop asks for it back every millisecond instead of every five.
+        sys.setswitchinterval(_SWITCH_INTERVAL)
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         accounts.close()
         setup.close()
+
+
+def _connections(wanted: int) -> int:
+    allowed = connections_allowed(wanted)
+    if allowed < wanted:
+        _log.warning("serving at most %d connections, not %d: the process may open only %d"
+                     " files (ulimit -n)", allowed, wanted, allowed + RESERVED_DESCRIPTORS)
+    return allowed
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -70,6 +70,10 @@ class Transaction(Protocol):
     ``message``) in one order. :meth:`staged` lists them all; a run reads
     one type at a time with :meth:`pending`, and only the records its
     selection kept (:meth:`deselect`).
+
+    It may also have ``delete(operation_id) -> bool``: remove the operation
+    and its staged records, whether it was there (``ImportService.prune``
+    needs it; every built-in store has it).
     """
 
     def current(self) -> Operation | None:
@@ -164,7 +168,9 @@ class Store(Protocol):
 
     A store may also have an ``int`` attribute ``read_ahead``: how many
     batches the run loop reads per query (1 when absent). A store whose
-    queries cross a network sets it higher to save round trips.
+    queries cross a network sets it higher to save round trips. And it may
+    have ``checkpoint()``: make what was deleted leave its files (SQLite's
+    write-ahead log); ``importstate serve`` calls it after each run.
     """
 
     def transaction(self) -> AbstractContextManager[Transaction]:

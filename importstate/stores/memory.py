@@ -221,6 +221,21 @@ class _MemoryTransaction:
         self._undo.append(lambda: setattr(store, "staging", old))
         return sum(len(s.records) for s in old.values())
 
+    def delete(self, operation_id: str) -> bool:
+        store = self._store
+        row = store.rows.pop(operation_id, None)
+        if row is None:
+            return False
+        staging = store.staging.pop(operation_id, None)
+
+        def undo() -> None:
+            store.rows[operation_id] = row
+            if staging is not None:
+                store.staging[operation_id] = staging
+
+        self._undo.append(undo)
+        return True
+
     def checkpoint(self, operation_id: str) -> int | None:
         return self._row(operation_id).checkpoint
 

@@ -449,8 +449,8 @@ class _PostgresTransaction:
     def _write(self, operation_id: str, column: int, values: tuple[Any, ...]) -> None:
         """Write the document's columns (0) or the bookkeeping (1) of one operation.
 
-        Deferred when this transaction has seen the row: operations are never
-        deleted, so the row is there.
+        Deferred when this transaction has seen the row: only ``delete`` (which
+        forgets it) removes a row.
 
         Raises:
             KeyError: no operation has that id.
@@ -560,6 +560,13 @@ class _PostgresTransaction:
     def unstage_all(self) -> int:
         self._pending.append(("DELETE FROM batches", ()))
         return self._execute("DELETE FROM staged").rowcount
+
+    def delete(self, operation_id: str) -> bool:
+        self._execute("DELETE FROM batches WHERE operation = %s", (operation_id,))
+        self._execute("DELETE FROM staged WHERE operation = %s", (operation_id,))
+        deleted = self._execute("DELETE FROM operations WHERE id = %s", (operation_id,)).rowcount
+        self._bookkeeping_of.pop(operation_id, None)  # its writes are no longer deferred
+        return deleted > 0
 
     def cut_batches(self, operation_id: str, data_type: str, size: int) -> int:
         return self._execute(_CUT, (

@@ -1,25 +1,29 @@
 """The embedded default store: one SQLite file in WAL mode.
 
-Several threads and processes may share one file: each thread has its own
-connection, writers take SQLite's write lock up front (``BEGIN IMMEDIATE``)
-and wait up to ``timeout`` seconds for it, and readers never wait for writers.
+Several threads and processes may share one file: each living thread has its
+own connection (closed when the thread ends), writers take SQLite's write lock
+up front (``BEGIN IMMEDIATE``) and wait up to ``timeout`` seconds for it, and
+readers never wait for writers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import json
 import os
 import sqlite3
 import threading
-import time
+import weakref
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Final
 
 import attrs
 
+from importstate._files import create_private
+from importstate._sqlite import busy, is_busy, retry_while_busy
 from importstate._time import epoch_millis, from_epoch_millis
 from importstate.errors import DatabaseBusy, SchemaVersionError
 from importstate.model import Operation
@@ -82,12 +86,6 @@ DROP INDEX IF EXISTS staged_by_operation;
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"))
 
 
-#: SQLite's primary result codes for "another connection holds the lock".
-_BUSY_CODES: Final = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
-#: Longest pause between two attempts while the database is locked, in seconds.
-_MAX_PAUSE: Final = 0.05
-
-
 def _upgrade_from_1(conn: sqlite3.Connection) -> None:
     """Version 1 → 2: counts beside the document, staging keyed by ``operations.created``."""
     conn.execute("ALTER TABLE operations ADD COLUMN completed INTEGER")
@@ -108,13 +106,6 @@ def _upgrade_from_2(conn: sqlite3.Connection) -> None:
     conn.execute(f"UPDATE staged SET operation = operation * {_SLOTS} + {_TYPE_KEYS}")  # noqa: S608
 
 
-def _is_busy(error: BaseException) -> bool:
-    return (
-        isinstance(error, sqlite3.OperationalError)
-        and error.sqlite_errorcode & 0xFF in _BUSY_CODES
-    )
-
-
 class SQLiteStore:
     """Operations and staging in one SQLite file (WAL mode).
 
@@ -132,29 +123,40 @@ class SQLiteStore:
         self._synchronous = "FULL" if durable else "NORMAL"
         self._timeout = timeout
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        # Weak: a thread's handle lives in its thread-local slot, which goes (and
+        # closes the connection) when the thread ends; close() reaches the rest.
+        self._handles: weakref.WeakSet[_Handle] = weakref.WeakSet()
         self._guard = threading.Lock()
+        create_private(self.path)
         self._create_schema()
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self) -> _Handle:
         conn = sqlite3.connect(
             self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False,
         )
         # Turning on WAL needs a moment of exclusive access to a new file.
         self._patiently(conn, "PRAGMA journal_mode=WAL")
         self._patiently(conn, f"PRAGMA synchronous={self._synchronous}")
+        # Deleted rows (staged users' passwords) are overwritten, not left in free
+        # pages; builds differ in the default (Debian's is on, upstream's off).
+        conn.execute("PRAGMA secure_delete=ON")
+        handle = _Handle(conn)
         with self._guard:
-            self._connections.append(conn)
-        return conn
+            self._handles.add(handle)
+        return handle
+
+    def _handle(self) -> _Handle:
+        # A connection must not cross a fork: a child process opens its own.
+        handle: _Handle | None = getattr(self._local, "handle", None)
+        if handle is None or handle.pid != os.getpid():
+            if handle is not None:
+                handle.abandon()
+            handle = self._local.handle = self._connect()
+        return handle
 
     def _connection(self) -> sqlite3.Connection:
-        # A connection must not cross a fork: a child process opens its own.
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None or self._local.pid != os.getpid():
-            conn = self._connect()
-            self._local.conn, self._local.pid = conn, os.getpid()
-            self._local.known = None
-        return conn
+        """The calling thread's connection."""
+        return self._handle().conn
 
     def _create_schema(self) -> None:
         # Opening an existing database must not wait for another process's write lock.
@@ -187,51 +189,78 @@ class SQLiteStore:
         return _Begin(self, "BEGIN", writes=False)
 
     def _patiently(self, conn: sqlite3.Connection, sql: str) -> None:
-        """Execute ``sql``, retrying while the database is locked, for at most ``timeout``.
-
-        SQLite's busy handler already waits for most locks; this also covers
-        the ones it returns at once (a WAL reader racing a recovery, a COMMIT
-        waiting for readers).
-
-        Raises:
-            DatabaseBusy: still locked when ``timeout`` ran out.
-        """
-        try:
+        """Execute ``sql``, waiting out a lock for at most ``timeout`` (:func:`patiently`)."""
+        try:  # the first try here: it is every BEGIN and COMMIT of a run
             conn.execute(sql)
         except sqlite3.OperationalError as exc:
-            if not _is_busy(exc):
+            if not is_busy(exc):
                 raise
-        else:
-            return
-        deadline = time.monotonic() + self._timeout
-        pause = 0.001
-        while True:
-            try:
-                conn.execute(sql)
-            except sqlite3.OperationalError as exc:
-                left = deadline - time.monotonic()
-                if not _is_busy(exc):
-                    raise
-                if left <= 0:
-                    raise self._busy() from exc
-                time.sleep(min(pause, left))
-                pause = min(pause * 2, _MAX_PAUSE)
-            else:
-                return
+            retry_while_busy(conn, sql, path=self.path, timeout=self._timeout, error=exc)
 
     def _busy(self) -> DatabaseBusy:
-        return DatabaseBusy(
-            f"{self.path}: database is busy: another process kept it locked for more than "
-            f"{self._timeout:g} s; try again",
-        )
+        return busy(self.path, self._timeout)
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the database and empty it, if no reader is in the way.
+
+        Until then the log keeps the pages a transaction replaced, deleted
+        staged users (and their passwords) included. :meth:`close` does it;
+        ``importstate serve`` also does it after each run. It waits at most
+        a moment for readers, and a checkpoint they hold up is left to the
+        next one.
+        """
+        conn = self._connection()
+        conn.execute(f"PRAGMA busy_timeout={_CHECKPOINT_WAIT_MS}")
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
 
     def close(self) -> None:
-        """Close every connection this store opened (in any thread)."""
+        """Checkpoint, then close every connection this store opened (in any thread)."""
         with self._guard:
-            for conn in self._connections:
-                conn.close()
-            self._connections.clear()
+            handles = [handle for handle in self._handles if handle.pid == os.getpid()]
+        if handles:
+            with contextlib.suppress(sqlite3.Error):  # whoever opens the file next does it
+                self.checkpoint()
+        with self._guard:
+            for handle in list(self._handles):
+                if handle.pid == os.getpid():
+                    handle.close()
+                else:
+                    handle.abandon()
+            self._handles.clear()
         self._local = threading.local()
+
+
+#: Milliseconds a checkpoint waits for readers before leaving the rest to the next one.
+_CHECKPOINT_WAIT_MS: Final = 200
+
+
+class _Handle:
+    """One thread's connection, and the rows its last commit left (see :class:`_Begin`).
+
+    The connection closes when the handle goes: when its thread ends (the
+    thread-local slot holding it is dropped) or the store closes.
+    """
+
+    __slots__ = ("__weakref__", "_closer", "conn", "known", "pid")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.pid = os.getpid()
+        self.known: tuple[int, dict[str, _Row]] | None = None
+        self._closer = weakref.finalize(self, conn.close)
+
+    def close(self) -> None:
+        self._closer()
+
+    def abandon(self) -> None:
+        """Never close it: it belongs to the parent process (a fork copied it)."""
+        self._closer.detach()
 
 
 #: A stored row's ``(doc, completed, error, updated_at)`` → its Operation. Operations
@@ -304,19 +333,20 @@ class _Begin:
     the next transaction read its rows again.
     """
 
-    __slots__ = ("_begin", "_store", "_tx", "_version", "_writes")
+    __slots__ = ("_begin", "_handle", "_store", "_tx", "_version", "_writes")
 
     def __init__(self, store: SQLiteStore, begin: str, *, writes: bool) -> None:
         self._store, self._begin, self._writes = store, begin, writes
 
     def __enter__(self) -> _SQLiteTransaction:
         store = self._store
-        conn = store._connection()  # noqa: SLF001 - the store's own helpers
+        handle = self._handle = store._handle()  # noqa: SLF001 - the store's own helpers
+        conn = handle.conn
         store._patiently(conn, self._begin)  # noqa: SLF001
         rows: dict[str, _Row] = {}
         if self._writes:
             self._version = conn.execute("PRAGMA data_version").fetchone()[0]
-            known: tuple[int, dict[str, _Row]] | None = store._local.known  # noqa: SLF001
+            known = handle.known
             if known is not None and known[0] == self._version:
                 rows = known[1]
         self._tx = _SQLiteTransaction(conn, rows)
@@ -335,16 +365,16 @@ class _Begin:
                 raise
             if self._writes:
                 # Our own commit leaves data_version as it was: the rows stay good.
-                self._store._local.known = self._version, self._tx.rows  # noqa: SLF001
+                self._handle.known = self._version, self._tx.rows
             return
         self._roll_back(conn, error)  # and the body's error goes on
 
     def _roll_back(self, conn: sqlite3.Connection, error: BaseException) -> None:
         if self._writes:
-            self._store._local.known = None  # noqa: SLF001 - its rows may hold undone writes
+            self._handle.known = None  # its rows may hold undone writes
         if conn.in_transaction:
             conn.execute("ROLLBACK")
-        if _is_busy(error):
+        if is_busy(error):
             raise self._store._busy() from error  # noqa: SLF001
 
 
@@ -527,6 +557,21 @@ class _SQLiteTransaction:
 
     def unstage_all(self) -> int:
         return self._execute("DELETE FROM staged").rowcount
+
+    def delete(self, operation_id: str) -> bool:
+        slot = self._slot(operation_id)
+        if slot is None:
+            return False
+        # Staging carries no index on its operation, and an operation's rows sit
+        # before every later operation's: when the first row is a later one's, this
+        # operation has none, and no scan of the (current) staging is needed.
+        first = self.conn.execute("SELECT operation FROM staged ORDER BY position LIMIT 1") \
+            .fetchone()
+        if first is not None and first[0] <= slot.every[1]:
+            self.conn.execute("DELETE FROM staged WHERE operation BETWEEN ? AND ?", slot.every)
+        self.conn.execute("DELETE FROM operations WHERE id = ?", (operation_id,))
+        del self.rows[operation_id]
+        return True
 
     def checkpoint(self, operation_id: str) -> int | None:
         return self._row(operation_id).checkpoint

@@ -401,6 +401,33 @@ class StoreTests(_Handles[Store]):
         with store.reading() as tx:
             assert _usernames(tx.staged(first, after=None, limit=10)) == ["b"]
 
+    def test_delete_removes_an_operation_and_only_its_staging(self, store: Store) -> None:
+        with store.transaction() as tx:
+            first, second = _two_operations(tx, ["a", "b"], ["x"])
+            delete = getattr(tx, "delete", None)
+            if delete is None:
+                pytest.skip("the store has no delete(): operations cannot be pruned")
+        with store.transaction() as tx:
+            assert tx.delete(first) is True  # type: ignore[attr-defined]
+            assert tx.delete(first) is False  # type: ignore[attr-defined]
+            assert tx.get(first) is None
+        with store.reading() as tx:
+            assert tx.get(first) is None
+            assert tx.staged(first, after=None, limit=10) == []
+            assert _usernames(tx.staged(second, after=None, limit=10)) == ["x"]
+            assert _ids(tx.latest(10)) == [second]
+
+        def undone() -> None:
+            with store.transaction() as tx:
+                tx.delete(second)  # type: ignore[attr-defined]
+                raise _Boom
+
+        with pytest.raises(_Boom):
+            undone()
+        with store.reading() as tx:
+            assert tx.get(second) is not None
+            assert _usernames(tx.staged(second, after=None, limit=10)) == ["x"]
+
     def test_record_errors_appends_every_error_in_order(self, store: Store) -> None:
         op = _operation(1)
         with store.transaction() as tx:
