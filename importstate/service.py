@@ -147,7 +147,7 @@ class ImportService:
     def add_channels(self, channels: Sequence[Any]) -> Operation | None:
         """Stage channels (rooms) for the current operation; all or none (SPEC §8).
 
-        The checks and their order are ``add_users``'; each channel gets
+        The checks and their order are those of ``add_users``; each channel gets
         ``t`` (``c``, public) and ``users`` (none) when it has none. Adds to
         ``count.channels`` and ``count.total``.
 
@@ -164,7 +164,7 @@ class ImportService:
     def add_messages(self, messages: Sequence[Any]) -> Operation | None:
         """Stage messages for the current operation; all or none (SPEC §8).
 
-        The checks and their order are ``add_users'``. Adds to
+        The checks and their order are those of ``add_users``. Adds to
         ``count.messages`` and ``count.total``.
 
         Raises:

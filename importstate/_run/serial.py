@@ -64,8 +64,9 @@ class SerialRun:
     def _finish(self, claim: Claim) -> Operation:
         """End the run in a transaction of its own (see :meth:`Ledger.finished`).
 
-        Its own, not the last batch's: on SQLite, deleting the staging in a
-        transaction that began with a batch costs more than the transaction.
+        Not in the last batch's: SQLite commits the staging's delete faster
+        in a transaction that did nothing before it (a fifth of the end of a
+        100,000-user run, measured).
         """
         with self.store.transaction() as tx:
             operation, stopped = self._held(tx, claim)

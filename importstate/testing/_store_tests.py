@@ -428,6 +428,26 @@ class StoreTests(_Handles[Store]):
             assert tx.get(second) is not None
             assert _usernames(tx.staged(second, after=None, limit=10)) == ["x"]
 
+    def test_delete_removes_staging_of_every_type_and_what_was_deselected(
+        self, store: Store,
+    ) -> None:
+        first, second = _operation(1).id, _operation(2).id
+        with store.transaction() as tx:
+            if getattr(tx, "delete", None) is None:
+                pytest.skip("the store has no delete(): operations cannot be pruned")
+            tx.insert(_operation(1))
+            tx.insert(_operation(2))
+            _mixed(tx, first)
+            _mixed(tx, second)
+            tx.deselect(first, [r.position for r in tx.staged(first, after=None, limit=2)])
+        with store.transaction() as tx:
+            assert tx.delete(first) is True  # type: ignore[attr-defined]
+        with store.reading() as tx:
+            assert tx.staged(first, after=None, limit=100) == []
+            assert len(tx.staged(second, after=None, limit=100)) == 12
+            assert all(tx.pending(second, data_type, after=None, limit=100)
+                       for data_type in _TYPES), "delete touched another operation's staging"
+
     def test_record_errors_appends_every_error_in_order(self, store: Store) -> None:
         op = _operation(1)
         with store.transaction() as tx:

@@ -517,9 +517,19 @@ def _calls(max_users: int) -> st.SearchStrategy[ServiceCall]:
                   st.text(_METEOR_ID, min_size=17, max_size=17)),
         st.builds(lambda us: ServiceCall("add_users", {"users": us}), user_lists),
         invalid_user_lists().map(lambda pair: ServiceCall("add_users", {"users": pair[0]})),
+        st.builds(lambda cs: ServiceCall("add_channels", {"channels": cs}),
+                  st.lists(channels(), max_size=max_users)),
+        st.builds(lambda ms: ServiceCall("add_messages", {"messages": ms}),
+                  st.lists(messages(), max_size=max_users)),
+        invalid_channel_lists().map(
+            lambda pair: ServiceCall("add_channels", {"channels": pair[0]}),
+        ),
+        invalid_message_lists().map(
+            lambda pair: ServiceCall("add_messages", {"messages": pair[0]}),
+        ),
         st.sampled_from([
             ServiceCall(name)
-            for name in ("run", "cancel", "clear", "status", "progress",
+            for name in ("run", "cancel", "clear", "status", "progress", "selection",
                          "current_operation", "latest_operations")
         ]),
     )
@@ -530,8 +540,9 @@ def events(
 ) -> st.SearchStrategy[list[ServiceCall]]:
     """A sequence of :class:`~importstate.testing.ServiceCall` to replay on an ``ImportService``.
 
-    The calls are the public API of SPEC §4 (new, add_users with valid,
-    invalid and empty lists, run, cancel, clear, and the readers). A call may
+    The calls are the public API of SPEC §4 and §8-9 (new, add_users,
+    add_channels and add_messages with valid, invalid and empty lists, run,
+    cancel, clear, and the readers, ``selection`` among them). A call may
     be refused by the service; :meth:`ServiceCall.apply` returns the
     :class:`~importstate.ImportStateError` instead of raising, so two
     services can be compared call by call.
