@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from importstate import MemoryStore, Operation, SQLiteStore
-from importstate.stores import NewRecord
+from importstate.stores import NewRecord, Pending
+from importstate.stores._rows import pending_page
 from importstate.stores.sqlite import SCHEMA_VERSION
 from importstate.testing import StoreTests
 
@@ -271,3 +272,10 @@ def test_deleted_staging_leaves_no_copy_in_the_files_once_checkpointed(tmp_path)
     files = b"".join(p.read_bytes() for p in tmp_path.iterdir())
     assert secret.encode() not in files
     store.close()
+
+
+def test_a_page_aggregated_by_the_store_keeps_each_position_with_its_data_in_order():
+    page = pending_page("7,3,5", '[{"n": 7}, {"n": 3}, {"n": 5}]')
+    assert [(r.position, r.data["n"]) for r in page] == [(3, 3), (5, 5), (7, 7)]
+    assert all(isinstance(r, Pending) for r in page)
+    assert pending_page(None, None) == []

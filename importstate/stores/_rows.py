@@ -28,3 +28,23 @@ def pending_records(rows: Iterable[tuple[int, str]]) -> list[Pending]:
     """Records from rows ``(position, data)``, data JSON text."""
     decode, new = _DECODER.raw_decode, tuple.__new__
     return [new(Pending, (position, decode(data)[0])) for position, data in rows]
+
+
+def pending_page(positions: str | None, data: str | None) -> list[Pending]:
+    """Records from a page aggregated by the store: positions joined by commas, data a JSON array.
+
+    The aggregate keeps each position with its data; its order is the
+    query's in practice, and is restored here should it ever not be.
+    """
+    if positions is None or data is None:
+        return []
+    keys = list(map(int, positions.split(",")))
+    new = tuple.__new__
+    page = [new(Pending, pair) for pair in zip(keys, _DECODER.decode(data), strict=True)]
+    if keys != sorted(keys):
+        page.sort(key=_position)
+    return page
+
+
+def _position(record: Pending) -> int:
+    return record.position

@@ -28,7 +28,7 @@ from importstate._time import epoch_millis, from_epoch_millis
 from importstate.errors import DatabaseBusy, SchemaVersionError
 from importstate.model import Operation
 from importstate.stores._protocol import NewRecord, Pending, StagedRecord
-from importstate.stores._rows import pending_records, staged_records
+from importstate.stores._rows import pending_page, staged_records
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -510,12 +510,15 @@ class _SQLiteTransaction:
         if slot is None:
             return []
         # The primary key gives the order; rows of other keys are skipped, not decoded.
-        rows = self._execute(
-            "SELECT position, data FROM staged"
-            " WHERE position > ? AND operation = ? ORDER BY position LIMIT ?",
+        # The page comes back as two texts, its positions and its data as one JSON
+        # array, decoded by one call each: a call per row cost a fifth of a run.
+        positions, data = self._execute(
+            "SELECT group_concat(position), '[' || group_concat(data) || ']' FROM"
+            " (SELECT position, data FROM staged"
+            "  WHERE position > ? AND operation = ? ORDER BY position LIMIT ?)",
             (after if after is not None else -1, slot.of[data_type], limit),
-        )
-        return pending_records(rows)
+        ).fetchone()
+        return pending_page(positions, data)
 
     def deselect(self, operation_id: str, positions: Sequence[int]) -> None:
         slot = self._slot(operation_id) if positions else None
