@@ -4,7 +4,9 @@ The command line (and the REST server) use it with the same file as their
 :class:`~importstate.SQLiteStore`. Usernames and first emails are unique,
 compared case-insensitively (Unicode case folding); a user who collides fails
 with :class:`~importstate.errors.DuplicateUser`. Channel names are unique the
-same way (:class:`~importstate.errors.DuplicateChannel`). A message must be
+same way (:class:`~importstate.errors.DuplicateChannel`); a channel's ``users``
+(import ids) that name imported users become its rows in ``members``, others
+are left out, as Rocket.Chat leaves out members it cannot find. A message must be
 in an imported channel and by an imported user, each named by its first
 ``importIds`` entry (:class:`~importstate.errors.MissingReference`). A record
 whose first ``importIds`` entry already has a row counts as imported, so a
@@ -56,6 +58,11 @@ _SCHEMA: Final = (
         data         TEXT NOT NULL,
         imported_at  INTEGER NOT NULL
     )""",
+    """CREATE TABLE IF NOT EXISTS members (
+        channel      TEXT NOT NULL,
+        user         TEXT NOT NULL,
+        PRIMARY KEY (channel, user)
+    ) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS messages (
         import_id    TEXT PRIMARY KEY,
         channel      TEXT NOT NULL,
@@ -180,6 +187,14 @@ class UsersTableImporter:
             (import_id, name, name.casefold(), str(channel.get("t", "c")), json.dumps(channel),
              now),
         )
+        members = channel.get("users")
+        if isinstance(members, Sequence) and not isinstance(members, str):
+            execute(
+                "INSERT OR IGNORE INTO members (channel, user)"
+                " SELECT ?, import_id FROM users WHERE import_id IN"
+                " (SELECT value FROM json_each(?))",
+                (import_id, json.dumps([m for m in members if isinstance(m, str)])),
+            )
         return None
 
     def _import_message(self, message: Mapping[str, Any], now: int) -> BaseException | None:
@@ -256,6 +271,14 @@ class UsersTableImporter:
         with self._lock:
             row = self._conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
         return int(row[0])
+
+    def members(self, channel: str) -> list[str]:
+        """The import ids of the channel's members (imported users), sorted."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT user FROM members WHERE channel = ? ORDER BY user", (channel,),
+            ).fetchall()
+        return [user for (user,) in rows]
 
     def get(self, import_id: str) -> ImportedUser | None:
         """The row of the user whose first ``importIds`` entry is ``import_id``."""

@@ -13,10 +13,12 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -200,3 +202,131 @@ def test_a_kill_inside_add_users_stages_all_of_its_users_or_none(tmp_path, kind,
     # The store is usable after the kill: the next call stages normally.
     service.add_users(workers.users(1, start=USERS + STAGED_BEFORE + STAGING))
     assert len(staged_records(store, operation.id)) == len(staged) + 1
+
+
+# -- a whole import into the built-in target: users, channels, messages ----------------------
+
+#: 1,000 users (20 batches), 250 channels (5) and 10,000 messages (20 of 500).
+WHOLE = {"users": 1_000, "channels": 250, "messages": 10_000}
+#: Store COMMITs before the first batch of each phase (start, then a batch per COMMIT).
+PHASE_BATCHES = {"users": (1, 20), "channels": (21, 25), "messages": (26, 45)}
+KILLS_PER_PHASE = 4
+#: Where a kill before a batch's COMMIT leaves the stored status: in its phase, or the one
+#: before when the batch is the phase's first.
+PHASE_STEPS = {
+    "users": {"importer_importing_users"},
+    "channels": {"importer_importing_users", "importer_importing_channels"},
+    "messages": {"importer_importing_channels", "importer_importing_messages"},
+}
+
+
+def whole_import(service: ImportService) -> None:
+    """Stage the whole import, with a failure of each type the target gives.
+
+    User 999 repeats user 0's email (a duplicate); channel 249 repeats
+    channel 0's name; every 101st message names a channel that does not
+    exist, every 103rd one the duplicate user.
+    """
+    people = [{"username": f"user{n}", "emails": [f"user{n % 999}@example.com"],
+               "importIds": [f"u{n}"]} for n in range(WHOLE["users"])]
+    rooms = [{"importIds": [f"c{n}"], "name": f"room-{n % 249}",
+              "users": [f"u{(n + k) % WHOLE['users']}" for k in range(3)]}
+             for n in range(WHOLE["channels"])]
+    posts = [{"importIds": [f"m{n}"],
+              "rid": "nowhere" if n % 101 == 0 else f"c{n % 200}",
+              "u": {"_id": "u999" if n % 103 == 0 else f"u{n % 998}"},
+              "msg": f"message {n}", "ts": 1_700_000_000_000 + n}
+             for n in range(WHOLE["messages"])]
+    service.new_operation("admin")
+    service.add_messages(posts)  # staged out of run order: the run orders the phases
+    service.add_users(people)
+    service.add_channels(rooms)
+
+
+def target_rows(db: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """What the built-in target holds: each table's keys (and every membership)."""
+    conn = sqlite3.connect(db)
+    try:
+        return {
+            "users": conn.execute("SELECT import_id, email FROM users ORDER BY 1").fetchall(),
+            "channels": conn.execute("SELECT import_id, name FROM channels ORDER BY 1").fetchall(),
+            "members": conn.execute("SELECT channel, user FROM members ORDER BY 1, 2").fetchall(),
+            "messages": conn.execute(
+                "SELECT import_id, channel, author FROM messages ORDER BY 1").fetchall(),
+        }
+    finally:
+        conn.close()
+
+
+def whole_outcome(db: Path) -> tuple[Any, ...]:
+    store = SQLiteStore(db)
+    try:
+        operation = ImportService(store).current_operation()
+        assert operation is not None
+        failed = sorted((r.data_type, r.data["importIds"][0], tuple(e["message"] for e in r.errors))
+                        for r in staged_records(store, operation.id))
+        return operation.status, operation.count.to_wire(), failed, target_rows(db)
+    finally:
+        store.close()
+
+
+def whole_plan(seed: int) -> list[tuple[str, str, int, int]]:
+    """``(phase, kind, n, row)`` kill points, ``KILLS_PER_PHASE`` in each phase.
+
+    ``inside`` and ``after`` kill in the n-th importer batch (``inside``
+    before its row-th INSERT); ``commit`` before the store's n-th COMMIT
+    (the n-th batch's); the fourth kill of a phase is one of the three, drawn.
+    """
+    rng = random.Random(seed + 2)  # noqa: S311 - reproducible kill points, not secrets
+    kinds = ("inside", "after", "commit")
+    return [
+        (phase, kind, rng.randint(first, last), rng.randint(1, 40))
+        for phase, (first, last) in PHASE_BATCHES.items()
+        for kind in (*kinds, rng.choice(kinds))
+    ]
+
+
+def start_whole_worker(db: Path, kind: str, n: int, row: int) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, workers.SCRIPT, "work", str(db), str(db) + ".unused"]
+    if kind in {"inside", "after"}:
+        command += ["--target", kind, "--kill-batch", str(n), "--kill-user", str(row)]
+    else:
+        command += ["--target", "none", "--kill-commit", str(n + 1)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_sigkilled_whole_imports_resume_to_the_uninterrupted_rows_of_the_built_in_target(
+    tmp_path,
+):
+    reference = tmp_path / "reference.db"
+    whole_import(ImportService(SQLiteStore(reference)))
+    ended = start_whole_worker(reference, "none", 10_000, 0)
+    assert ended.returncode == 0, ended.stderr
+    expected = whole_outcome(reference)
+    status, count, failed, rows = expected
+    assert status == "importer_done"
+    assert count["completed"] + count["error"] == count["total"] == sum(WHOLE.values())
+    assert {kind for kind, _, _ in failed} == {"user", "channel", "message"}
+    assert len(rows["users"]) == WHOLE["users"] - 1
+    assert len(rows["channels"]) == WHOLE["channels"] - 1
+    assert 0 < len(rows["messages"]) < WHOLE["messages"]
+    assert rows["members"], "the channels' members are imported"
+
+    for number, (phase, kind, n, row) in enumerate(whole_plan(SEED)):
+        context = f"IMPORTSTATE_FAULT_SEED={SEED} whole import {number}: {phase} {kind} {n} {row}"
+        db = tmp_path / f"whole{number}.db"
+        whole_import(ImportService(SQLiteStore(db)))
+        ended = start_whole_worker(db, kind, n, row)
+        assert ended.returncode == -signal.SIGKILL, f"{context}: {ended.stderr}"
+        store = SQLiteStore(db)
+        operation = ImportService(store).current_operation()
+        assert operation is not None
+        assert operation.state is State.IMPORTING, context
+        if kind != "commit":  # killed in the importer: the phase it was in is the one stored
+            assert operation.status == f"importer_importing_{phase}", context
+        else:  # before a batch's COMMIT: the batch before it is the last one stored
+            assert operation.status in PHASE_STEPS[phase], context
+        store.close()
+        resumed = start_whole_worker(db, "none", 10_000, 0)  # runs, or resumes, to the end
+        assert resumed.returncode == 0, f"{context}: {resumed.stderr}"
+        assert whole_outcome(db) == expected, context

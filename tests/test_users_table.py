@@ -187,6 +187,17 @@ def test_channels_and_messages_land_in_their_tables_and_refer_to_what_was_import
     assert (importer.count(), importer.count("channel"), importer.count("message")) == (1, 2, 1)
 
 
+def test_a_channel_s_members_are_the_imported_users_it_names(importer):
+    assert importer.import_batch([user(1), user(2)]) == [None, None]
+    channel = {"importIds": ["c1"], "name": "team", "users": ["id-2", "id-1", "id-9", 7]}
+    assert importer.import_channels([channel]) == [None]
+    assert importer.members("c1") == ["id-1", "id-2"], "unknown and malformed ids are left out"
+    assert importer.import_channels([channel]) == [None]
+    assert importer.members("c1") == ["id-1", "id-2"], "a channel imported again adds no one"
+    assert importer.import_channels([{"importIds": ["c2"], "name": "empty"}]) == [None]
+    assert importer.members("c2") == []
+
+
 def test_the_built_in_importer_runs_every_phase(db, importer):
     service = ImportService(SQLiteStore(db), {"api": importer})
     service.new_operation("admin")

@@ -26,6 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from importstate import ImportService, SQLiteStore, State
+from importstate.users_table import UsersTableImporter
 
 #: Users whose number is a multiple of this fail in :class:`KeyedImporter`.
 FAIL_EVERY = 97
@@ -155,6 +156,53 @@ class KeyedImporter:
             time.sleep(0.005)
 
 
+class KillingTarget(UsersTableImporter):
+    """The built-in target, which SIGKILLs this process in its ``batch``-th batch (of any type).
+
+    ``where`` is ``inside`` (before the batch's ``row``-th INSERT, its
+    transaction open) or ``after`` (the batch committed to the target, not
+    yet to the store).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], batch: int, where: str, row: int) -> None:
+        super().__init__(path)
+        self.batch, self.where, self.row = batch, where, row
+        self.batches = 0
+
+    def import_batch(self, users: list[dict[str, Any]]) -> list[BaseException | None]:
+        """Import users, unless this is the batch to die in."""
+        return self._counted(super().import_batch, users)
+
+    def import_channels(self, channels: list[dict[str, Any]]) -> list[BaseException | None]:
+        """Import channels, unless this is the batch to die in."""
+        return self._counted(super().import_channels, channels)
+
+    def import_messages(self, messages: list[dict[str, Any]]) -> list[BaseException | None]:
+        """Import messages, unless this is the batch to die in."""
+        return self._counted(super().import_messages, messages)
+
+    def _counted(
+        self, work: Callable[[list[dict[str, Any]]], list[BaseException | None]],
+        batch: list[dict[str, Any]],
+    ) -> list[BaseException | None]:
+        self.batches += 1
+        if self.batches != self.batch:
+            return work(batch)
+        if self.where == "inside":
+            inserts = 0
+
+            def trace(statement: str) -> None:
+                nonlocal inserts
+                inserts += statement.startswith("INSERT")
+                if inserts == self.row:
+                    die()
+
+            self._conn.set_trace_callback(trace)
+        outcomes = work(batch)
+        die()
+        return outcomes
+
+
 def record_of(path: str | os.PathLike[str]) -> dict[str, Any]:
     """What a :class:`KeyedImporter` recorded: ``reached`` and ``imported`` per key, ``batches``."""
     conn = sqlite3.connect(path)
@@ -189,8 +237,12 @@ def say(line: str) -> None:
 
 def _work(args: argparse.Namespace) -> int:
     store = SQLiteStore(args.db)
-    kill_at = (args.kill_batch, args.kill_user) if args.kill_batch else None
-    importer = KeyedImporter(args.record, kill_at=kill_at, pause_at=args.pause_at)
+    importer: KeyedImporter | UsersTableImporter
+    if args.target:  # the built-in target, in the store's file, as the command line has it
+        importer = KillingTarget(args.db, args.kill_batch, args.target, args.kill_user)
+    else:
+        kill_at = (args.kill_batch, args.kill_user) if args.kill_batch else None
+        importer = KeyedImporter(args.record, kill_at=kill_at, pause_at=args.pause_at)
     service = ImportService(store, {"api": importer})
     if args.kill_commit:
         kill_before_statement(store, lambda sql: sql == "COMMIT", args.kill_commit)
@@ -233,6 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     work.add_argument("--kill-user", type=int, default=1)
     work.add_argument("--kill-commit", type=int, default=0)
     work.add_argument("--pause-at", type=int, default=None)
+    work.add_argument("--target", choices=["inside", "after", "none"], default=None,
+                      help="import into the built-in target, killed in or after a batch")
     work.set_defaults(handler=_work)
     stage = commands.add_parser("stage", help="add users to the current operation")
     stage.add_argument("db")
