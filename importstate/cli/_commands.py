@@ -31,6 +31,7 @@ from importstate.cli._render import (
     operations_table,
     plural,
     report,
+    selection_summary,
     status_table,
 )
 from importstate.cli._values import DURATION, NOT_NEGATIVE, POSITIVE, at_least
@@ -268,18 +269,34 @@ def _spool(out: IO[bytes], users: Iterable[dict[str, Any]]) -> int:
 # -- running ------------------------------------------------------------------------------
 
 
+def _id_list(_ctx: click.Context, _param: click.Parameter, value: str | None) -> list[str] | None:
+    return None if value is None else [part.strip() for part in value.split(",") if part.strip()]
+
+
 @cli.command()
 @_workers_option
+@click.option("--users", metavar="ID,...", callback=_id_list,
+              help="import only these users (first import ids, as `importstate load` lists them)")
+@click.option("--channels", metavar="ID,...", callback=_id_list,
+              help="import only these channels and their messages (__directMessages__: every"
+                   " direct channel)")
 @pass_context
-def run(ctx: Context, workers: int) -> int:
-    """Import the staged users, with a progress display.
+def run(ctx: Context, workers: int, users: list[str] | None, channels: list[str] | None) -> int:
+    """Import the staged records, with a progress display.
 
-    Exits 0 when the import is done and 1 when it failed or was cancelled
-    elsewhere. Ctrl-C cancels it at its next batch (exit 130); SIGTERM holds
-    it at its next batch, still importing, for `importstate resume` (exit 143).
+    Users, then channels, then messages; --users and --channels narrow the
+    selection (a type not given is imported whole). Exits 0 when the import
+    is done and 1 when it failed or was cancelled elsewhere. Ctrl-C cancels
+    it at its next batch (exit 130); SIGTERM holds it at its next batch,
+    still importing, for `importstate resume` (exit 143).
     """
     service = ctx.service()
-    return _watched(ctx, lambda importer: service.run(importer, workers=workers))
+    chosen = {name: {"list": ids} for name, ids in (("users", users), ("channels", channels))
+              if ids is not None}
+    selection = chosen or None
+    return _watched(
+        ctx, lambda importer: service.run(importer, workers=workers, selection=selection),
+    )
 
 
 @cli.command()
@@ -464,9 +481,7 @@ def _run_demo(
           f"in {time.perf_counter() - started:.2f}s", service.status())
     offered = service.selection()
     if offered is not None:
-        ctx.say(f"the selection (getImportFileData) offers {plural(len(offered['users']), 'user')},"
-                f" {plural(len(offered['channels']), 'channel')} (one stands for every direct"
-                f" channel) and {plural(offered['message_count'], 'message')}")
+        ctx.say(f"the selection (getImportFileData) offers {selection_summary(offered)}")
     ctx.rule("5. import.run: users, channels, then messages; the bar follows the committed counts")
     started = time.perf_counter()
     outcome = run_with_progress(service, ctx.out)
