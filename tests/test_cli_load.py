@@ -75,3 +75,16 @@ def test_a_bad_file_is_one_line_naming_member_and_line_and_fails_the_operation(t
     assert cli("load", "x.zip", "--importer", "teams", db=db, check_status=2).returncode == 2
     missing = cli("load", str(tmp_path / "none.zip"), db=db, check_status=1)
     assert "none.zip: No such file or directory" in missing.stderr
+
+
+def test_the_demo_writes_both_exports_and_loads_one(tmp_path):
+    db = tmp_path / "demo.db"
+    done = cli("demo", "--export", "csv", "--users", "40", "--channels", "4", "--messages", "300",
+               db=db, check_status=0)
+    assert "a csv export of" in done.stdout
+    assert "a slack export of" in done.stdout
+    assert "1. importstate load csv-export.zip --importer csv" in done.stdout
+    assert "40 users, " in done.stdout
+    assert f"300 messages in the tables of {db}" in done.stdout
+    status = as_json(cli("status", "--json", db=db))
+    assert (status["state"], status["operation"]["type"]) == ("done", "CSV")

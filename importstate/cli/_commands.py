@@ -22,7 +22,7 @@ from rich.text import Text
 
 from importstate import diagrams
 from importstate._files import open_private
-from importstate.cli import _demo, _userfile
+from importstate.cli import _demo, _load, _userfile
 from importstate.cli._context import CommandError, Context, pass_context
 from importstate.cli._group import cli
 from importstate.cli._render import (
@@ -435,15 +435,28 @@ def prune(ctx: Context, keep: int, older_than: float | None) -> int:
               show_default=True, help="how many channels to stage")
 @click.option("--messages", type=int, default=20_000, metavar="N", callback=at_least(0),
               show_default="20,000", help="how many messages to stage, by random users")
+@click.option("--export", type=click.Choice(["csv", "slack"]), default=None,
+              help="write a CSV import zip and a Slack export of that size instead, and"
+                   " load this one")
 @pass_context
-def demo(ctx: Context, count: int, fail_rate: float, channels: int, messages: int) -> int:
+def demo(  # noqa: PLR0913, PLR0917 - one argument per option
+    ctx: Context, count: int, fail_rate: float, channels: int, messages: int, export: str | None,
+) -> int:
     """Show a whole import on synthetic users, channels and messages.
 
     The lifecycle from status to failures, with a live progress display; a
     share of the users (--fail-rate) collide with earlier ones and fail, and
-    so do the messages they wrote. It uses a fresh temporary database unless
-    --db is given.
+    so do the messages they wrote. With --export, a CSV import zip and a
+    Slack export are written to a temporary folder and one is loaded with
+    its file importer (no user fails there). It uses a fresh temporary
+    database unless --db is given.
     """
+    if export is not None:
+        size = {"users": count, "channels": channels, "messages": messages}
+        with tempfile.TemporaryDirectory(prefix="importstate-demo-") as scratch:
+            db = ctx.db if ctx.db_option is not None else Path(scratch) / "demo.db"
+            return _load.file_demo(ctx, export, db, Path(scratch), size,
+                                   kept=ctx.db_option is not None)
     try:
         records = _demo.synthetic(count, fail_rate, channels=channels, messages=messages)
     except ValueError as exc:

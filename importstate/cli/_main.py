@@ -15,7 +15,7 @@ from typing import Final
 import click
 
 # Importing the subcommand modules registers their subcommands.
-from importstate.cli import _commands, _load, _serve_commands  # noqa: F401
+from importstate.cli import _commands, _serve_commands  # noqa: F401
 from importstate.cli._advice import with_next_step
 from importstate.cli._context import (
     INTERRUPTED,
