@@ -496,6 +496,14 @@ def test_a_loader_given_to_the_service_is_used_without_an_entry_point():
 # -- properties ----------------------------------------------------------------------------
 
 
+def _can_name_a_folder(name):
+    """Whether ``<name>/messages.csv`` is a channel's messages in a CSV zip (SPEC §10)."""
+    return not (
+        {"/", "\\"} & set(name) or name in {".", ".."} or name.startswith((".", "__MACOSX"))
+        or name.lower() == "directmessages" or (len(name) > 1 and name[1] == ":")
+    )
+
+
 def _csv_text(rows):
     out = io.StringIO()
     csv.writer(out).writerows(rows)  # "\r\n": a field with a lone "\r" is quoted too
@@ -506,8 +514,7 @@ def _csv_text(rows):
     users=st.lists(st.tuples(ist.csv_fields(), ist.csv_fields(), ist.csv_fields(blank=True)),
                    min_size=1, max_size=8),
     texts=st.lists(ist.csv_fields(blank=True), max_size=8),
-    channel=ist.csv_fields().filter(lambda name: "/" not in name and "\\" not in name
-                                    and name not in {".", ".."} and not name.startswith(".")),
+    channel=ist.csv_fields().filter(_can_name_a_folder),
 )
 def test_names_and_texts_with_commas_quotes_newlines_and_unicode_survive(users, texts, channel):
     messages = [(users[n % len(users)][0], 1_700_000_000_000 + n, text)
