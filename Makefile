@@ -12,8 +12,10 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(INSTALLED)
 
+# The API demo, then a CSV import zip and a Slack export written and the Slack one loaded.
 demo: $(INSTALLED)
 	$(BIN)/python -m importstate demo
+	$(BIN)/python -m importstate demo --export slack --users 1000 --channels 20 --messages 5000
 
 test: lint typecheck unit
 

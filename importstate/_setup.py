@@ -12,6 +12,7 @@ from typing import Final
 import attrs
 
 from importstate.errors import PostgresUnreachable
+from importstate.loaders import available
 from importstate.service import ImportService
 from importstate.stores import SQLiteStore, Store
 from importstate.users_table import UsersTableImporter
@@ -44,8 +45,9 @@ class Setup:
 def open_setup(db: str | os.PathLike[str], *, dsn: str | None = None) -> Setup:
     """The service over the PostgreSQL database ``dsn``, else over the SQLite file ``db``.
 
-    The built-in importer (:class:`UsersTableImporter`, key ``api``) writes
-    to ``db`` either way. Importing psycopg waits until a ``dsn`` is given.
+    The built-in importer (:class:`UsersTableImporter`, key ``api``, and the
+    key of every file importer) writes to ``db`` either way. Importing
+    psycopg waits until a ``dsn`` is given.
 
     Raises:
         PostgresUnreachable: ``dsn`` does not accept a connection.
@@ -58,7 +60,9 @@ def open_setup(db: str | os.PathLike[str], *, dsn: str | None = None) -> Setup:
     except BaseException:
         store.close()
         raise
-    return Setup(store, importer, ImportService(store, {BUILTIN_KEY: importer}))
+    # It imports what a file importer loaded too: every loader's key runs it.
+    keys = [BUILTIN_KEY, *available()]
+    return Setup(store, importer, ImportService(store, dict.fromkeys(keys, importer)))
 
 
 def _postgres_store(dsn: str) -> Store:

@@ -8,13 +8,14 @@ record.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, Final, overload
 
 from importstate._ids import new_ids
-from importstate._time import parse_time
+from importstate._time import epoch_millis, parse_time
 from importstate.errors import InvalidRoles, WireFormatError
 from importstate.records import DataType, RecordKind
 from importstate.stores import NewRecord
@@ -25,6 +26,9 @@ KNOWN_ROLES: Final = ("user", "admin", "bot", "app", "guest", "livechat-agent")
 DEFAULT_ROLES: Final = ("user",)
 #: A channel's ``t``: public, private, direct; the first is the default (SPEC §8).
 CHANNEL_TYPES: Final = ("c", "p", "d")
+#: The epoch milliseconds a datetime can hold, as ``parse_time`` reads them.
+_FIRST_MILLIS: Final = epoch_millis(dt.datetime.min.replace(tzinfo=dt.UTC))
+_LAST_MILLIS: Final = epoch_millis(dt.datetime.max.replace(tzinfo=dt.UTC))
 
 def _refuse(value: object) -> object:
     msg = f"Object of type {type(value).__name__} is not JSON serializable"
@@ -115,6 +119,8 @@ def _message_fits(message: object) -> bool:
 
 def _is_time(value: object) -> bool:
     """ISO-8601 or epoch milliseconds (an integer, or its digits), as SPEC §3 reads times."""
+    if type(value) is int:  # the common case, without building the datetime
+        return _FIRST_MILLIS <= value <= _LAST_MILLIS
     try:
         parse_time(value, "ts")
     except WireFormatError:

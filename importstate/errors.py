@@ -17,6 +17,7 @@ __all__ = [
     "DuplicateChannel",
     "DuplicateUser",
     "EmptyPassword",
+    "FileFormatError",
     "GraphvizNotFound",
     "ImportStateError",
     "ImporterCannotImport",
@@ -253,6 +254,27 @@ class WireFormatError(ImportStateError, ValueError):
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(f"{field}: {reason}")
         self.field = field
+        self.reason = reason
+
+
+class FileFormatError(ImportStateError, ValueError):
+    """A file given to a file importer is bad (SPEC §10); ``str()`` names the member and line.
+
+    ``users.csv: line 12: expected 3 columns, found 2``; without a line for a
+    fault of the whole member or archive (``../etc/passwd: a member name
+    that leaves the archive``).
+
+    Attributes:
+        member: the archive member (or the file's name) at fault.
+        line: the 1-based line, if the fault has one.
+        reason: what is wrong there.
+    """
+
+    def __init__(self, member: str, line: int | None, reason: str) -> None:
+        where = f"{member}: line {line}" if line is not None else member
+        super().__init__(f"{where}: {reason}")
+        self.member = member
+        self.line = line
         self.reason = reason
 
 

@@ -55,6 +55,7 @@ class RecordKind:
             users, one at a time).
         not_a_list: raised when the records given are not a list.
         missing: raised when one of them lacks required data.
+        preparing: the status a file importer shows while it parses them.
     """
 
     data_type: DataType
@@ -63,16 +64,17 @@ class RecordKind:
     importer_method: str
     not_a_list: type[InvalidRecordList]
     missing: type[MissingRecordData]
+    preparing: ProgressStep
 
 
 #: The kinds, in the order a run imports them: channels refer to users, messages to both.
 RECORD_KINDS: Final = (
     RecordKind(DataType.USER, "users", ProgressStep.IMPORTING_USERS, "import_batch",
-               InvalidUserList, MissingUserData),
+               InvalidUserList, MissingUserData, ProgressStep.PREPARING_USERS),
     RecordKind(DataType.CHANNEL, "channels", ProgressStep.IMPORTING_CHANNELS, "import_channels",
-               InvalidChannelList, MissingChannelData),
+               InvalidChannelList, MissingChannelData, ProgressStep.PREPARING_CHANNELS),
     RecordKind(DataType.MESSAGE, "messages", ProgressStep.IMPORTING_MESSAGES, "import_messages",
-               InvalidMessageList, MissingMessageData),
+               InvalidMessageList, MissingMessageData, ProgressStep.PREPARING_MESSAGES),
 )
 
 _BY_TYPE: Final = {kind.data_type: kind for kind in RECORD_KINDS}

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import os
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Final, Literal
+from typing import IO, Any, Final, Literal
 
-from importstate import _run, _staging, machine
+from importstate import _loading, _run, _staging, machine
 from importstate._run import MAX_ERROR_MESSAGE, PASSWORD_MASK, valid_current
 from importstate._time import utc_now
 from importstate.errors import (
@@ -22,6 +23,16 @@ from importstate.errors import (
     PruneUnsupported,
 )
 from importstate.importers import Importer, registered
+from importstate.loaders import (
+    BUILTIN_LOADERS,
+    MAX_LINE,
+    MAX_RATIO,
+    MAX_UNPACKED_SIZE,
+    FileLimits,
+    Loader,
+    available,
+    loader_for,
+)
 from importstate.machine import Event
 from importstate.model import Count, Operation
 from importstate.records import DataType, RecordKind, kind_of
@@ -48,8 +59,8 @@ MESSAGE_BATCH_SIZE: Final = 500
 LEASE_SECONDS: Final = 30.0
 #: Operations ``latest_operations`` returns by default.
 LATEST_LIMIT: Final = 20
-#: Display names of importer keys (``getImportProgress``'s ``name``).
-DEFAULT_NAMES: Final = {"api": "API"}
+#: Display names of importer keys (``getImportProgress``'s ``name``): the API's and the loaders'.
+DEFAULT_NAMES: Final = {"api": "API", **{key: ld.name for key, ld in BUILTIN_LOADERS.items()}}
 
 
 class ImportService:
@@ -66,7 +77,11 @@ class ImportService:
             ``import_channels`` and ``import_messages``); ``run`` uses the
             operation's key.
         names: importer key → display name for ``progress()`` and
-            ``selection()``; the key itself when absent (``api`` is ``API``).
+            ``selection()``; else the loader's name, else the key itself
+            (``api`` is ``API``, ``slack-users`` is ``Slack_Users``).
+        loaders: importer key → file importer for ``load_file``, beside
+            the built-in ones and those of entry points
+            (:mod:`importstate.loaders`).
         known_roles: roles a staged user may carry.
         default_roles: roles merged into every staged user.
         clock: returns the current UTC time (tests pass a fake one).
@@ -89,10 +104,14 @@ class ImportService:
         batch_size: int = BATCH_SIZE,
         message_batch_size: int = MESSAGE_BATCH_SIZE,
         lease_seconds: float = LEASE_SECONDS,
+        loaders: Mapping[str, Loader] | None = None,
     ) -> None:
         self.store = store
+        self.loaders: dict[str, Loader] = dict(loaders or {})
         self.importers: dict[str, Importer] = dict(importers or {})
-        self.names = {**DEFAULT_NAMES, **(names or {})}
+        self.names = {
+            **DEFAULT_NAMES, **{key: ld.name for key, ld in self.loaders.items()}, **(names or {}),
+        }
         self.known_roles = frozenset(known_roles)
         self.default_roles = tuple(default_roles)
         self.clock = clock
@@ -278,6 +297,65 @@ class ImportService:
             updated = valid_current(tx).fire(event, at=self.clock(), step=step, **changes)
             tx.update(updated)
         return updated
+
+    def load_file(  # noqa: PLR0913 - every argument after the importer is an optional keyword
+        self,
+        file: str | os.PathLike[str] | IO[bytes],
+        importer: str = "csv",
+        *,
+        user_id: str = "importstate",
+        file_name: str | None = None,
+        content_type: str | None = None,
+        max_unpacked_size: int = MAX_UNPACKED_SIZE,
+        max_ratio: float = MAX_RATIO,
+        max_line: int = MAX_LINE,
+        progress: Callable[[Operation], None] | None = None,
+    ) -> Operation:
+        """Load a file with the file importer ``importer`` in a new operation (SPEC §10).
+
+        Creates the operation (clearing every other, as :meth:`new_operation`;
+        ``type`` the importer's name), records ``file`` (``file_name``, else
+        the file's own) and ``contentType`` (else the importer's), then moves
+        through ``importer_uploading``, ``_file_loaded`` and
+        ``_preparing_started``, each committed. The file is then parsed as it
+        is read and staged a chunk at a time in one transaction, which also
+        writes the preparing steps, the counts and ``importer_user_selection``:
+        other readers see the operation preparing, then ready. ``progress``
+        is called with the operation as each step and chunk goes by.
+
+        Returns the operation ready with its selection, or failed: a bad file
+        (:class:`~importstate.errors.FileFormatError`, naming the member and
+        line) or any other error while parsing stages nothing and fails the
+        operation with the message in ``failure``. Ctrl-C (any
+        ``BaseException``) cancels it, nothing staged, and is raised again.
+
+        ``file`` is a path or a binary file; an archive that cannot seek is
+        spooled to a temporary file. The limits are the spec's: the bytes an
+        archive unpacks to, the ratio of a member's unpacked to compressed
+        size (members over 1 MiB), the bytes of a line.
+
+        Raises:
+            ImporterNotDefined: no loader, or no importer to run it, has the key.
+            ValueError: a limit is not positive.
+            OSError: the path cannot be opened (nothing is changed).
+        """
+        limits = FileLimits(max_unpacked_size, max_ratio, max_line)
+        loader = loader_for(importer, self.loaders)
+        registered(self.importers, importer)
+        with _loading.opened(file) as (handle, own_name):
+            name = file_name or own_name
+            self.new_operation(user_id, type=loader.name, importer_key=importer)
+            operation = self.begin_loading(
+                file=name, content_type=content_type or loader.content_type,
+            )
+            for step in _loading.BEFORE_PARSING:
+                _loading.report(progress, operation)
+                operation = self.advance(step)
+            _loading.report(progress, operation)
+            loading = _loading.Loading(self.store, self._prepare, self.clock)
+            return loading.load(
+                operation, loader, handle, name, limits=limits, progress=progress,
+            )
 
     # -- running ---------------------------------------------------------------------------
 
@@ -483,7 +561,7 @@ class ImportService:
         count = operation.count
         return {
             "key": key,
-            "name": self.names.get(key, key),
+            "name": self._name(key),
             "step": operation.status.value,
             "count": {name: count.get(name) for name in ("completed", "total", "error")},
         }
@@ -509,7 +587,14 @@ class ImportService:
             if not operation.valid:
                 raise InvalidImportOperation
             return None
-        return selection_document(self._staged(operation.id), self.names.get(key, key))
+        return selection_document(self._staged(operation.id), self._name(key))
+
+    def _name(self, key: str) -> str:
+        name = self.names.get(key)
+        if name is None:
+            loader = available().get(key)
+            name = loader.name if loader is not None else key
+        return name
 
     def staged_records(
         self, data_type: DataType | str | None = None,

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from importstate import ImportService, SQLiteStore
+from importstate import ImportService, SQLiteStore, _json_array
 from importstate.cli import _userfile
 
 #: The size of the generated files whose staging is measured.
@@ -160,7 +160,7 @@ def test_chunks_are_bounded_and_lines_are_remembered():
 
 @pytest.mark.parametrize("block", [1, 7, 64, 4096])
 def test_arrays_decode_the_same_whatever_the_block_size(monkeypatch, block):
-    monkeypatch.setattr(_userfile, "_BLOCK", block)
+    monkeypatch.setattr(_json_array, "BLOCK", block)
     rng = random.Random(block)  # noqa: S311 - test data, not secrets
     values = [
         {"n": n, "text": "é" * rng.randint(0, 40), "big": 10 ** rng.randint(0, 30),

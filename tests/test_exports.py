@@ -11,7 +11,8 @@ PUBLIC = {
     "importstate": [
         "Accounts", "ApiUser", "ApiUserExists", "BatchClaims", "BatchImporter", "Count",
         "Credentials", "DataType", "DatabaseBusy", "DuplicateChannel", "DuplicateUser", "Event",
-        "Failure", "GraphvizNotFound", "ImportService", "ImportStateError", "Importer",
+        "Failure", "FileFormatError", "GraphvizNotFound", "ImportService", "ImportStateError",
+        "Importer",
         "ImporterCannotImport", "ImporterNotDefined", "InvalidChannelList",
         "InvalidImportOperation", "InvalidMessageList", "InvalidOperationStatus",
         "InvalidRecordList", "InvalidRoles", "InvalidSelection", "InvalidTransition",
@@ -31,6 +32,11 @@ PUBLIC = {
     "importstate.http": [
         "DEFAULT_HOST", "DEFAULT_MAX_BODY", "DEFAULT_PORT", "ENDPOINTS", "Endpoint", "Limits",
         "create_app", "openapi_document", "serve",
+    ],
+    "importstate.loaders": [
+        "BUILTIN_LOADERS", "ENTRY_POINT_GROUP", "MAX_LINE", "MAX_RATIO", "MAX_UNPACKED_SIZE",
+        "CsvLoader", "FileLimits", "Loader", "Placed", "Sink", "SlackLoader", "SlackUsersLoader",
+        "available", "loader_for",
     ],
     "importstate.testing": [
         "BatchClaimsTests", "FailingImporter", "ImportFailed", "ImportServiceMachine",

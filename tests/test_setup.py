@@ -11,7 +11,9 @@ def test_the_built_in_importer_writes_to_the_sqlite_file_of_the_store(tmp_path):
     setup = open_setup(db)
     try:
         assert isinstance(setup.store, SQLiteStore)
-        assert setup.service.importers == {"api": setup.importer}
+        # The file importers' operations run on it too.
+        assert setup.service.importers == dict.fromkeys(
+            ["api", "csv", "slack", "slack-users"], setup.importer)
         setup.service.new_operation("admin")
         setup.service.add_users([{"emails": ["a@example.com"], "importIds": ["a"]}])
         setup.service.run()

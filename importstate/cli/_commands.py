@@ -22,7 +22,7 @@ from rich.text import Text
 
 from importstate import diagrams
 from importstate._files import open_private
-from importstate.cli import _demo, _userfile
+from importstate.cli import _demo, _load, _userfile
 from importstate.cli._context import CommandError, Context, pass_context
 from importstate.cli._group import cli
 from importstate.cli._render import (
@@ -31,6 +31,7 @@ from importstate.cli._render import (
     operations_table,
     plural,
     report,
+    selection_summary,
     status_table,
 )
 from importstate.cli._values import DURATION, NOT_NEGATIVE, POSITIVE, at_least
@@ -268,18 +269,34 @@ def _spool(out: IO[bytes], users: Iterable[dict[str, Any]]) -> int:
 # -- running ------------------------------------------------------------------------------
 
 
+def _id_list(_ctx: click.Context, _param: click.Parameter, value: str | None) -> list[str] | None:
+    return None if value is None else [part.strip() for part in value.split(",") if part.strip()]
+
+
 @cli.command()
 @_workers_option
+@click.option("--users", metavar="ID,...", callback=_id_list,
+              help="import only these users (first import ids, as `importstate load` lists them)")
+@click.option("--channels", metavar="ID,...", callback=_id_list,
+              help="import only these channels and their messages (__directMessages__: every"
+                   " direct channel)")
 @pass_context
-def run(ctx: Context, workers: int) -> int:
-    """Import the staged users, with a progress display.
+def run(ctx: Context, workers: int, users: list[str] | None, channels: list[str] | None) -> int:
+    """Import the staged records, with a progress display.
 
-    Exits 0 when the import is done and 1 when it failed or was cancelled
-    elsewhere. Ctrl-C cancels it at its next batch (exit 130); SIGTERM holds
-    it at its next batch, still importing, for `importstate resume` (exit 143).
+    Users, then channels, then messages; --users and --channels narrow the
+    selection (a type not given is imported whole). Exits 0 when the import
+    is done and 1 when it failed or was cancelled elsewhere. Ctrl-C cancels
+    it at its next batch (exit 130); SIGTERM holds it at its next batch,
+    still importing, for `importstate resume` (exit 143).
     """
     service = ctx.service()
-    return _watched(ctx, lambda importer: service.run(importer, workers=workers))
+    chosen = {name: {"list": ids} for name, ids in (("users", users), ("channels", channels))
+              if ids is not None}
+    selection = chosen or None
+    return _watched(
+        ctx, lambda importer: service.run(importer, workers=workers, selection=selection),
+    )
 
 
 @cli.command()
@@ -418,15 +435,28 @@ def prune(ctx: Context, keep: int, older_than: float | None) -> int:
               show_default=True, help="how many channels to stage")
 @click.option("--messages", type=int, default=20_000, metavar="N", callback=at_least(0),
               show_default="20,000", help="how many messages to stage, by random users")
+@click.option("--export", type=click.Choice(["csv", "slack"]), default=None,
+              help="write a CSV import zip and a Slack export of that size instead, and"
+                   " load this one")
 @pass_context
-def demo(ctx: Context, count: int, fail_rate: float, channels: int, messages: int) -> int:
+def demo(  # noqa: PLR0913, PLR0917 - one argument per option
+    ctx: Context, count: int, fail_rate: float, channels: int, messages: int, export: str | None,
+) -> int:
     """Show a whole import on synthetic users, channels and messages.
 
     The lifecycle from status to failures, with a live progress display; a
     share of the users (--fail-rate) collide with earlier ones and fail, and
-    so do the messages they wrote. It uses a fresh temporary database unless
-    --db is given.
+    so do the messages they wrote. With --export, a CSV import zip and a
+    Slack export are written to a temporary folder and one is loaded with
+    its file importer (no user fails there). It uses a fresh temporary
+    database unless --db is given.
     """
+    if export is not None:
+        size = {"users": count, "channels": channels, "messages": messages}
+        with tempfile.TemporaryDirectory(prefix="importstate-demo-") as scratch:
+            db = ctx.db if ctx.db_option is not None else Path(scratch) / "demo.db"
+            return _load.file_demo(ctx, export, db, Path(scratch), size,
+                                   kept=ctx.db_option is not None)
     try:
         records = _demo.synthetic(count, fail_rate, channels=channels, messages=messages)
     except ValueError as exc:
@@ -464,9 +494,7 @@ def _run_demo(
           f"in {time.perf_counter() - started:.2f}s", service.status())
     offered = service.selection()
     if offered is not None:
-        ctx.say(f"the selection (getImportFileData) offers {plural(len(offered['users']), 'user')},"
-                f" {plural(len(offered['channels']), 'channel')} (one stands for every direct"
-                f" channel) and {plural(offered['message_count'], 'message')}")
+        ctx.say(f"the selection (getImportFileData) offers {selection_summary(offered)}")
     ctx.rule("5. import.run: users, channels, then messages; the bar follows the committed counts")
     started = time.perf_counter()
     outcome = run_with_progress(service, ctx.out)

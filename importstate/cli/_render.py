@@ -49,6 +49,15 @@ def counts(operation: Operation) -> str:
     )
 
 
+def selection_summary(selection: dict[str, Any]) -> str:
+    """What a selection offers: ``3 users, 2 channels (one stands for ...) and 6 messages``."""
+    channels = selection["channels"]
+    direct = any(entry.get("is_direct") for entry in channels)
+    note = " (one stands for every direct channel)" if direct else ""
+    return (f"{plural(len(selection['users']), 'user')}, {plural(len(channels), 'channel')}"
+            f"{note} and {plural(selection['message_count'], 'message')}")
+
+
 def status_table(status: dict[str, Any]) -> Table:
     """The state, then each field of the operation's wire document, one per row."""
     table = Table(show_header=False, box=None, pad_edge=False)

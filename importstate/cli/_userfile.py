@@ -19,6 +19,8 @@ import sys
 from collections.abc import Collection, Iterator
 from typing import IO, Any, Final
 
+from importstate import _json_array
+from importstate._json_array import NOT_UTF8, JsonArray, skip_whitespace
 from importstate.errors import InvalidRoles, MissingUserData
 
 #: Users staged per chunk: small enough to keep memory flat, large enough to
@@ -26,14 +28,6 @@ from importstate.errors import InvalidRoles, MissingUserData
 CHUNK_USERS: Final = 1000
 #: A chunk also ends once its users' JSON passes this many characters.
 CHUNK_CHARS: Final = 4 * 1024 * 1024
-#: Characters read at a time from a JSON array.
-_BLOCK: Final = 1024 * 1024
-#: A decoding error this close to the end of what has been read may only mean
-#: that the value goes on in the next block (a cut number or ``true``).
-_NEAR_END: Final = 64
-#: Bytes that are not UTF-8, as ``surrogateescape`` decodes them.
-_NOT_UTF8: Final = re.compile("[\udc80-\udcff]")
-_WHITESPACE: Final = re.compile(r"[ \t\n\r]*")
 #: The body of ``POST import.addUsers`` rather than a list of users.
 _REST_BODY: Final = re.compile(r'\A\s*\{\s*"users"\s*:')
 _SHAPE: Final = "expected a JSON array of users or JSON Lines"
@@ -88,9 +82,9 @@ class UserReader:
         Raises:
             UserFileError: the first line that does not parse or is not UTF-8.
         """
-        head = self._text.read(_BLOCK)
-        if head.startswith("[", _skip_whitespace(head, 0)):
-            values = _ArrayReader(self, head).values()
+        head = self._text.read(_json_array.BLOCK)
+        if head.startswith("[", skip_whitespace(head, 0)):
+            values = JsonArray(self._text, head, self._fault).values()
         else:
             values = self._lines_of(head)
         for line, size, value in values:
@@ -127,8 +121,11 @@ class UserReader:
             first = False
             yield number, len(line), value
 
+    def _fault(self, line: int, reason: str) -> UserFileError:
+        return UserFileError(self.source, line, reason)
+
     def _check_utf8(self, text: str, line: int) -> None:
-        bad = _NOT_UTF8.search(text)
+        bad = NOT_UTF8.search(text)
         if bad is not None:
             line += text.count("\n", 0, bad.start())
             raise UserFileError(self.source, line, "not UTF-8 text")
@@ -174,121 +171,6 @@ class UserReader:
         if isinstance(error, MissingUserData):
             return UserFileError(self.source, line, missing_data(user))
         return UserFileError(self.source, line, invalid_roles(user, error.role, known_roles))
-
-
-class _ArrayReader:
-    """The elements of one JSON array, decoded one at a time from blocks of text."""
-
-    def __init__(self, reader: UserReader, head: str) -> None:
-        self.reader = reader
-        self.text = head
-        self.pos = 0
-        self.eof = len(head) < _BLOCK
-        # Lines before self.text[self.counted], for line numbers without rescanning.
-        self.counted = 0
-        self.lines = 1
-        self.bad: int | None = None  # where the first byte that is not UTF-8 is in self.text
-        self._look_for_bad(0)
-
-    def values(self) -> Iterator[tuple[int, int, Any]]:
-        self.pos = self._skip() + 1  # past the "["
-        first = True
-        while True:
-            pos = self._skip()
-            if self._at("]"):
-                self.pos = pos + 1
-                self._expect_end()
-                return
-            if not first:
-                if not self._at(","):
-                    self._fail(pos, "Expecting ',' delimiter")
-                self.pos = pos + 1
-                pos = self._skip()
-            first = False
-            start, value = pos, self._value(pos)
-            yield self._line(start), self.pos - start, value
-            self._trim()
-
-    def _value(self, pos: int) -> Any:  # noqa: ANN401 - any JSON value
-        while True:
-            try:
-                value, end = self.reader._decoder.raw_decode(self.text, pos)  # noqa: SLF001
-            except json.JSONDecodeError as exc:
-                cut = self._maybe_cut(exc)
-                if self.eof or not cut:
-                    self._fail(exc.pos, exc.msg, cut=cut)
-            else:
-                # A number at the very end of what was read may go on in the next block.
-                if end < len(self.text) or self.eof:
-                    self.pos = end
-                    return value
-            self._read()
-
-    def _maybe_cut(self, exc: json.JSONDecodeError) -> bool:
-        return exc.msg.startswith("Unterminated string") or exc.pos >= len(self.text) - _NEAR_END
-
-    def _skip(self) -> int:
-        """Move past whitespace (reading on as needed); the position of what follows."""
-        while True:
-            self.pos = _skip_whitespace(self.text, self.pos)
-            if self.pos < len(self.text) or self.eof:
-                return self.pos
-            self._read()
-
-    def _at(self, char: str) -> bool:
-        return self.text.startswith(char, self.pos)
-
-    def _expect_end(self) -> None:
-        pos = self._skip()
-        if pos < len(self.text):
-            self._fail(pos, "Extra data")
-
-    def _read(self) -> None:
-        block = self.reader._text.read(_BLOCK)  # noqa: SLF001 - the reader's own file
-        self.eof = len(block) < _BLOCK
-        offset = len(self.text)
-        self.text += block
-        self._look_for_bad(offset)
-
-    def _look_for_bad(self, offset: int) -> None:
-        if self.bad is None and not self.text.isascii():
-            found = _NOT_UTF8.search(self.text, offset)
-            if found is not None:
-                # Parse up to the bad byte, then report it where the parser gets there.
-                self.bad = found.start()
-                self.text, self.eof = self.text[: self.bad], True
-
-    def _trim(self) -> None:
-        """Drop what has been parsed once it is a block's worth, keeping memory flat."""
-        if self.pos < _BLOCK:
-            return
-        self._line(self.pos)
-        self.text = self.text[self.pos :]
-        if self.bad is not None:
-            self.bad -= self.pos
-        self.counted -= self.pos
-        self.pos = 0
-
-    def _line(self, pos: int) -> int:
-        if pos >= self.counted:
-            self.lines += self.text.count("\n", self.counted, pos)
-        else:
-            self.lines -= self.text.count("\n", pos, self.counted)
-        self.counted = pos
-        return self.lines
-
-    def _fail(self, pos: int, message: str, *, cut: bool = True) -> None:
-        # The text stops before a byte that is not UTF-8: running out of text is that byte's fault.
-        if self.bad is not None and (cut or pos >= self.bad):
-            raise UserFileError(self.reader.source, self._line(self.bad), "not UTF-8 text")
-        line = self._line(pos)
-        column = pos - self.text.rfind("\n", 0, pos)
-        raise UserFileError(self.reader.source, line, f"{message} (column {column})")
-
-
-def _skip_whitespace(text: str, pos: int) -> int:
-    found = _WHITESPACE.match(text, pos)
-    return found.end() if found is not None else pos
 
 
 def _split_lines(head: str, rest: IO[str]) -> Iterator[str]:

@@ -42,6 +42,7 @@ __all__ = [
     "TS_FORMS",
     "TsForm",
     "channels",
+    "csv_fields",
     "events",
     "invalid_channel_lists",
     "invalid_message_lists",
@@ -555,3 +556,23 @@ def events(
     True
     """
     return st.lists(_calls(max_users), max_size=max_size)
+
+
+#: What makes a CSV field need quoting, and text beyond ASCII, drawn often.
+_AWKWARD: Final = (",", '"', "\n", "\r\n", ";", "é", "名前", "🙂", "\u2028")
+
+
+def csv_fields(*, blank: bool = False) -> st.SearchStrategy[str]:
+    """Text a CSV import must carry through: commas, quotes, line breaks, any Unicode.
+
+    Without leading or trailing whitespace (the file importers trim fields)
+    and without NUL or lone surrogates (which no UTF-8 file can hold);
+    empty only when ``blank``.
+    """
+    pieces = st.one_of(
+        st.sampled_from(_AWKWARD),
+        st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"),
+                max_size=8),
+    )
+    fields = st.lists(pieces, max_size=6).map("".join).map(str.strip)
+    return fields if blank else fields.filter(bool)
