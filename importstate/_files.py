@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Final
+from typing import IO, Final
 
 #: Mode of the files importstate creates: read and written by their owner only.
 FILE_MODE: Final = 0o600
@@ -36,3 +36,8 @@ def create_private(path: str | os.PathLike[str]) -> None:
 def open_private(path: str | os.PathLike[str]) -> int:
     """A descriptor for writing ``path``, created (or emptied) with mode 0600."""
     return os.open(path, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, FILE_MODE)
+
+
+def open_file_private(path: str | os.PathLike[str]) -> IO[bytes]:
+    """``path`` open for binary writing, created (or emptied) with mode 0600."""
+    return os.fdopen(open_private(path), "wb")

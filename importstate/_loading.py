@@ -21,6 +21,7 @@ from typing import IO, Any, Final
 
 import attrs
 
+from importstate._files import open_file_private
 from importstate._run.ledger import message
 from importstate.errors import FileFormatError, InvalidRoles, MissingRecordData
 from importstate.loaders import FileLimits, Loader, Placed
@@ -142,6 +143,25 @@ class Loading:
             raise
         report(progress, ready)
         return ready
+
+    def fetch(
+        self, operation: Operation, path: str | os.PathLike[str],
+        download: Callable[[IO[bytes]], object],
+    ) -> Operation:
+        """Fetch the file to ``path`` with ``download``; ``operation``, or it failed (or ended).
+
+        An exception other than an :class:`Exception` cancels the operation
+        and is raised again.
+        """
+        try:
+            with open_file_private(path) as out:
+                download(out)
+        except Exception as exc:  # noqa: BLE001 - any fault of the download fails the loading
+            return self._end(operation.id, Event.FAIL, exc)
+        except BaseException:
+            self._end(operation.id, Event.CANCEL, None)
+            raise
+        return operation
 
     def _end(self, operation_id: str, event: Event, error: BaseException | None) -> Operation:
         now = self.clock()

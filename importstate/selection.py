@@ -17,7 +17,7 @@ import attrs
 from importstate.errors import InvalidSelection
 from importstate.model import Count
 from importstate.records import DataType
-from importstate.steps import ProgressStep
+from importstate.steps import STEP_STATE, State
 from importstate.stores import StagedRecord, Transaction
 
 __all__ = [
@@ -30,15 +30,11 @@ __all__ = [
 
 #: The one entry of the selection that stands for every direct channel (``t`` = ``d``).
 DIRECT_MESSAGES: Final = "__directMessages__"
-#: While downloading or preparing there is no selection yet (REST: ``{waiting: true}``).
-WAITING_STEPS: Final = frozenset({
-    ProgressStep.DOWNLOADING_FILE,
-    ProgressStep.PREPARING_STARTED,
-    ProgressStep.PREPARING_USERS,
-    ProgressStep.PREPARING_CHANNELS,
-    ProgressStep.PREPARING_MESSAGES,
-    ProgressStep.PREPARING_CONTACTS,
-})
+#: While the file is uploaded, downloaded or prepared there is no selection yet (REST:
+#: ``{waiting: true}``): every step of the loading state.
+WAITING_STEPS: Final = frozenset(
+    step for step, state in STEP_STATE.items() if state is State.LOADING
+)
 #: Records read per query while a selection is applied.
 _PAGE: Final = 1000
 _TYPES: Final = ("users", "channels")

@@ -6,6 +6,7 @@ import datetime as dt
 import itertools
 import os
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import IO, Any, Final, Literal
 
 from importstate import _loading, _run, _staging, machine
@@ -310,6 +311,7 @@ class ImportService:
         max_ratio: float = MAX_RATIO,
         max_line: int = MAX_LINE,
         progress: Callable[[Operation], None] | None = None,
+        download: Callable[[IO[bytes]], object] | None = None,
     ) -> Operation:
         """Load a file with the file importer ``importer`` in a new operation (SPEC §10).
 
@@ -330,9 +332,14 @@ class ImportService:
         ``BaseException``) cancels it, nothing staged, and is raised again.
 
         ``file`` is a path or a binary file; an archive that cannot seek is
-        spooled to a temporary file. The limits are the spec's: the bytes an
-        archive unpacks to, the ratio of a member's unpacked to compressed
-        size (members over 1 MiB), the bytes of a line.
+        spooled to a temporary file. With ``download``, ``file`` is the path
+        the file is fetched to first: the operation moves on to
+        ``importer_downloading_file`` (committed), ``download`` is called with
+        the path open for writing, and an error it raises fails the
+        operation with its message (as ``downloadPublicImportFile``). The
+        limits are the spec's: the bytes an archive unpacks to, the ratio of
+        a member's unpacked to compressed size (members over 1 MiB), the
+        bytes of a line.
 
         Raises:
             ImporterNotDefined: no loader, or no importer to run it, has the key.
@@ -342,17 +349,34 @@ class ImportService:
         limits = FileLimits(max_unpacked_size, max_ratio, max_line)
         loader = loader_for(importer, self.loaders)
         registered(self.importers, importer)
-        with _loading.opened(file) as (handle, own_name):
-            name = file_name or own_name
+        loading = _loading.Loading(self.store, self._prepare, self.clock)
+        if download is not None:
+            if not isinstance(file, str | os.PathLike):
+                msg = "a download is fetched to a path, not to an open file"
+                raise TypeError(msg)
             self.new_operation(user_id, type=loader.name, importer_key=importer)
             operation = self.begin_loading(
-                file=name, content_type=content_type or loader.content_type,
+                file=file_name or Path(file).name,
+                content_type=content_type or loader.content_type,
             )
+            _loading.report(progress, operation)
+            operation = self.advance(ProgressStep.DOWNLOADING_FILE)
+            _loading.report(progress, operation)
+            fetched = loading.fetch(operation, file, download)
+            if fetched is not operation:
+                _loading.report(progress, fetched)
+                return fetched
+        with _loading.opened(file) as (handle, own_name):
+            name = file_name or own_name
+            if download is None:
+                self.new_operation(user_id, type=loader.name, importer_key=importer)
+                operation = self.begin_loading(
+                    file=name, content_type=content_type or loader.content_type,
+                )
             for step in _loading.BEFORE_PARSING:
                 _loading.report(progress, operation)
                 operation = self.advance(step)
             _loading.report(progress, operation)
-            loading = _loading.Loading(self.store, self._prepare, self.clock)
             return loading.load(
                 operation, loader, handle, name, limits=limits, progress=progress,
             )

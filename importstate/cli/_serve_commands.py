@@ -120,16 +120,20 @@ def users() -> None:
 @click.option("--permission", "permissions", multiple=True, metavar="P",
               shell_complete=lambda *_: list(PERMISSIONS),
               help="run-import or view-import-operations; repeatable  [default: none]")
+@click.option("--admin", is_flag=True,
+              help="every permission, as Rocket.Chat's admin role has")
 @pass_context
-def users_add(
+def users_add(  # noqa: PLR0913, PLR0917 - one argument per option, as Click passes them
     ctx: Context, name: str, password: str | None, password_stdin: bool,
-    permissions: tuple[str, ...],
+    permissions: tuple[str, ...], admin: bool,
 ) -> int:
     """Create an API user; print its id and a first token.
 
     The token is shown once.
     Without --password or --password-stdin the user can only use its token.
     """
+    if admin:
+        permissions = tuple(PERMISSIONS)
     secret = _password(ctx, password, password_stdin=password_stdin)
     with _accounts(ctx) as accounts:
         user, credentials = accounts.add(name, password=secret, permissions=permissions)

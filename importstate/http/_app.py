@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator
-from typing import Final
+from pathlib import Path
+from typing import Any, Final
 
 import attrs
 from starlette.applications import Starlette
@@ -21,16 +23,28 @@ from importstate._limits import LARGE_BODY, Limits
 from importstate.accounts import Accounts, ApiUser
 from importstate.errors import (
     DatabaseBusy,
+    ImporterNotDefined,
     ImportStateError,
+    InvalidImportOperation,
+    OperationNotFound,
     ServerFailed,
     ServerStopping,
     StoreFailed,
     TooManyBodies,
     TooManyLogins,
 )
-from importstate.http._body import BadRequest, Disconnected, login_fields, read_limited
+from importstate.http._body import (
+    BadRequest,
+    Body,
+    Disconnected,
+    json_object,
+    login_fields,
+    read_limited,
+)
+from importstate.http._import_files import ImportFiles
 from importstate.http._lease import RunLease
 from importstate.http._openapi import openapi_document
+from importstate.http._params import INVALID_PARAMS, InvalidParams, check
 from importstate.http._routes import (
     AUTH_TOKEN_HEADER,
     ENDPOINTS,
@@ -44,11 +58,21 @@ from importstate.http._routes import (
     Call,
     Endpoint,
 )
+from importstate.http._schema import object_schema
 from importstate.http._throttle import LoginThrottle
 from importstate.http._worker import RunWorker
 from importstate.service import ImportService
 
 _log = logging.getLogger("importstate.http")
+
+#: The reasons of the errors Rocket.Chat raises as ``Meteor.Error`` (their code is the
+#: error's message); ``{key}`` is the importer key.
+_METEOR_REASONS: Final[dict[type[ImportStateError], str]] = {
+    OperationNotFound: "Import Operation Not Found",
+    ImporterNotDefined: "The importer ({key}) has no import class defined.",
+    InvalidImportOperation: "Invalid Import Operation",
+}
+_NO_BODY: Final = object_schema([])
 
 #: Seconds a client is told to wait (``Retry-After``) after each kind of 503.
 _RETRY_AFTER: Final[dict[type[ImportStateError], int]] = {
@@ -63,6 +87,7 @@ class _Server:
     service: ImportService
     worker: RunWorker
     accounts: Accounts
+    files: ImportFiles
     limits: Limits
     document: dict[str, object]
     throttle: LoginThrottle
@@ -85,10 +110,12 @@ class _Server:
                     return JSONResponse(FORBIDDEN, 403)
                 async with self._body_slot(request):
                     body = await self._body(request)
-                    call = Call(self.service, self.worker, self.accounts, request, user, body)
+                    params = _params(endpoint, request, body)
+                    call = Call(self.service, self.worker, self.accounts, self.files,
+                                self.limits, request, user, body, params)
                     return JSONResponse(await endpoint.handler(call))
             except Exception as exc:  # noqa: BLE001 - every failure is answered as JSON
-                return _answer(request, exc)
+                return _answer(request, exc, endpoint)
 
         return Route(endpoint.path, respond, methods=[endpoint.method])
 
@@ -152,8 +179,56 @@ class _Server:
         return JSONResponse(self.document)
 
 
-def _answer(request: Request, error: Exception) -> Response:
+def _params(endpoint: Endpoint, request: Request, body: Body) -> dict[str, Any]:
+    """A strict endpoint's parameters: no query, and the body its schema allows.
+
+    Raises:
+        InvalidParams: a query parameter, or a body that does not fit.
+        BadRequest: the body is not a JSON object.
+    """
+    if not endpoint.strict:
+        return {}
+    if request.query_params:
+        names = ", ".join(sorted(set(request.query_params)))
+        msg = f"query: must NOT have additional properties ({names})"
+        raise InvalidParams(msg)
+    if endpoint.raw_body:
+        return {}
+    params = json_object(body) if body.strip() else {}
+    check(params, endpoint.body or _NO_BODY, "body")
+    return params
+
+
+def _rocket_chat_answer(error: Exception, endpoint: Endpoint | None) -> Response | None:
+    """The answer in Rocket.Chat's shapes (SPEC §11), if ``error`` has one at ``endpoint``.
+
+    A refused parameter's, anywhere; a ``Meteor.Error``'s at a ``meteor`` endpoint.
+    """
+    if isinstance(error, InvalidParams):
+        return JSONResponse(
+            {"success": False, "errorType": INVALID_PARAMS, "error": error.message}, 400,
+        )
+    if endpoint is None or not endpoint.meteor or not isinstance(error, ImportStateError):
+        return None
+    reason = _METEOR_REASONS.get(type(error))
+    if reason is None:
+        return None
+    if isinstance(error, ImporterNotDefined):
+        reason = reason.format(key=error.key)
+    code = str(error)
+    return JSONResponse({
+        "success": False, "error": f"{reason} [{code}]", "errorType": code,
+        "details": endpoint.name,
+    }, 400)
+
+
+def _answer(  # noqa: PLR0911 - one answer per kind of failure
+    request: Request, error: Exception, endpoint: Endpoint | None = None,
+) -> Response:
     """The JSON answer to a request that failed with ``error``."""
+    answer = _rocket_chat_answer(error, endpoint)
+    if answer is not None:
+        return answer
     if isinstance(error, BadRequest):
         return _failure(error.message, error.status)
     if isinstance(error, Disconnected):
@@ -200,6 +275,7 @@ def create_app(
     *,
     max_body: int | None = None,
     limits: Limits | None = None,
+    files: str | os.PathLike[str] | None = None,
 ) -> Starlette:
     """The ASGI application of SPEC §7 over ``service``, with ``accounts`` as its users.
 
@@ -213,21 +289,28 @@ def create_app(
     accounts' database file, so two apps on one database never run one
     import at once. ``limits`` (:class:`~importstate.http.Limits`) bounds
     bodies, logins and the rest; ``max_body`` overrides its ``max_body``.
-    Bodies longer than that get 413.
+    Bodies longer than that get 413. Uploaded and downloaded import files
+    go to the directory ``files`` (by default ``<accounts' file>-files``
+    beside it), each operation's in a folder of its own, removed once the
+    operation is no longer the current one.
     """
     limits = limits if limits is not None else Limits()
     if max_body is not None:
         limits = attrs.evolve(limits, max_body=max_body)
     lease = RunLease(accounts.path, takeover_after=limits.takeover_after)
     worker = RunWorker(service, lease, prune_after=limits.prune_after)
+    folder = Path(files) if files is not None else default_files_dir(accounts.path)
     server = _Server(
-        service, worker, accounts, limits, openapi_document(limits.max_body),
+        service, worker, accounts, ImportFiles(folder), limits, openapi_document(limits.max_body),
         LoginThrottle(limits.login_failures, limits.login_window),
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await run_in_threadpool(worker.open)
+        current = await run_in_threadpool(service.current_operation)
+        # No upload is in flight yet: what an earlier server left incoming goes too.
+        server.files.keep(current.id if current is not None else None, incoming=False)
         yield
         await run_in_threadpool(worker.stop)
         lease.close()
@@ -245,3 +328,9 @@ def create_app(
     # client that follows it sends its token along: an unknown path is 404 instead.
     app.router.redirect_slashes = False
     return app
+
+
+def default_files_dir(db: str | os.PathLike[str]) -> Path:
+    """Where a server over the file ``db`` keeps import files: ``<db>-files`` beside it."""
+    path = Path(db)
+    return path.with_name(f"{path.name}-files")

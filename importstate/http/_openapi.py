@@ -77,7 +77,10 @@ _SCHEMAS: Final[dict[str, Schema]] = {
         },
     },
     "Success": constant(SUCCESS),
-    "Failure": object_schema(["success", "error"], success={"const": False}, error=STRING),
+    "Failure": object_schema(
+        ["success", "error"], {"errorType": STRING, "details": STRING},
+        success={"const": False}, error=STRING,
+    ),
     "Unauthorized": constant(UNAUTHORIZED),
     "Forbidden": constant(FORBIDDEN),
     "LoginFailed": constant(LOGIN_FAILED),
@@ -115,8 +118,12 @@ def _operation(endpoint: Endpoint) -> Schema:
     }
     if endpoint.permission is not None:
         responses["403"] = _json(ref("Forbidden"), f"the user lacks {endpoint.permission}")
-    if endpoint.fails or endpoint.body is not None:
-        responses["400"] = _json(ref("Failure"), "the call failed (SPEC §4 message)")
+    if endpoint.fails or endpoint.body is not None or endpoint.strict:
+        responses["400"] = _json(
+            ref("Failure"),
+            "the call failed (SPEC §4 message; SPEC §11: a Meteor.Error, or"
+            " error-invalid-params for a parameter that does not fit)",
+        )
     doc: Schema = {"summary": endpoint.summary, "responses": responses}
     if endpoint.permission is not None:
         doc["description"] = f"Permission required: {endpoint.permission}."

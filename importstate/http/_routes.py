@@ -1,4 +1,4 @@
-"""The route table of the REST API (SPEC §7): the server and its OpenAPI document are built from it.
+"""The route table of the REST API (SPEC §7, §11): the server and its OpenAPI document come from it.
 
 Each :class:`Endpoint` row holds what the server needs (path, method,
 permission, handler) and what the document says of it (summary, body and
@@ -8,17 +8,27 @@ components with :func:`~importstate.http._schema.ref`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Final
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any, Final
 
 import attrs
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from importstate._files import open_file_private
+from importstate._limits import Limits
 from importstate.accounts import Accounts, ApiUser, Permission
+from importstate.errors import InvalidSelection
 from importstate.http._body import Body, users_in
+from importstate.http._import_files import ImportFiles
+from importstate.http._params import InvalidParams, check
 from importstate.http._schema import STRING, Schema, constant, object_schema, ref
-from importstate.http._worker import RunWorker
+from importstate.http._upload import Upload
+from importstate.http._worker import Progress, RunWorker
+from importstate.loaders import available, loader_for
+from importstate.model import Operation
+from importstate.selection import Selection
 from importstate.service import LATEST_LIMIT, ImportService
 from importstate.steps import ProgressStep, State
 
@@ -63,14 +73,21 @@ class Route:
 
 @attrs.frozen
 class Call:
-    """What an endpoint handler gets: the server's parts and the caller."""
+    """What an endpoint handler gets: the server's parts, the caller, and its parameters.
+
+    ``params`` is the body parsed and checked against the endpoint's schema
+    when the endpoint is ``strict`` (else empty).
+    """
 
     service: ImportService
     worker: RunWorker
     accounts: Accounts
+    files: ImportFiles
+    limits: Limits
     request: Request
     user: ApiUser
     body: Body
+    params: Mapping[str, Any] = attrs.field(factory=dict)
 
 
 Handler = Callable[[Call], Awaitable[object]]
@@ -84,6 +101,12 @@ class Endpoint(Route):
     ``response``. ``body`` is the schema of the JSON request body, ``None``
     for none. The call can fail with 400 when ``fails`` or when it takes a
     body (which may not parse).
+
+    A ``strict`` endpoint (SPEC §11) refuses query parameters and a body
+    that does not fit ``body`` (none: an empty body or ``{}``) with
+    ``error-invalid-params``; with ``raw_body`` its handler parses the body
+    itself. A ``meteor`` endpoint answers the errors Rocket.Chat raises as
+    ``Meteor.Error`` in that envelope, ``details`` naming the endpoint.
     """
 
     permission: Permission | None
@@ -91,6 +114,9 @@ class Endpoint(Route):
     handler: Handler
     body: Schema | None = None
     fails: bool = False
+    strict: bool = False
+    raw_body: bool = False
+    meteor: bool = False
 
 
 #: ``login``: the one route that takes a name and password instead of credentials.
@@ -117,6 +143,7 @@ async def _latest(call: Call) -> object:
 
 async def _new(call: Call) -> object:
     operation = await run_in_threadpool(call.service.new_operation, call.user.id)
+    call.files.keep(operation.id)
     return _ok(operation=operation.to_wire())
 
 
@@ -141,12 +168,14 @@ async def _run(call: Call) -> object:
 
 async def _clear(call: Call) -> object:
     await run_in_threadpool(call.service.clear)
+    call.files.keep(None)
     return _ok()
 
 
 async def _current(call: Call) -> object:
     operation = call.service.current_operation()
-    return _ok(operation=operation.to_wire() if operation is not None else None)
+    # Rocket.Chat's JSON has no "operation" when there is none (its value is undefined).
+    return _ok(operation=operation.to_wire()) if operation is not None else _ok()
 
 
 async def _progress(call: Call) -> object:
@@ -158,6 +187,84 @@ async def _cancel(call: Call) -> object:
     return _ok(operation=operation.to_wire())
 
 
+async def _upload(call: Call) -> object:
+    upload = await run_in_threadpool(Upload, call.body)
+    check(upload.fields, _UPLOAD_BODY, "body")
+    fields = upload.fields
+    key = _file_importer(call.service, fields["importerKey"])
+    await run_in_threadpool(_receive, call, upload, key)
+    return _ok()
+
+
+def _receive(call: Call, upload: Upload, key: str) -> None:
+    """Write the uploaded file to the files directory, then load it in the background."""
+    fields = upload.fields
+    path = call.files.incoming(fields["fileName"])
+    try:
+        with open_file_private(path) as out:
+            upload.write(out)
+    except BaseException:
+        call.files.keep(None, incoming=True)
+        path.unlink(missing_ok=True)
+        path.parent.rmdir()
+        raise
+
+    def load(progress: Progress) -> Operation:
+        return call.service.load_file(
+            path, key, user_id=call.user.id, file_name=fields["fileName"],
+            content_type=fields["contentType"] or None, progress=progress,
+        )
+
+    _loaded(call, path, load)
+
+
+def _loaded(call: Call, path: Path, load: Callable[[Progress], Operation]) -> None:
+    """Load in the background; once the operation exists, its file is filed under it."""
+    try:
+        operation = call.worker.load(load)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        path.parent.rmdir()
+        raise
+    call.files.adopt(path, operation.id)
+    call.files.keep(operation.id)
+
+
+def _file_importer(service: ImportService, key: str) -> str:
+    """``key``, if a file importer and an importer to run its imports are registered under it.
+
+    Raises:
+        ImporterNotDefined: either is not.
+    """
+    loader_for(key, service.loaders)
+    service.importer_for(key)
+    return key
+
+
+async def _file_data(call: Call) -> object:
+    selection = await run_in_threadpool(call.service.selection)
+    if selection is None:
+        return _ok(waiting=True)
+    return _ok(**selection)
+
+
+async def _start(call: Call) -> object:
+    try:
+        selection = Selection.from_wire(call.params["input"])
+    except InvalidSelection as exc:
+        where = "" if exc.field == "$" else f".{exc.field}"
+        msg = f"body.input{where}: {exc.reason}"
+        raise InvalidParams(msg) from None
+    await run_in_threadpool(call.worker.start, selection)
+    return _ok()
+
+
+async def _importers(call: Call) -> object:
+    loaders = {**available(), **call.service.loaders}
+    return [{"key": key, "name": loader.name} for key, loader in loaders.items()
+            if key in call.service.importers]
+
+
 async def _logout(call: Call) -> object:
     await run_in_threadpool(
         call.accounts.logout, call.user.id, call.request.headers[AUTH_TOKEN_HEADER],
@@ -165,10 +272,32 @@ async def _logout(call: Call) -> object:
     return LOGGED_OUT
 
 
+_COUNTER: Final[Schema] = {"type": "integer", "minimum": 0}
 _SUCCESS: Final = ref("Success")
+_NAME: Final[Schema] = {"type": "string", "minLength": 1}
+_UPLOAD_BODY: Final = object_schema(
+    ["binaryContent", "contentType", "fileName", "importerKey"],
+    binaryContent={"type": "string", "description": "the file, base64-encoded"},
+    contentType=STRING, fileName=_NAME, importerKey=_NAME,
+)
+_PICK: Final = object_schema(
+    [], {"all": {"type": "boolean"}, "list": {"type": "array", "items": STRING}},
+)
+_START_BODY: Final = object_schema(
+    ["input"], input=object_schema([], {"users": _PICK, "channels": _PICK}),
+)
+_NO_BODY: Final = object_schema([])
+_SELECTION: Final = _ok_schema(
+    [], {
+        "waiting": {"const": True}, "name": STRING, "message_count": _COUNTER,
+        "users": {"type": "array", "items": {"type": "object"}},
+        "channels": {"type": "array", "items": {"type": "object"}},
+        "contacts": {"type": "array", "items": {"type": "object"}},
+    },
+)
+_PENDING: Final = _ok_schema(["count"], count=_COUNTER)
 _WITH_OPERATION: Final = _ok_schema(["operation"], operation=ref("Operation"))
 _STEP: Final[Schema] = {"enum": [step.value for step in ProgressStep]}
-_COUNTER: Final[Schema] = {"type": "integer", "minimum": 0}
 
 #: Every authenticated endpoint of SPEC §7, in its order.
 ENDPOINTS: Final = (
@@ -177,7 +306,7 @@ ENDPOINTS: Final = (
         f"The {LATEST_LIMIT} most recently updated operations, newest first (a bare array)",
         Permission.VIEW_IMPORT_OPERATIONS,
         {"type": "array", "maxItems": LATEST_LIMIT, "items": ref("Operation")},
-        _latest,
+        _latest, strict=True,
     ),
     Endpoint(
         "POST", "import.new", "Clear every operation and create a new one",
@@ -206,8 +335,8 @@ ENDPOINTS: Final = (
     Endpoint(
         "GET", "getCurrentImportOperation", "The newest operation, valid or not",
         Permission.RUN_IMPORT,
-        _ok_schema(["operation"], operation={"anyOf": [ref("Operation"), {"type": "null"}]}),
-        _current,
+        _ok_schema([], {"operation": ref("Operation")}),
+        _current, strict=True,
     ),
     Endpoint(
         "GET", "getImportProgress",
@@ -218,12 +347,35 @@ ENDPOINTS: Final = (
             count=object_schema(["completed", "total", "error"],
                                 completed=_COUNTER, total=_COUNTER, error=_COUNTER),
         ),
-        _progress, fails=True,
+        _progress, fails=True, strict=True, meteor=True,
     ),
     Endpoint(
         "POST", "import.cancel",
         "Cancel the current operation; a running import stops at its next batch",
         Permission.RUN_IMPORT, _WITH_OPERATION, _cancel, fails=True,
+    ),
+    Endpoint(
+        "POST", "uploadImportFile",
+        "Upload a file (base64) for a file importer; a new operation loads it in the background",
+        Permission.RUN_IMPORT, _SUCCESS, _upload, body=_UPLOAD_BODY, fails=True,
+        strict=True, raw_body=True, meteor=True,
+    ),
+    Endpoint(
+        "GET", "getImportFileData",
+        "The current operation's selection, or waiting: true while it downloads or prepares",
+        Permission.RUN_IMPORT, _SELECTION, _file_data, fails=True, strict=True, meteor=True,
+    ),
+    Endpoint(
+        "POST", "startImport",
+        "Import what the selection keeps of the current operation, in the background",
+        Permission.RUN_IMPORT, _SUCCESS, _start, body=_START_BODY, fails=True,
+        strict=True, meteor=True,
+    ),
+    Endpoint(
+        "GET", "importers.list", "The file importers, by key and name (a bare array)",
+        Permission.RUN_IMPORT,
+        {"type": "array", "items": object_schema(["key", "name"], key=STRING, name=STRING)},
+        _importers, strict=True,
     ),
     Endpoint(
         "POST", "logout", "Invalidate the auth token of this request",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import threading
 import time
@@ -14,6 +15,7 @@ from importstate.errors import ImportStateError, InvalidOperationStatus, ServerS
 from importstate.http._lease import RunLease
 from importstate.importers import Importer
 from importstate.model import Operation
+from importstate.selection import Selection
 from importstate.service import ImportService
 from importstate.steps import ProgressStep, State
 
@@ -29,6 +31,8 @@ _RETRY_EVERY: Final = 0.5
 _log = logging.getLogger("importstate.http")
 
 Run = Callable[[Importer | None], Operation]
+#: What a loading calls with the operation as it moves on.
+Progress = Callable[[Operation], None]
 
 
 class RunWorker:
@@ -57,6 +61,7 @@ class RunWorker:
         self._gate = Gate()
         self._lock = threading.Lock()
         self._runs: dict[threading.Thread, str | None] = {}
+        self._loads: set[threading.Thread] = set()
         self._stopped = False
         # A dead run's operation and error, while the store refuses the failure.
         self._unrecorded: tuple[str, BaseException] | None = None
@@ -78,8 +83,10 @@ class RunWorker:
                                        daemon=True)
         self._watch.start()
 
-    def start(self) -> None:
+    def start(self, selection: Selection | None = None) -> None:
         """Start importing the current operation; return once the run has begun.
+
+        With a ``selection``, only what it keeps (``startImport``).
 
         Answers at once when a run of the operation is going already, here
         or in another server.
@@ -100,7 +107,10 @@ class RunWorker:
             operation_id, unowned=True,
         ) is not None:
             raise InvalidOperationStatus
-        self._launch(self.service.run, operation_id)
+        run: Run = self.service.run
+        if selection is not None:
+            run = functools.partial(self.service.run, selection=selection)
+        self._launch(run, operation_id)
 
     def resume(self) -> bool:
         """Resume an import whose server stopped or died; whether one was.
@@ -129,6 +139,53 @@ class RunWorker:
             return False
         _log.info("resumed import %s from its checkpoint", operation.id)
         return True
+
+    def load(self, load: Callable[[Progress], Operation]) -> Operation:
+        """Load a file in a background thread; the new operation, once it exists.
+
+        ``load`` is ``ImportService.load_file`` with its file and importer
+        given, called with the progress callback it must pass on. The call
+        returns as soon as the loading has created its operation (the
+        client's next ``getImportFileData`` sees it waiting), or has failed
+        before that.
+
+        Raises:
+            ServerStopping: the server is shutting down.
+            Exception: what ``load`` raised before the operation existed.
+        """
+        created: list[Operation] = []
+        failure: list[BaseException] = []
+        begun = threading.Event()
+
+        def progress(operation: Operation) -> None:
+            if not created:
+                created.append(operation)
+                begun.set()
+
+        def work() -> None:
+            try:
+                ended = load(progress)
+            except Exception as exc:  # noqa: BLE001 - reported, to the request or to the log
+                if created:
+                    _log.error("loading %s failed: %s", created[0].id, exc, exc_info=exc)
+                failure.append(exc)
+            else:
+                _log.info("loading %s ended %s", ended.id, ended.status)
+            finally:
+                with self._lock:
+                    self._loads.discard(threading.current_thread())
+                begun.set()
+
+        thread = threading.Thread(target=work, name="importstate-load", daemon=True)
+        with self._lock:
+            if self._stopped:
+                raise ServerStopping
+            self._loads.add(thread)
+            thread.start()
+        begun.wait()
+        if not created:
+            raise failure[0]
+        return created[0]
 
     def _stale(self, operation: Operation) -> bool:
         assert self.lease is not None  # noqa: S101 - only asked with a lease
@@ -281,6 +338,10 @@ class RunWorker:
                     _log.warning("the import did not reach a batch boundary in time")
                     break
                 time.sleep(0.01)
+        with self._lock:
+            loads = list(self._loads)
+        for thread in loads:  # a loading is one transaction: it commits, or rolls back at exit
+            thread.join(max(0.0, deadline - time.monotonic()))
         held = [operation_id for operation_id in runs.values() if operation_id is not None]
         if unrecorded is not None:
             held.append(unrecorded[0])
