@@ -8,13 +8,21 @@ drives both, alternating rounds; the best round of each counts.
 
 Target (issue "importstate serve"): importstate >= 0.5x the bare endpoint.
 
+Then ``uploadImportFile`` of a generated CSV zip (about 50 MB): the time from
+sending the upload to ``getImportFileData`` offering the selection, against
+``ImportService.load_file`` of the same file in this process (target <= 1.5x),
+and the server's peak memory growth while it takes and loads the upload
+(``VmHWM`` after Linux's ``clear_refs``; target <= 3x the request body).
+
 Usage: python benchmarks/bench_http.py [--seconds S] [--rounds N] [--connections C]
+                                       [--upload-messages N] [--only-upload]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import socket
@@ -26,7 +34,14 @@ from pathlib import Path
 
 import httpx
 
+from importstate import ImportService, SQLiteStore
+from importstate.loaders.samples import write_csv_export
+
 TARGET = 0.5
+UPLOAD_TIME_TARGET = 1.5
+UPLOAD_MEMORY_TARGET = 3.0
+#: The uploaded export's users and channels; its messages make up its size.
+UPLOAD_USERS, UPLOAD_CHANNELS = 20_000, 500
 
 BARE_SERVER = """
 import sys
@@ -123,12 +138,78 @@ def load(port: int, headers: dict[str, str], seconds: float, connections: int) -
     return asyncio.run(_load(request, port, seconds, connections))
 
 
+def _kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise LookupError(field)
+
+
+def upload(messages: int) -> None:
+    """Report ``uploadImportFile`` of a CSV zip against ``load_file`` in process."""
+    with tempfile.TemporaryDirectory(prefix="importstate-bench-") as scratch:
+        folder = Path(scratch)
+        export = write_csv_export(folder / "export.zip", users=UPLOAD_USERS,
+                                  channels=UPLOAD_CHANNELS, messages=messages)
+        size = Path(export.path).stat().st_size
+        service = ImportService(SQLiteStore(folder / "local.db"), {"csv": lambda _user: None})
+        started = time.perf_counter()
+        loaded = service.load_file(export.path, "csv")
+        local = time.perf_counter() - started
+        assert loaded.status == "importer_user_selection", loaded
+        service.store.close()
+
+        db = folder / "served.db"
+        headers = prepare(db)
+        body = json.dumps({
+            "binaryContent": base64.b64encode(Path(export.path).read_bytes()).decode(),
+            "contentType": "application/zip", "fileName": "export.zip", "importerKey": "csv",
+        }).encode()
+        port = free_port()
+        server = start([sys.executable, "-m", "importstate", "serve", "--db", str(db),
+                        "--port", str(port), "--max-body", str(2 * len(body))], port)
+        try:
+            api = f"http://127.0.0.1:{port}/api/v1/"
+            before = _kib(server.pid, "VmRSS")
+            Path(f"/proc/{server.pid}/clear_refs").write_text("5")
+            with httpx.Client(headers=headers, timeout=600) as client:
+                started = time.perf_counter()
+                answer = client.post(api + "uploadImportFile", content=body,
+                                     headers={"Content-Type": "application/json"})
+                assert answer.json() == {"success": True}, answer.text
+                while (data := client.get(api + "getImportFileData").json()).get("waiting"):
+                    loading = (_kib(server.pid, "VmHWM") - before) / 1024
+                    time.sleep(0.25)
+                served = time.perf_counter() - started
+            assert data["message_count"] == export.messages, data.get("message_count")
+            growth = (_kib(server.pid, "VmHWM") - before) / 1024
+        finally:
+            server.terminate()
+            server.wait()
+    ratio = served / local
+    body_mib = len(body) / 2**20
+    print(f"\nuploadImportFile of a {size / 2**20:,.1f} MiB CSV zip ({export.records:,} records;"
+          f" a {body_mib:,.1f} MiB body): selection ready in {served:.1f}s, load_file in"
+          f" process {local:.1f}s: {ratio:.2f}x (target <= {UPLOAD_TIME_TARGET}x)"
+          f" {'met' if ratio <= UPLOAD_TIME_TARGET else 'MISSED'}")
+    print(f"server peak memory growth: {growth:,.0f} MiB ({loading:,.0f} MiB while loading),"
+          f" {growth / body_mib:.2f}x the body"
+          f" (target <= {UPLOAD_MEMORY_TARGET}x)"
+          f" {'met' if growth <= UPLOAD_MEMORY_TARGET * body_mib else 'MISSED'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1.5, help="length of one round")
     parser.add_argument("--rounds", type=int, default=6, help="rounds per server")
     parser.add_argument("--connections", type=int, default=8, help="keep-alive connections")
+    parser.add_argument("--upload-messages", type=int, default=5_500_000,
+                        help="messages of the uploaded CSV zip (5,500,000: about 50 MB)")
+    parser.add_argument("--only-upload", action="store_true", help="the upload alone")
     args = parser.parse_args()
+    if args.only_upload:
+        upload(args.upload_messages)
+        return
 
     with tempfile.TemporaryDirectory(prefix="importstate-bench-") as scratch:
         db = Path(scratch) / "bench.db"
@@ -166,6 +247,7 @@ def main() -> None:
     print(f"importstate    {best['importstate']:8,.0f} requests/s")
     print(f"bare Starlette {best['bare Starlette']:8,.0f} requests/s")
     print(f"ratio {ratio:.2f}x (target >= {TARGET}x): {'met' if ratio >= TARGET else 'MISSED'}")
+    upload(args.upload_messages)
 
 
 if __name__ == "__main__":

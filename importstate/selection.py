@@ -17,7 +17,7 @@ import attrs
 from importstate.errors import InvalidSelection
 from importstate.model import Count
 from importstate.records import DataType
-from importstate.steps import STEP_STATE, State
+from importstate.steps import ProgressStep
 from importstate.stores import StagedRecord, Transaction
 
 __all__ = [
@@ -30,11 +30,15 @@ __all__ = [
 
 #: The one entry of the selection that stands for every direct channel (``t`` = ``d``).
 DIRECT_MESSAGES: Final = "__directMessages__"
-#: While the file is uploaded, downloaded or prepared there is no selection yet (REST:
-#: ``{waiting: true}``): every step of the loading state.
-WAITING_STEPS: Final = frozenset(
-    step for step, state in STEP_STATE.items() if state is State.LOADING
-)
+#: While downloading or preparing there is no selection yet (REST: ``{waiting: true}``).
+WAITING_STEPS: Final = frozenset({
+    ProgressStep.DOWNLOADING_FILE,
+    ProgressStep.PREPARING_STARTED,
+    ProgressStep.PREPARING_USERS,
+    ProgressStep.PREPARING_CHANNELS,
+    ProgressStep.PREPARING_MESSAGES,
+    ProgressStep.PREPARING_CONTACTS,
+})
 #: Records read per query while a selection is applied.
 _PAGE: Final = 1000
 _TYPES: Final = ("users", "channels")
@@ -68,12 +72,15 @@ def _channel_entry(channel_id: object, name: object, data: Mapping[str, Any]) ->
     }
 
 
-def selection_document(records: Iterable[StagedRecord], name: str) -> dict[str, Any]:
+def selection_document(
+    records: Iterable[StagedRecord], name: str, *, message_count: int | None = None,
+) -> dict[str, Any]:
     """``{name, users, channels, contacts, message_count}`` of the staged ``records``.
 
     Each user and each channel that is not direct is an entry, in staging
     order; every direct channel together is one last entry,
-    :data:`DIRECT_MESSAGES`. ``name`` is the importer's display name.
+    :data:`DIRECT_MESSAGES`. ``name`` is the importer's display name. The
+    messages among ``records`` are counted, unless ``message_count`` is given.
     """
     users: list[dict[str, Any]] = []
     channels: list[dict[str, Any]] = []
@@ -93,7 +100,7 @@ def selection_document(records: Iterable[StagedRecord], name: str) -> dict[str, 
         channels.append(_channel_entry(DIRECT_MESSAGES, DIRECT_MESSAGES, {"t": "d"}))
     return {
         "name": name, "users": users, "channels": channels, "contacts": [],
-        "message_count": messages,
+        "message_count": messages if message_count is None else message_count,
     }
 
 

@@ -611,7 +611,31 @@ class ImportService:
             if not operation.valid:
                 raise InvalidImportOperation
             return None
+        if operation.status is ProgressStep.USER_SELECTION and operation.valid:
+            # Before a run nothing is left out, and the counts are the staging's (a
+            # cleared operation's staging is gone):
+            # its users and channels are read by type, its messages counted, not read.
+            records = itertools.chain.from_iterable(
+                self._pending(operation.id, data_type)
+                for data_type in (DataType.USER, DataType.CHANNEL)
+            )
+            return selection_document(
+                records, self._name(key), message_count=operation.count.get("messages"),
+            )
         return selection_document(self._staged(operation.id), self._name(key))
+
+    def _pending(self, operation_id: str, data_type: DataType) -> Iterator[StagedRecord]:
+        """The operation's records of one type, as :meth:`_staged` reads them."""
+        after: int | None = None
+        while True:
+            with self.store.reading() as tx:
+                page = tx.pending(operation_id, data_type, after=after,
+                                  limit=self.batch_size * 10)
+            if not page:
+                return
+            for record in page:
+                yield StagedRecord(record.position, "", record.data, data_type, ())
+            after = page[-1].position
 
     def _name(self, key: str) -> str:
         name = self.names.get(key)

@@ -15,7 +15,7 @@ from importstate.errors import ImportStateError, InvalidOperationStatus, ServerS
 from importstate.http._lease import RunLease
 from importstate.importers import Importer
 from importstate.model import Operation
-from importstate.selection import Selection
+from importstate.selection import WAITING_STEPS, Selection
 from importstate.service import ImportService
 from importstate.steps import ProgressStep, State
 
@@ -158,7 +158,11 @@ class RunWorker:
         begun = threading.Event()
 
         def progress(operation: Operation) -> None:
-            if not created:
+            # Answered once the operation has no selection yet (SPEC §9: downloading or
+            # preparing) or ended: a client polling getImportFileData at once must not
+            # take the empty selection of an operation still uploading for the file's.
+            if not created and (operation.status in WAITING_STEPS
+                                or operation.state is not State.LOADING):
                 created.append(operation)
                 begun.set()
 
