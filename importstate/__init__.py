@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 from importstate.accounts import Accounts, ApiUser, Credentials, Permission
 from importstate.errors import (
     ApiUserExists,
+    DownloadFailed,
     DuplicateChannel,
     DuplicateUser,
     FileFormatError,
@@ -35,9 +36,11 @@ from importstate.errors import (
     ServerStopping,
     UnknownApiUser,
     UnknownPermission,
+    UrlNotAllowed,
     WireFormatError,
     WorkersUnsupported,
 )
+from importstate.fetch import Fetcher, UrlRules
 from importstate.importers import BatchImporter, Importer
 from importstate.machine import Event
 from importstate.model import Count, Failure, Operation
@@ -68,10 +71,12 @@ __all__ = [
     "Credentials",
     "DataType",
     "DatabaseBusy",
+    "DownloadFailed",
     "DuplicateChannel",
     "DuplicateUser",
     "Event",
     "Failure",
+    "Fetcher",
     "FileFormatError",
     "GraphvizNotFound",
     "ImportService",
@@ -112,6 +117,8 @@ __all__ = [
     "Store",
     "UnknownApiUser",
     "UnknownPermission",
+    "UrlNotAllowed",
+    "UrlRules",
     "UsersTableImporter",
     "WireFormatError",
     "WorkersUnsupported",

@@ -14,6 +14,7 @@ __all__ = [
     "ApiUserExists",
     "CannotListen",
     "DatabaseBusy",
+    "DownloadFailed",
     "DuplicateChannel",
     "DuplicateUser",
     "EmptyPassword",
@@ -52,6 +53,7 @@ __all__ = [
     "TooManyLogins",
     "UnknownApiUser",
     "UnknownPermission",
+    "UrlNotAllowed",
     "WireFormatError",
     "WorkersUnsupported",
 ]
@@ -505,3 +507,40 @@ class TooManyLogins(ImportStateError):
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"Too many failed logins; try again in {retry_after} seconds.")
         self.retry_after = retry_after
+
+
+def _shown(url: str) -> str:
+    """``url`` without the password of its ``user:password@`` part, for a message."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.partition("@")
+    if not sep or not at or "/" in userinfo:
+        return url
+    return f"{scheme}://{userinfo.partition(':')[0]}:***@{host}"
+
+
+class UrlNotAllowed(ImportStateError):
+    """A URL to fetch on a user's behalf breaks the rules (SPEC §11): scheme, address or path.
+
+    Attributes:
+        url: the URL as given (a password in it is not shown in the message).
+        reason: which rule it breaks, e.g. ``localhost resolves to 127.0.0.1, a loopback address``.
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"URL not allowed: {_shown(url)}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+class DownloadFailed(ImportStateError):
+    """A download of an allowed URL failed: an HTTP status, too large, a timeout, a network error.
+
+    Attributes:
+        url: the URL fetched when it failed (a redirect's, after one).
+        reason: what went wrong, e.g. ``HTTP 404 Not Found`` or ``connection refused``.
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"Download failed: {_shown(url)}: {reason}")
+        self.url = url
+        self.reason = reason
