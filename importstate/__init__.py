@@ -8,6 +8,7 @@ from importstate.errors import (
     DownloadFailed,
     DuplicateChannel,
     DuplicateUser,
+    FetchError,
     FileFormatError,
     GraphvizNotFound,
     ImporterCannotImport,
@@ -44,6 +45,7 @@ from importstate.fetch import Fetcher, UrlRules
 from importstate.importers import BatchImporter, Importer
 from importstate.machine import Event
 from importstate.model import Count, Failure, Operation
+from importstate.pending import PendingDownload, PendingKind
 from importstate.records import DataType
 from importstate.selection import Selection
 from importstate.service import ImportService
@@ -76,6 +78,7 @@ __all__ = [
     "DuplicateUser",
     "Event",
     "Failure",
+    "FetchError",
     "Fetcher",
     "FileFormatError",
     "GraphvizNotFound",
@@ -104,6 +107,8 @@ __all__ = [
     "OperationCannotReceiveData",
     "OperationNotFound",
     "OperationNotInitialized",
+    "PendingDownload",
+    "PendingKind",
     "Permission",
     "PostgresStore",
     "PostgresUnreachable",

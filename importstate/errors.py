@@ -18,6 +18,7 @@ __all__ = [
     "DuplicateChannel",
     "DuplicateUser",
     "EmptyPassword",
+    "FetchError",
     "FileFormatError",
     "GraphvizNotFound",
     "ImportStateError",
@@ -518,29 +519,37 @@ def _shown(url: str) -> str:
     return f"{scheme}://{userinfo.partition(':')[0]}:***@{host}"
 
 
-class UrlNotAllowed(ImportStateError):
-    """A URL to fetch on a user's behalf breaks the rules (SPEC §11): scheme, address or path.
+class FetchError(ImportStateError):
+    """A file to fetch by URL on a user's behalf was not fetched (SPEC §11).
 
     Attributes:
-        url: the URL as given (a password in it is not shown in the message).
-        reason: which rule it breaks, e.g. ``localhost resolves to 127.0.0.1, a loopback address``.
+        url: the URL at fault (a redirect's, after one); a password in it is
+            not shown in the message.
+        reason: what is wrong, on one line.
     """
 
+    #: What the message says first.
+    prefix: ClassVar[str] = "Not fetched"
+
     def __init__(self, url: str, reason: str) -> None:
-        super().__init__(f"URL not allowed: {_shown(url)}: {reason}")
+        super().__init__(f"{self.prefix}: {_shown(url)}: {reason}")
         self.url = url
         self.reason = reason
 
 
-class DownloadFailed(ImportStateError):
-    """A download of an allowed URL failed: an HTTP status, too large, a timeout, a network error.
+class UrlNotAllowed(FetchError):
+    """The URL breaks a rule: its scheme, an address it resolves to, or where its path leads.
 
-    Attributes:
-        url: the URL fetched when it failed (a redirect's, after one).
-        reason: what went wrong, e.g. ``HTTP 404 Not Found`` or ``connection refused``.
+    ``reason`` is e.g. ``localhost resolves to 127.0.0.1, a loopback address``.
     """
 
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(f"Download failed: {_shown(url)}: {reason}")
-        self.url = url
-        self.reason = reason
+    prefix = "URL not allowed"
+
+
+class DownloadFailed(FetchError):
+    """An allowed URL could not be fetched: an HTTP status, too large, a timeout, a network error.
+
+    ``reason`` is e.g. ``HTTP 404 Not Found`` or ``connection refused``.
+    """
+
+    prefix = "Download failed"

@@ -11,7 +11,7 @@ PUBLIC = {
     "importstate": [
         "Accounts", "ApiUser", "ApiUserExists", "BatchClaims", "BatchImporter", "Count",
         "Credentials", "DataType", "DatabaseBusy", "DownloadFailed", "DuplicateChannel",
-        "DuplicateUser", "Event", "Fetcher",
+        "DuplicateUser", "Event", "FetchError", "Fetcher",
         "Failure", "FileFormatError", "GraphvizNotFound", "ImportService", "ImportStateError",
         "Importer",
         "ImporterCannotImport", "ImporterNotDefined", "InvalidChannelList",
@@ -20,7 +20,8 @@ PUBLIC = {
         "InvalidUserList", "MemoryStore", "MissingChannelData", "MissingMessageData",
         "MissingRecordData", "MissingReference", "MissingUserData", "Operation",
         "OperationAlreadyFinished", "OperationCannotReceiveData", "OperationNotFound",
-        "OperationNotInitialized", "Permission", "PostgresStore", "PostgresUnreachable",
+        "OperationNotInitialized", "PendingDownload", "PendingKind", "Permission",
+        "PostgresStore", "PostgresUnreachable",
         "ProgressStep", "SQLiteStore", "SchemaVersionError", "Selection", "ServerStopping",
         "StagedRecord", "State", "Store", "UnknownApiUser", "UnknownPermission",
         "UrlNotAllowed", "UrlRules", "UsersTableImporter", "WireFormatError",
@@ -43,6 +44,9 @@ PUBLIC = {
     "importstate.fetch": [
         "MAX_REDIRECTS", "Connect", "Fetcher", "Resolve", "UrlRules", "VettedUrl", "fetch",
         "system_resolve", "vet",
+    ],
+    "importstate.pending": [
+        "PENDING_NAMES", "Fetch", "PendingDownload", "PendingKind", "PendingSource",
     ],
     "importstate.testing": [
         "BatchClaimsTests", "FailingImporter", "ImportFailed", "ImportServiceMachine",

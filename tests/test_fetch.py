@@ -1,7 +1,6 @@
 """Fetching by URL on a user's behalf: address rules, redirects, limits, the import directory."""
 
 import contextlib
-import http.server
 import io
 import os
 import socket
@@ -12,6 +11,7 @@ import time
 import urllib.parse
 
 import pytest
+from loopback_http import QuietHandler, serving
 
 from importstate import fetch as fetching
 from importstate.errors import DownloadFailed, ImportStateError, UrlNotAllowed
@@ -22,49 +22,34 @@ BODY = b"0123456789" * 1000
 OPEN = UrlRules(allow_private=True)
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
+class Handler(QuietHandler):
     """Routes: /file, /big (no Content-Length), /missing, /slow, /to?url=..., /loop."""
 
-    def do_GET(self):
+    def do_GET(self):  # noqa: N802 - the name http.server calls
         self.server.seen.append((self.path, self.headers.get("Host")))
         route, _, query = self.path.partition("?")
+        length = ("Content-Length", str(len(BODY)))
         if route == "/file":
-            self._send(200, BODY, {"Content-Length": str(len(BODY))})
+            self.answer(200, BODY, [length])
         elif route == "/big":
-            self._send(200, BODY, {"Connection": "close"})
+            self.answer(200, BODY, [("Connection", "close")])
         elif route == "/to":
-            self._send(302, b"", {"Location": urllib.parse.parse_qs(query)["url"][0],
-                                  "Content-Length": "0"})
+            location = urllib.parse.parse_qs(query)["url"][0]
+            self.answer(302, headers=[("Location", location), ("Content-Length", "0")])
         elif route == "/loop":
-            self._send(302, b"", {"Location": "/loop", "Content-Length": "0"})
+            self.answer(302, headers=[("Location", "/loop"), ("Content-Length", "0")])
         elif route == "/slow":
             time.sleep(1.0)
-            self._send(200, BODY, {"Content-Length": str(len(BODY))})
+            self.answer(200, BODY, [length])
         else:
-            self._send(404, b"no", {"Content-Length": "2"})
-
-    def _send(self, status, body, headers):
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        with contextlib.suppress(OSError):
-            self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+            self.answer(404, b"no", [("Content-Length", "2")])
 
 
 @pytest.fixture(scope="module")
 def server():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    httpd.seen = []
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(Handler) as httpd:
+        httpd.seen = []
+        yield httpd
 
 
 @pytest.fixture
