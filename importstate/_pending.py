@@ -95,8 +95,10 @@ class Downloads:
             if not _downloading(operation):
                 return operation
             counted = operation.count.added(**{"error" if failed else "completed": 1})
-            operation = operation.touched(self.ledger.clock(), count=counted)
+            now = self.ledger.clock()
+            operation = operation.touched(now, count=counted)
             tx.update(operation)
+            tx.set_checkpoint(operation_id, None, now)  # the heartbeat: this worker is alive
         return operation
 
     def _end(self, operation_id: str) -> Operation:

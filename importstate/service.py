@@ -390,6 +390,7 @@ class ImportService:
             )
             operation = _pending.begun(created, pending, now)
             tx.insert(operation)
+            tx.set_checkpoint(operation.id, None, now)  # the heartbeat, as a run's first
         return operation
 
     def fetch_pending(

@@ -1,5 +1,7 @@
 """Pending downloads: the target records avatars and message files; the service fetches them."""
 
+import datetime as dt
+
 import pytest
 from loopback_http import QuietHandler, serving
 
@@ -9,6 +11,7 @@ from importstate import (
     PendingDownload,
     PendingKind,
     ProgressStep,
+    SQLiteStore,
     UsersTableImporter,
 )
 from importstate.errors import InvalidTransition
@@ -240,3 +243,22 @@ def test_fetch_pending_refuses_an_operation_of_another_importer(svc, target, tmp
     operation = svc.new_operation("admin")
     with pytest.raises(ValueError, match="'api' is not a valid PendingKind"):
         svc.fetch_pending(operation, target, FETCH, tmp_path)
+
+
+def test_downloads_whose_worker_died_are_failed_by_resume_and_sweep(target, base, tmp_path):
+    now = [dt.datetime(2026, 1, 1, tzinfo=dt.UTC)]
+    svc = ImportService(SQLiteStore(tmp_path / "ops.db"), {"api": target}, clock=lambda: now[0])
+    import_records(svc, [user(1, f"{base}/ok/1")])
+    begun = svc.begin_pending("avatars", target)
+    now[0] += dt.timedelta(seconds=30)
+    assert svc.stale_operations(dt.timedelta(minutes=1)) == []  # begun with a heartbeat
+    [stale] = svc.stale_operations(dt.timedelta(seconds=10))
+    assert stale.id == begun.id
+    [swept] = svc.sweep_stale(dt.timedelta(seconds=10), "resume")
+    assert swept.status is ProgressStep.IMPORT_FAILED
+    assert swept.failure.message.startswith("The downloads stopped before the end")
+    assert len(target.pending_downloads("avatars")) == 1  # still there to ask for again
+
+    begun = svc.begin_pending("avatars", target)
+    resumed = svc.resume()
+    assert (resumed.id, resumed.status) == (begun.id, ProgressStep.IMPORT_FAILED)
