@@ -70,6 +70,15 @@ class Downloads:
             return self._end(operation_id)
         except Exception as exc:  # noqa: BLE001 - an error of the store or target fails the operation
             return self.ledger.fail(operation_id, exc)
+        except BaseException:  # Ctrl-C: cancelled, as a loading is, and raised again
+            self._cancel(operation_id)
+            raise
+
+    def _cancel(self, operation_id: str) -> None:
+        with self.ledger.store.transaction() as tx:
+            operation = get(tx, operation_id)
+            if _downloading(operation):
+                tx.update(operation.fire(Event.CANCEL, at=self.ledger.clock()))
 
     def _download(self, item: PendingDownload) -> bool:
         """Fetch ``item`` to its file and record the outcome in the target; whether it failed."""

@@ -408,7 +408,8 @@ class ImportService:
         downloads before the next file: cancelled stays cancelled, replaced
         becomes ``importer_import_failed``; otherwise the operation ends
         ``importer_done``. An error of the store or of ``source`` fails it
-        with the message in ``failure``.
+        with the message in ``failure``; Ctrl-C (any ``BaseException``)
+        cancels it and is raised again.
 
         Raises:
             ValueError: ``operation`` is not a pending-download operation.

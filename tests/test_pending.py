@@ -1,6 +1,7 @@
 """Pending downloads: the target records avatars and message files; the service fetches them."""
 
 import datetime as dt
+import json
 
 import pytest
 from loopback_http import QuietHandler, serving
@@ -14,6 +15,8 @@ from importstate import (
     SQLiteStore,
     UsersTableImporter,
 )
+from importstate._setup import open_setup
+from importstate.cli import main
 from importstate.errors import InvalidTransition
 from importstate.fetch import Fetcher, UrlRules
 from importstate.machine import Event
@@ -262,3 +265,40 @@ def test_downloads_whose_worker_died_are_failed_by_resume_and_sweep(target, base
     begun = svc.begin_pending("avatars", target)
     resumed = svc.resume()
     assert (resumed.id, resumed.status) == (begun.id, ProgressStep.IMPORT_FAILED)
+
+
+def test_the_command_line_downloads_what_the_target_still_has_to_fetch(tmp_path, base, capsys):
+    db = tmp_path / "importstate.db"
+    setup = open_setup(db)
+    try:
+        import_records(setup.service, [user(1, f"{base}/ok/avatar"), user(2, f"{base}/gone")])
+    finally:
+        setup.close()
+
+    assert main(["download-pending", "avatars", "--db", str(db), "--user", "ops"]) == 1
+    said = capsys.readouterr().out.splitlines()
+    assert said[0].endswith(": done (0 imported, 2 failed, 2 total)")  # private: both refused
+    assert said[1] == ("the failed downloads stay pending, each with its error:"
+                       " `importstate download-pending` tries them again")
+
+    status = main(["download-pending", "avatars", "--db", str(db), "--allow-private-urls",
+                   "--files", str(tmp_path / "out"), "--json"])
+    wire = json.loads(capsys.readouterr().out)
+    assert status == 1  # u2 is still a 404
+    assert (wire["type"], wire["importerKey"], wire["status"]) == (
+        "Pending Avatars", "pending-avatars", "importer_done",
+    )
+    assert wire["count"] == {"total": 2, "completed": 1, "error": 1}
+    assert (tmp_path / "out" / "avatars" / "u1").read_bytes() == AVATAR
+
+
+def test_ctrl_c_cancels_the_downloads_and_is_raised_again(svc, target, base, tmp_path):
+    import_records(svc, [user(1, f"{base}/ok/1")])
+
+    def interrupted(_url, _dest):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        svc.download_pending("avatars", source=target, fetch=interrupted, files_dir=tmp_path)
+    assert svc.current_operation().status is ProgressStep.IMPORT_CANCELLED
+    assert len(target.pending_downloads("avatars")) == 1
