@@ -108,7 +108,10 @@ def vet(url: str, rules: UrlRules, *, resolve: Resolve = system_resolve) -> Vett
         UrlNotAllowed: the scheme, an address or the path is not allowed.
         DownloadFailed: the host does not resolve, or the local file does not exist.
     """
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed [ of an IPv6 address
+        raise UrlNotAllowed(url, f"not a URL ({exc})") from None
     scheme = parts.scheme.lower()
     if scheme in _WEB_SCHEMES:
         return _vet_web(url, parts, rules, resolve)
@@ -219,8 +222,11 @@ def fetch(  # noqa: PLR0913 - the rules, then keyword-only limits and seams
     for _ in range(MAX_REDIRECTS + 1):
         target = vet(url, rules, resolve=resolve)
         if target.path is not None:
-            with target.path.open("rb") as source:
-                return _copy(url, source, dest, max_bytes)
+            try:
+                with target.path.open("rb") as source:
+                    return _copy(url, source, dest, max_bytes)
+            except OSError as exc:
+                raise DownloadFailed(url, exc.strerror or type(exc).__name__) from None
         location, written = _get(target, dest, max_bytes, timeout, connect)
         if location is None:
             return written

@@ -345,3 +345,10 @@ def test_a_file_that_is_no_file_is_not_read(import_dir):
     os.mkfifo(import_dir / "pipe")
     with pytest.raises(DownloadFailed, match="no such file"):
         vet("pipe", UrlRules(import_dir=import_dir))
+
+
+def test_what_is_not_a_url_is_refused_as_a_fetch_error(base):
+    with pytest.raises(UrlNotAllowed, match="not a URL"):
+        vet("http://[::1/x", OPEN)
+    with pytest.raises(DownloadFailed, match="URL can't contain control characters"):
+        fetch(f"{base}/file name", io.BytesIO(), OPEN, max_bytes=100)
