@@ -5,8 +5,10 @@ from typing import TYPE_CHECKING
 from importstate.accounts import Accounts, ApiUser, Credentials, Permission
 from importstate.errors import (
     ApiUserExists,
+    DownloadFailed,
     DuplicateChannel,
     DuplicateUser,
+    FetchError,
     FileFormatError,
     GraphvizNotFound,
     ImporterCannotImport,
@@ -35,12 +37,15 @@ from importstate.errors import (
     ServerStopping,
     UnknownApiUser,
     UnknownPermission,
+    UrlNotAllowed,
     WireFormatError,
     WorkersUnsupported,
 )
+from importstate.fetch import Fetcher, UrlRules
 from importstate.importers import BatchImporter, Importer
 from importstate.machine import Event
 from importstate.model import Count, Failure, Operation
+from importstate.pending import PendingDownload, PendingKind
 from importstate.records import DataType
 from importstate.selection import Selection
 from importstate.service import ImportService
@@ -68,10 +73,13 @@ __all__ = [
     "Credentials",
     "DataType",
     "DatabaseBusy",
+    "DownloadFailed",
     "DuplicateChannel",
     "DuplicateUser",
     "Event",
     "Failure",
+    "FetchError",
+    "Fetcher",
     "FileFormatError",
     "GraphvizNotFound",
     "ImportService",
@@ -99,6 +107,8 @@ __all__ = [
     "OperationCannotReceiveData",
     "OperationNotFound",
     "OperationNotInitialized",
+    "PendingDownload",
+    "PendingKind",
     "Permission",
     "PostgresStore",
     "PostgresUnreachable",
@@ -112,6 +122,8 @@ __all__ = [
     "Store",
     "UnknownApiUser",
     "UnknownPermission",
+    "UrlNotAllowed",
+    "UrlRules",
     "UsersTableImporter",
     "WireFormatError",
     "WorkersUnsupported",

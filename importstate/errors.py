@@ -14,9 +14,11 @@ __all__ = [
     "ApiUserExists",
     "CannotListen",
     "DatabaseBusy",
+    "DownloadFailed",
     "DuplicateChannel",
     "DuplicateUser",
     "EmptyPassword",
+    "FetchError",
     "FileFormatError",
     "GraphvizNotFound",
     "ImportStateError",
@@ -52,6 +54,7 @@ __all__ = [
     "TooManyLogins",
     "UnknownApiUser",
     "UnknownPermission",
+    "UrlNotAllowed",
     "WireFormatError",
     "WorkersUnsupported",
 ]
@@ -505,3 +508,48 @@ class TooManyLogins(ImportStateError):
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"Too many failed logins; try again in {retry_after} seconds.")
         self.retry_after = retry_after
+
+
+def _shown(url: str) -> str:
+    """``url`` without the password of its ``user:password@`` part, for a message."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.partition("@")
+    if not sep or not at or "/" in userinfo:
+        return url
+    return f"{scheme}://{userinfo.partition(':')[0]}:***@{host}"
+
+
+class FetchError(ImportStateError):
+    """A file to fetch by URL on a user's behalf was not fetched (SPEC §11).
+
+    Attributes:
+        url: the URL at fault (a redirect's, after one); a password in it is
+            not shown in the message.
+        reason: what is wrong, on one line.
+    """
+
+    #: What the message says first.
+    prefix: ClassVar[str] = "Not fetched"
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"{self.prefix}: {_shown(url)}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+class UrlNotAllowed(FetchError):
+    """The URL breaks a rule: its scheme, an address it resolves to, or where its path leads.
+
+    ``reason`` is e.g. ``localhost resolves to 127.0.0.1, a loopback address``.
+    """
+
+    prefix = "URL not allowed"
+
+
+class DownloadFailed(FetchError):
+    """An allowed URL could not be fetched: an HTTP status, too large, a timeout, a network error.
+
+    ``reason`` is e.g. ``HTTP 404 Not Found`` or ``connection refused``.
+    """
+
+    prefix = "Download failed"

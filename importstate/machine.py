@@ -43,6 +43,7 @@ class Event(enum.StrEnum):
     FINISH_LOADING = "finish_loading"
     STAGE = "stage"
     START = "start"
+    DOWNLOAD = "download"
     FINISH = "finish"
     FAIL = "fail"
     CANCEL = "cancel"
@@ -103,6 +104,8 @@ DEFINITION: Final = MachineDefinition(
                    doc="add users"),
         Transition(Event.START, (State.READY,), State.IMPORTING, ProgressStep.IMPORTING_STARTED,
                    doc="run"),
+        Transition(Event.DOWNLOAD, (State.NEW,), State.IMPORTING, ProgressStep.IMPORTING_FILES,
+                   doc="fetch pending files or avatars"),
         Transition(Event.ADVANCE, (State.IMPORTING,), State.IMPORTING, forward_only=True,
                    doc="next importing step"),
         Transition(Event.FINISH, (State.IMPORTING,), State.DONE, ProgressStep.DONE,

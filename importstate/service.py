@@ -9,7 +9,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from pathlib import Path
 from typing import IO, Any, Final, Literal
 
-from importstate import _loading, _run, _staging, machine
+from importstate import _loading, _pending, _run, _staging, machine
 from importstate._run import MAX_ERROR_MESSAGE, PASSWORD_MASK, valid_current
 from importstate._time import utc_now
 from importstate.errors import (
@@ -36,6 +36,7 @@ from importstate.loaders import (
 )
 from importstate.machine import Event
 from importstate.model import Count, Operation
+from importstate.pending import PENDING_NAMES, Fetch, PendingKind, PendingSource
 from importstate.records import DataType, RecordKind, kind_of
 from importstate.selection import WAITING_STEPS, Selection, selection_document
 from importstate.steps import FINISHED_STATES, ProgressStep, State
@@ -61,7 +62,9 @@ LEASE_SECONDS: Final = 30.0
 #: Operations ``latest_operations`` returns by default.
 LATEST_LIMIT: Final = 20
 #: Display names of importer keys (``getImportProgress``'s ``name``): the API's and the loaders'.
-DEFAULT_NAMES: Final = {"api": "API", **{key: ld.name for key, ld in BUILTIN_LOADERS.items()}}
+DEFAULT_NAMES: Final = {
+    "api": "API", **{key: ld.name for key, ld in BUILTIN_LOADERS.items()}, **PENDING_NAMES,
+}
 
 
 class ImportService:
@@ -381,6 +384,83 @@ class ImportService:
                 operation, loader, handle, name, limits=limits, progress=progress,
             )
 
+    # -- pending downloads: files and avatars the target still has to fetch ---------------
+
+    def begin_pending(
+        self, kind: PendingKind | str, source: PendingSource, *, user_id: str = "importstate",
+    ) -> Operation:
+        """Create the operation that fetches what ``source`` has still to fetch (SPEC §11).
+
+        As :meth:`new_operation` (every other operation is cleared, a running
+        one stops at its next batch), with ``type`` ``Pending Files`` or
+        ``Pending Avatars`` and ``importerKey`` ``pending-files`` or
+        ``pending-avatars``. Its ``count.total`` is the number of pending
+        downloads (``completed`` and ``error`` at 0); with none it is
+        ``importer_done`` at once, otherwise ``importer_importing_files``
+        until :meth:`fetch_pending` has fetched them. Fast: a server answers
+        with the count, then fetches in the background.
+
+        Raises:
+            ValueError: ``kind`` is neither ``files`` nor ``avatars``.
+        """
+        kind = PendingKind(kind)
+        pending = len(source.pending_downloads(kind))
+        now = self.clock()
+        with self.store.transaction() as tx:
+            self._clear(tx)
+            created = Operation.create(
+                user=user_id, at=now, type=kind.importer_name, importer_key=kind.importer_key,
+            )
+            operation = _pending.begun(created, pending, now)
+            tx.insert(operation)
+            tx.set_checkpoint(operation.id, None, now)  # the heartbeat, as a run's first
+        return operation
+
+    def fetch_pending(
+        self, operation: Operation, source: PendingSource, fetch: Fetch,
+        files_dir: str | os.PathLike[str],
+    ) -> Operation:
+        """Fetch the downloads of an operation :meth:`begin_pending` made; return it as it ended.
+
+        Runs in the caller's thread, one file at a time: each goes to
+        ``files_dir/<kind>/<import id, %-quoted>`` (written as ``.part``,
+        then renamed) and is recorded in ``source`` with its path, or with
+        its error (a refused URL, a failed download), which counts in
+        ``count.error`` and leaves it pending for a later attempt. The counts
+        are written after each file. A cancel, or a new operation, stops the
+        downloads before the next file: cancelled stays cancelled, replaced
+        becomes ``importer_import_failed``; otherwise the operation ends
+        ``importer_done``. An error of the store or of ``source`` fails it
+        with the message in ``failure``; Ctrl-C (any ``BaseException``)
+        cancels it and is raised again.
+
+        Raises:
+            ValueError: ``operation`` is not a pending-download operation.
+            LookupError: it is not in the store.
+        """
+        kind = PendingKind(operation.importer_key.removeprefix("pending-"))
+        downloads = _pending.Downloads(self.store, self.clock, source, fetch, Path(files_dir))
+        return downloads.run(operation.id, kind)
+
+    def download_pending(
+        self,
+        kind: PendingKind | str,
+        *,
+        source: PendingSource,
+        fetch: Fetch,
+        files_dir: str | os.PathLike[str],
+        user_id: str = "importstate",
+    ) -> Operation:
+        """:meth:`begin_pending`, then :meth:`fetch_pending` here; the operation as it ended.
+
+        Raises:
+            ValueError: ``kind`` is neither ``files`` nor ``avatars``.
+        """
+        operation = self.begin_pending(kind, source, user_id=user_id)
+        if operation.status is not _pending.DOWNLOADING:
+            return operation
+        return self.fetch_pending(operation, source, fetch, files_dir)
+
     # -- running ---------------------------------------------------------------------------
 
     def run(
@@ -575,13 +655,14 @@ class ImportService:
 
         Raises:
             OperationNotFound: no operation exists.
-            ImporterNotDefined: its importer key is not registered.
+            ImporterNotDefined: its importer key is not registered (the two
+                pending-download keys need no importer).
         """
         operation = self.current_operation()
         if operation is None:
             raise OperationNotFound
         key = operation.importer_key
-        registered(self.importers, key)
+        self._known(key)
         count = operation.count
         return {
             "key": key,
@@ -606,7 +687,7 @@ class ImportService:
         if operation is None:
             raise OperationNotFound
         key = operation.importer_key
-        registered(self.importers, key)
+        self._known(key)
         if operation.status in WAITING_STEPS:
             if not operation.valid:
                 raise InvalidImportOperation
@@ -636,6 +717,11 @@ class ImportService:
             for record in page:
                 yield StagedRecord(record.position, "", record.data, data_type, ())
             after = page[-1].position
+
+    def _known(self, key: str) -> None:
+        """Raise :class:`ImporterNotDefined` unless ``key`` is registered or a pending key."""
+        if key not in PENDING_NAMES:
+            registered(self.importers, key)
 
     def _name(self, key: str) -> str:
         name = self.names.get(key)

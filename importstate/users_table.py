@@ -26,12 +26,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, TypeVar
 
 from importstate._files import create_private
 from importstate._passwords import hash_password
 from importstate._sqlite import patiently
 from importstate.errors import DuplicateChannel, DuplicateUser, MissingReference
+from importstate.pending import PendingDownload, PendingKind
 from importstate.records import DataType
 
 __all__ = [
@@ -70,12 +71,26 @@ _SCHEMA: Final = (
         data         TEXT NOT NULL,
         imported_at  INTEGER NOT NULL
     )""",
+    # Insertion order (the rowid) is the order downloads are fetched in.
+    """CREATE TABLE IF NOT EXISTS pending_downloads (
+        kind         TEXT NOT NULL,
+        import_id    TEXT NOT NULL,
+        url          TEXT NOT NULL,
+        name         TEXT,
+        type         TEXT,
+        size         INTEGER,
+        fetched_at   INTEGER,
+        path         TEXT,
+        error        TEXT,
+        PRIMARY KEY (kind, import_id)
+    )""",
 )
 #: The table each record type lands in.
 _TABLES: Final = {
     DataType.USER: "users", DataType.CHANNEL: "channels", DataType.MESSAGE: "messages",
 }
 _Outcomes = list[BaseException | None]
+_T = TypeVar("_T")
 
 
 class ImportedUser(NamedTuple):
@@ -153,7 +168,7 @@ class UsersTableImporter:
         """
         return self._in_transaction(lambda now: [self._import_message(m, now) for m in messages])
 
-    def _in_transaction(self, work: Callable[[int], _Outcomes]) -> _Outcomes:
+    def _in_transaction(self, work: Callable[[int], _T]) -> _T:
         """``work(now)`` in one transaction of the file, its writes committed together."""
         now = time.time_ns() // 1_000_000
         with self._lock:
@@ -219,7 +234,29 @@ class UsersTableImporter:
             " VALUES (?, ?, ?, ?, ?)",
             (import_id, room, author, json.dumps(message), now),
         )
+        attached = message.get("_importFile")
+        if isinstance(attached, Mapping):
+            self._record_pending(
+                PendingKind.FILES, import_id, attached.get("downloadUrl"),
+                name=attached.get("name"), content_type=attached.get("type"),
+                size=attached.get("size"),
+            )
         return None
+
+    def _record_pending(  # noqa: PLR0913 - one argument per column
+        self, kind: PendingKind, import_id: str, url: object, *, name: object = None,
+        content_type: object = None, size: object = None,
+    ) -> None:
+        """Keep ``url`` as a download still to fetch, if it is a non-empty string."""
+        if not isinstance(url, str) or not url:
+            return
+        self._conn.execute(
+            "INSERT OR IGNORE INTO pending_downloads (kind, import_id, url, name, type, size)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (kind.value, import_id, url, name if isinstance(name, str) else None,
+             content_type if isinstance(content_type, str) else None,
+             size if isinstance(size, int) and not isinstance(size, bool) else None),
+        )
 
     def _hash_passwords(self, users: list[dict[str, Any]]) -> list[str | ValueError | None]:
         """Each user's password hash, before the lock is taken: tens of milliseconds each.
@@ -263,6 +300,7 @@ class UsersTableImporter:
             (import_id, username, username.casefold() if username is not None else None,
              email, email.casefold(), json.dumps(_without_password(user)), now, hashed),
         )
+        self._record_pending(PendingKind.AVATARS, import_id, user.get("avatarUrl"))
         return None
 
     def count(self, data_type: DataType | str = DataType.USER) -> int:
@@ -290,6 +328,46 @@ class UsersTableImporter:
         if row is None:
             return None
         return ImportedUser(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5])
+
+    def pending_downloads(self, kind: PendingKind | str) -> list[PendingDownload]:
+        """The avatars or message files not yet fetched (failed ones too), in import order."""
+        kind = PendingKind(kind)
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT import_id, url, name, type, size, error FROM pending_downloads"
+                " WHERE kind = ? AND fetched_at IS NULL ORDER BY rowid", (kind.value,),
+            ).fetchall()
+        return [PendingDownload(kind, *row) for row in rows]
+
+    def downloaded(
+        self, kind: PendingKind | str, import_id: str, *, path: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Record a download fetched to ``path`` (no longer pending), or failed with ``error``.
+
+        A failed download stays pending, its last error kept.
+
+        Raises:
+            ValueError: neither or both of ``path`` and ``error`` are given.
+        """
+        if (path is None) == (error is None):
+            msg = "give either the path a download was fetched to or its error"
+            raise ValueError(msg)
+        self._in_transaction(lambda now: self._conn.execute(
+            "UPDATE pending_downloads SET fetched_at = ?, path = ?, error = ?"
+            " WHERE kind = ? AND import_id = ?",
+            (now if path is not None else None, path, error, PendingKind(kind).value, import_id),
+        ))
+
+    def fetched(self, kind: PendingKind | str) -> dict[str, str]:
+        """Import id → path of each avatar or message file fetched so far."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT import_id, path FROM pending_downloads"
+                " WHERE kind = ? AND fetched_at IS NOT NULL ORDER BY rowid",
+                (PendingKind(kind).value,),
+            ).fetchall()
+        return dict(rows)
 
     def close(self) -> None:
         """Close the connection; the importer is not used afterwards."""

@@ -469,7 +469,7 @@ def test_svg_through_the_command_line_runs_dot(db, tmp_path):
 
 def test_a_group_of_subcommands_has_its_help_line():
     top = cli("--help", check_status=0).stdout
-    assert "users       Manage the API users of `importstate serve`." in top
+    assert re.search(r"^  users +Manage the API users of `importstate serve`\.$", top, re.MULTILINE)
     group = cli("users", "--help", check_status=0).stdout
     assert "The accounts that may call the REST API, not the imported users." in group
     assert all(f"  {name} " in group for name in ("add", "list", "revoke"))

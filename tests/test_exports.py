@@ -10,7 +10,8 @@ import importstate
 PUBLIC = {
     "importstate": [
         "Accounts", "ApiUser", "ApiUserExists", "BatchClaims", "BatchImporter", "Count",
-        "Credentials", "DataType", "DatabaseBusy", "DuplicateChannel", "DuplicateUser", "Event",
+        "Credentials", "DataType", "DatabaseBusy", "DownloadFailed", "DuplicateChannel",
+        "DuplicateUser", "Event", "FetchError", "Fetcher",
         "Failure", "FileFormatError", "GraphvizNotFound", "ImportService", "ImportStateError",
         "Importer",
         "ImporterCannotImport", "ImporterNotDefined", "InvalidChannelList",
@@ -19,10 +20,12 @@ PUBLIC = {
         "InvalidUserList", "MemoryStore", "MissingChannelData", "MissingMessageData",
         "MissingRecordData", "MissingReference", "MissingUserData", "Operation",
         "OperationAlreadyFinished", "OperationCannotReceiveData", "OperationNotFound",
-        "OperationNotInitialized", "Permission", "PostgresStore", "PostgresUnreachable",
+        "OperationNotInitialized", "PendingDownload", "PendingKind", "Permission",
+        "PostgresStore", "PostgresUnreachable",
         "ProgressStep", "SQLiteStore", "SchemaVersionError", "Selection", "ServerStopping",
         "StagedRecord", "State", "Store", "UnknownApiUser", "UnknownPermission",
-        "UsersTableImporter", "WireFormatError", "WorkersUnsupported", "state_of",
+        "UrlNotAllowed", "UrlRules", "UsersTableImporter", "WireFormatError",
+        "WorkersUnsupported", "state_of",
     ],
     "importstate.stores": [
         "Batch", "BatchClaims", "BatchTransaction", "DatabaseBusy", "MemoryStore", "NewRecord",
@@ -37,6 +40,13 @@ PUBLIC = {
         "BUILTIN_LOADERS", "ENTRY_POINT_GROUP", "MAX_LINE", "MAX_RATIO", "MAX_UNPACKED_SIZE",
         "CsvLoader", "FileLimits", "Loader", "Placed", "Sink", "SlackLoader", "SlackUsersLoader",
         "available", "loader_for",
+    ],
+    "importstate.fetch": [
+        "MAX_REDIRECTS", "Connect", "Fetcher", "Resolve", "UrlRules", "VettedUrl", "fetch",
+        "system_resolve", "vet",
+    ],
+    "importstate.pending": [
+        "PENDING_NAMES", "Fetch", "PendingDownload", "PendingKind", "PendingSource",
     ],
     "importstate.testing": [
         "BatchClaimsTests", "FailingImporter", "ImportFailed", "ImportServiceMachine",

@@ -76,7 +76,7 @@ def test_refused_moves_name_state_and_event(event, status, valid, step):
 def test_every_state_and_event_is_in_the_table():
     assert set(DEFINITION.states) == set(State)
     assert set(events()) == {
-        "create", "begin_loading", "advance", "finish_loading", "stage", "start",
+        "create", "begin_loading", "advance", "finish_loading", "stage", "start", "download",
         "finish", "fail", "cancel", "invalidate",
     }
     reached = {row.dest for row in DEFINITION.transitions}

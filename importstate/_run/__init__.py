@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping
-from typing import Literal
+from typing import Final, Literal
 
 from importstate import machine
 from importstate._run.batched import BatchedRun, batch_count
@@ -26,11 +26,19 @@ from importstate.errors import ImporterCannotImport, InvalidOperationStatus
 from importstate.importers import BatchCall, Importer, batch_calls, registered
 from importstate.machine import Event
 from importstate.model import Failure, Operation
+from importstate.pending import PENDING_NAMES
 from importstate.records import RECORD_KINDS, DataType
 from importstate.selection import Selection, narrow
 from importstate.stores import Store, Transaction
 
 __all__ = ["MAX_ERROR_MESSAGE", "PASSWORD_MASK", "Runner", "valid_current"]
+
+
+#: Why pending downloads whose worker died are failed rather than resumed.
+_DOWNLOADS_STOPPED: Final = (
+    "The downloads stopped before the end; what was not fetched is still pending:"
+    " ask for the downloads again."
+)
 
 
 class Runner:
@@ -106,6 +114,8 @@ class Runner:
             operation = valid_current(tx)
             if not _importing(operation):
                 raise InvalidOperationStatus
+            if operation.importer_key in PENDING_NAMES:
+                return self._end_downloads(tx, operation)
             calls = self._calls(operation)
             claim = self._claim_or_join(tx, operation.id)
         return self._continue(claim, calls)
@@ -125,6 +135,8 @@ class Runner:
                 return None
             if action == "fail":
                 return self._fail_stale(tx, operation, older_than)
+            if operation.importer_key in PENDING_NAMES:
+                return self._end_downloads(tx, operation)
             calls = self._calls(operation)
             claim = self._claim_or_join(tx, operation_id)
         return self._continue(claim, calls)
@@ -183,6 +195,13 @@ class Runner:
             return False
         beat = tx.heartbeat(operation.id)
         return beat is None or beat < self.ledger.clock() - older_than
+
+    def _end_downloads(self, tx: Transaction, operation: Operation) -> Operation:
+        """Fail pending downloads whose worker is gone: they cannot go on without its fetcher."""
+        now = self.ledger.clock()
+        failed = operation.fire(Event.FAIL, at=now, failure=Failure(_DOWNLOADS_STOPPED, now))
+        tx.update(failed)
+        return failed
 
     def _fail_stale(
         self, tx: Transaction, operation: Operation, older_than: dt.timedelta,

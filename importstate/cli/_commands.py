@@ -37,8 +37,10 @@ from importstate.cli._render import (
 from importstate.cli._values import DURATION, NOT_NEGATIVE, POSITIVE, at_least
 from importstate.cli._watch import EXIT_STATUS, Outcome, Stop, run_with_progress
 from importstate.errors import InvalidRoles, MissingUserData
+from importstate.fetch import Fetcher, UrlRules
 from importstate.importers import Importer
 from importstate.model import Operation
+from importstate.pending import PendingKind
 from importstate.records import RECORD_KINDS, DataType
 from importstate.service import LATEST_LIMIT, ImportService
 from importstate.steps import FINISHED_STATES, ProgressStep, State
@@ -350,6 +352,40 @@ def _exit_status(outcome: Outcome) -> int:
     if outcome.stop is not None:
         return EXIT_STATUS[outcome.stop]
     return 0 if outcome.operation.status is ProgressStep.DONE else 1
+
+
+@cli.command("download-pending")
+@click.argument("kind", type=click.Choice([kind.value for kind in PendingKind]))
+@click.option("--files", "files_dir", type=click.Path(file_okay=False, path_type=Path),
+              metavar="DIR", show_default="files/ beside --db", help="where fetched files go")
+@click.option("--import-dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="the directory local paths may be read from (none: refused)")
+@click.option("--allow-private-urls", is_flag=True,
+              help="fetch from loopback, private and link-local addresses too")
+@click.option("--user", metavar="ID", show_default="your login name",
+              help="user id recorded on the operation")
+@pass_context
+def download_pending(  # noqa: PLR0913, PLR0917 - click passes one argument per option
+    ctx: Context, kind: str, files_dir: Path | None, import_dir: Path | None,
+    allow_private_urls: bool, user: str | None,
+) -> int:
+    """Fetch the avatars or message files the built-in target still has to fetch.
+
+    A new operation (Pending Avatars or Pending Files) counts them and
+    fetches each from its URL by the server's address rules; Ctrl-C cancels
+    it. Those that fail stay pending for the next time.
+    """
+    service = ctx.service()
+    fetcher = Fetcher(UrlRules(allow_private=allow_private_urls, import_dir=import_dir))
+    operation = service.download_pending(
+        kind, source=ctx.importer, fetch=fetcher,
+        files_dir=files_dir if files_dir is not None else ctx.db.parent / "files",
+        user_id=user if user is not None else getpass.getuser(),
+    )
+    if ctx.json:
+        ctx.print_json(operation.to_wire())
+    report(ctx, Outcome(operation))
+    return 0 if operation.status is ProgressStep.DONE and not operation.count.get("error") else 1
 
 
 @cli.command()

@@ -13,6 +13,7 @@ from rich.text import Text
 from importstate.cli._context import Context
 from importstate.cli._watch import Outcome, Stop
 from importstate.model import Operation
+from importstate.pending import PENDING_NAMES
 from importstate.service import PASSWORD_MASK, ImportService
 from importstate.steps import State
 
@@ -139,6 +140,9 @@ def report(ctx: Context, outcome: Outcome) -> None:
     ctx.say(f"operation {op.id}: ", Text(str(op.state), style=style), f" ({counts(op)})")
     if op.failure is not None:
         ctx.say(Text(f"failure: {op.failure.message}", style="red"))
-    if op.count.get("error"):
+    if op.count.get("error") and op.importer_key in PENDING_NAMES:
+        ctx.say("the failed downloads stay pending, each with its error:"
+                " `importstate download-pending` tries them again")
+    elif op.count.get("error"):
         ctx.say("the failed users stay in staging: see `importstate failures`,"
                 " or `importstate retry` to import them again")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import tempfile
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Final, cast
+from typing import Any, BinaryIO, ClassVar, Final, cast
 
 import pytest
 from hypothesis import note
@@ -18,14 +19,25 @@ from hypothesis.stateful import (
     rule,
 )
 
-from importstate.errors import ImportStateError, InvalidTransition, OperationNotFound
+from importstate.errors import (
+    DownloadFailed,
+    ImportStateError,
+    InvalidTransition,
+    OperationNotFound,
+)
 from importstate.importers import BatchCall, Importer, batch_calls
 from importstate.model import Operation
+from importstate.pending import PendingDownload, PendingKind
 from importstate.records import kind_of
 from importstate.service import PASSWORD_MASK, ImportService
 from importstate.steps import ProgressStep
 from importstate.testing import strategies as ist
-from importstate.testing._reference import LOADING_STEPS, ReferenceModel, rejection
+from importstate.testing._reference import (
+    LOADING_STEPS,
+    PENDING_IMPORTERS,
+    ReferenceModel,
+    rejection,
+)
 
 #: The importer key that the machine never registers (``run`` must refuse it).
 UNREGISTERED_KEY: Final = "importstate-unregistered"
@@ -103,6 +115,33 @@ class _InjectingImporter:
         return [outcomes[i] for i in indices]
 
 
+class _PendingList:
+    """A target with downloads pending, and a fetch that fetches or fails each as drawn."""
+
+    def __init__(self, kind: PendingKind, outcomes: Sequence[bool]) -> None:
+        self.items = [
+            PendingDownload(kind, f"r{i}", f"https://files.example/{i}")
+            for i in range(len(outcomes))
+        ]
+        self.outcomes = dict(zip((item.url for item in self.items), outcomes, strict=True))
+        self.tried: list[tuple[str, bool]] = []
+
+    def pending_downloads(self, kind: PendingKind) -> list[PendingDownload]:
+        return [item for item in self.items if item.kind is kind]
+
+    def downloaded(
+        self, kind: PendingKind, import_id: str, *, path: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        del kind, error
+        self.tried.append((import_id, path is not None))
+
+    def fetch(self, url: str, dest: BinaryIO) -> int:
+        if not self.outcomes[url]:
+            raise DownloadFailed(url, "HTTP 404 Not Found")
+        return dest.write(url.encode())
+
+
 _Staging = list[tuple[dict[str, Any], list[str | None]]]
 
 
@@ -129,12 +168,14 @@ class ImportServiceMachine(RuleBasedStateMachine):
     Rules: new operation (also with an unregistered importer key), add
     valid, invalid and empty lists of users, channels and messages, run
     (with or without a selection, failing a random subset of records),
-    cancel, clear, letting time pass, and the file importers' loading path
-    (``begin_loading``, ``advance``, ``stage``, ``finish_loading``). After
+    cancel, clear, letting time pass, the file importers' loading path
+    (``begin_loading``, ``advance``, ``stage``, ``finish_loading``), and
+    pending downloads (``begin_pending``, then ``fetch_pending`` with some
+    downloads failing, perhaps after a cancel or a new operation). After
     every step, ``status``, ``progress``, ``selection``,
     ``current_operation`` and ``latest_operations`` must say what the model
     predicts; at most one operation is valid; ``completed + error <=
-    total``; and once done ``completed + error == total`` with staging
+    total``; and once a run is done ``completed + error == total`` with staging
     holding exactly the failed records, each with its error. A run must hand
     the importer the records its selection keeps, users, then channels,
     then messages, each in staging order; an importer without a method for
@@ -179,10 +220,15 @@ class ImportServiceMachine(RuleBasedStateMachine):
         self.now = _START
         self.service.clock = lambda: self.now
         self.model = ReferenceModel()
+        self.begun: Operation | None = None
+        self.pending = _PendingList(PendingKind.FILES, [])
+        self._files_dir: tempfile.TemporaryDirectory[str] | None = None
 
     def teardown(self) -> None:
-        """Close the service's store."""
+        """Close the service's store; remove the fetched files."""
         self.service.store.close()
+        if self._files_dir is not None:
+            self._files_dir.cleanup()
 
     def _refused(self, message: str, call: Callable[[], object]) -> None:
         with pytest.raises(ImportStateError) as refused:
@@ -439,6 +485,38 @@ class ImportServiceMachine(RuleBasedStateMachine):
         cancelled = self.service.cancel()
         self._same(cancelled, self.model.cancel(self.now).to_wire())
 
+    @rule(kind=st.sampled_from(list(PendingKind)), user_id=_USER_IDS,
+          outcomes=st.lists(st.booleans(), max_size=4))
+    def begin_pending(self, kind: PendingKind, user_id: str, outcomes: list[bool]) -> None:
+        """``downloadPendingFiles`` / ``Avatars``: a new operation counting what is pending.
+
+        ``outcomes`` says, per pending download, whether it will be fetched.
+        """
+        self.pending = _PendingList(kind, outcomes)
+        begun = self.service.begin_pending(kind, self.pending, user_id=user_id)
+        self.begun = begun
+        expected = self.model.begin_pending(begun.id, user_id, kind.importer_key,
+                                            len(outcomes), self.now)
+        self._same(begun, expected.to_wire())
+
+    @precondition(lambda self: self.begun is not None)
+    @rule()
+    def fetch_pending(self) -> None:
+        """The background part: each download fetched or failed, counted, then done."""
+        assert self.begun is not None
+        ended = self.service.fetch_pending(
+            self.begun, self.pending, self.pending.fetch, self.files_dir(),
+        )
+        fetched = [ok for _, ok in self.pending.tried]
+        self._same(ended, self.model.fetch_pending(self.begun.id, fetched, self.now).to_wire())
+        self.begun = None
+
+    def files_dir(self) -> str:
+        """A directory for fetched files, made once per example."""
+        if self._files_dir is None:
+            self._files_dir = tempfile.TemporaryDirectory(prefix="importstate-machine-")
+        return self._files_dir.name
+
     @rule()
     def clear(self) -> None:
         """``import.clear``: every valid operation becomes invalid; staging is emptied."""
@@ -466,7 +544,7 @@ class ImportServiceMachine(RuleBasedStateMachine):
         if current is None:
             self._refused("error-operation-not-found", self.service.progress)
             return
-        if current.importer_key not in self.service.importers:
+        if not self.model.knows_importer(self.service.importers):
             self._refused("error-importer-not-defined", self.service.progress)
             return
         count = {name: current.count.get(name, 0) for name in ("completed", "total", "error")}
@@ -533,10 +611,11 @@ class ImportServiceMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.model.current is not None
                   and self.model.current.status.value == "importer_done"
-                  and self.model.current.valid)
+                  and self.model.current.valid
+                  and self.model.current.importer_key not in PENDING_IMPORTERS)
     @invariant()
     def done_keeps_exactly_the_failed_users(self) -> None:
-        """After done: every record counted, and staging holds exactly the failed ones."""
+        """After a run's done: every record counted, and staging holds exactly the failed ones."""
         current = self.service.current_operation()
         assert current is not None
         count = current.count

@@ -26,9 +26,18 @@ LOADING_STEPS: Final = (
     ProgressStep.PREPARING_CHANNELS, ProgressStep.PREPARING_MESSAGES,
     ProgressStep.PREPARING_CONTACTS,
 )
+# The steps of the ``importing`` state, in their natural order.
+IMPORTING_STEPS: Final = (
+    ProgressStep.IMPORTING_STARTED, ProgressStep.IMPORTING_USERS,
+    ProgressStep.IMPORTING_CHANNELS, ProgressStep.IMPORTING_MESSAGES,
+    ProgressStep.IMPORTING_CONTACTS, ProgressStep.IMPORTING_FILES, ProgressStep.FINISHING,
+)
+# SPEC §10-11, restated: the pending-download importers, by key, with their names.
+PENDING_IMPORTERS: Final = {"pending-files": "Pending Files", "pending-avatars": "Pending Avatars"}
 _STATE_OF_STEP: Final = {
     ProgressStep.NEW: "new",
     **dict.fromkeys(LOADING_STEPS, "loading"),
+    **dict.fromkeys(IMPORTING_STEPS, "importing"),
     ProgressStep.USER_SELECTION: "ready",
     ProgressStep.DONE: "done",
     ProgressStep.IMPORT_FAILED: "error",
@@ -72,6 +81,7 @@ class ModelOperation:
     staged: list[ModelRecord] = attrs.Factory(list)
     file: str | None = None
     content_type: str | None = None
+    type: str = "api"
 
     @property
     def state(self) -> str:
@@ -84,7 +94,7 @@ class ModelOperation:
         """The wire document the service must report for this operation."""
         doc: dict[str, Any] = {
             "_id": self.id,
-            "type": "api",
+            "type": self.type,
             "importerKey": self.importer_key,
             "ts": format_time(self.ts),
             "status": self.status.value,
@@ -239,6 +249,43 @@ class ReferenceModel:
             op_id, user, importer_key, len(self.operations), ts=now, updated_at=now,
         ))
 
+    def begin_pending(
+        self, op_id: str, user: str, importer_key: str, pending: int, now: dt.datetime,
+    ) -> ModelOperation:
+        """SPEC §11: clear, then a pending-download operation counting ``pending``; none: done."""
+        self.new_operation(op_id, user, importer_key, now)
+        op = self.operations[-1]
+        op.type = PENDING_IMPORTERS[importer_key]
+        op.count = {"total": pending, "completed": 0, "error": 0}
+        op.status = ProgressStep.IMPORTING_FILES if pending else ProgressStep.DONE
+        return op
+
+    def fetch_pending(
+        self, op_id: str, fetched: Sequence[bool], now: dt.datetime,
+    ) -> ModelOperation:
+        """The downloads of ``op_id`` ran: each ``fetched`` or failed, then done.
+
+        Only while it is still downloading: replaced meanwhile, it fails;
+        cancelled, moved on or ended, it stays as it is.
+        """
+        op = next(op for op in self.operations if op.id == op_id)
+        if op.status is not ProgressStep.IMPORTING_FILES:
+            return op
+        if op.valid:
+            op.add(completed=sum(fetched), error=len(fetched) - sum(fetched))
+            op.status = ProgressStep.DONE
+        else:
+            op.status = ProgressStep.IMPORT_FAILED
+        op.updated_at = now
+        return op
+
+    def knows_importer(self, importers: Collection[str]) -> bool:
+        """Whether the current operation's key is registered, or a pending-download key."""
+        op = self.current
+        return op is not None and (
+            op.importer_key in importers or op.importer_key in PENDING_IMPORTERS
+        )
+
     def add_users_refusal(
         self, users: Sequence[Any], known_roles: Container[str], data_type: str = "user",
     ) -> str | None:
@@ -283,7 +330,8 @@ class ReferenceModel:
         """``"not found"`` or ``"transition"`` if a loading-path ``event`` must be refused.
 
         ``begin_loading`` leaves ``new``; ``advance`` moves forward within
-        ``loading``; ``stage`` and ``finish_loading`` need ``loading``.
+        ``loading`` or within ``importing`` (SPEC §2); ``stage`` and
+        ``finish_loading`` need ``loading``.
         """
         op = self.current
         if op is None or not op.valid:
@@ -291,8 +339,10 @@ class ReferenceModel:
         if event == "begin_loading":
             allowed = op.state == "new"
         elif event == "advance":
-            allowed = (op.state == "loading" and step in LOADING_STEPS
-                       and LOADING_STEPS.index(step) > LOADING_STEPS.index(op.status))
+            allowed = any(
+                op.state == state and step in steps and steps.index(step) > steps.index(op.status)
+                for state, steps in (("loading", LOADING_STEPS), ("importing", IMPORTING_STEPS))
+            )
         else:
             allowed = op.state == "loading"
         return None if allowed else "transition"
@@ -394,7 +444,7 @@ class ReferenceModel:
         op = self.current
         if op is None:
             return errors.OperationNotFound.message
-        if op.importer_key not in importers:
+        if not self.knows_importer(importers):
             return errors.ImporterNotDefined.message
         if op.status in _WAITING and not op.valid:
             return errors.InvalidImportOperation.message
