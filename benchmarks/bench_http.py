@@ -203,8 +203,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.5, help="length of one round")
     parser.add_argument("--rounds", type=int, default=6, help="rounds per server")
     parser.add_argument("--connections", type=int, default=8, help="keep-alive connections")
-    parser.add_argument("--upload-messages", type=int, default=5_500_000,
-                        help="messages of the uploaded CSV zip (5,500,000: about 50 MB)")
+    parser.add_argument("--upload-messages", type=int, default=6_300_000,
+                        help="messages of the uploaded CSV zip (6,300,000: about 50 MB)")
     parser.add_argument("--only-upload", action="store_true", help="the upload alone")
     args = parser.parse_args()
     if args.only_upload:

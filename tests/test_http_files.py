@@ -9,6 +9,7 @@ import zipfile
 import httpx
 import pytest
 from http_server import Server, add_user, headers
+from loopback_http import QuietHandler, serving
 
 from importstate.loaders.samples import write_csv_export, write_slack_export
 
@@ -229,3 +230,116 @@ def test_without_an_operation_the_calls_are_meteor_errors(empty_api, method, cal
 def test_with_no_operation_the_current_one_has_no_operation_key(empty_api):
     answer = empty_api.get("getCurrentImportOperation")
     assert json.loads(answer.text) == {"success": True}
+
+
+# -- downloadPublicImportFile and the pending downloads: fetched on loopback ------------------
+
+
+class Files(QuietHandler):
+    """``/export.zip`` (the test's export) and ``/avatar/<n>``."""
+
+    export = b""
+
+    def do_GET(self):  # noqa: N802 - the name http.server calls
+        if self.path == "/export.zip":
+            self.answer(200, self.export, [("Content-Length", str(len(self.export)))])
+        elif self.path.startswith("/avatar/"):
+            body = self.path.encode()
+            self.answer(200, body, [("Content-Length", str(len(body)))])
+        else:
+            self.answer(404, b"no", [("Content-Length", "2")])
+
+
+@pytest.fixture(scope="module")
+def files_site():
+    with serving(Files) as httpd:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+
+
+@pytest.fixture(scope="module")
+def open_api(tmp_path_factory):
+    """A server that may fetch from loopback, reading local paths under its --import-dir."""
+    folder = tmp_path_factory.mktemp("open")
+    (folder / "imports").mkdir()
+    admin = add_user(folder / "open.db", "admin", *ADMIN)
+    options = ["--allow-private-urls", "--import-dir", str(folder / "imports"),
+               "--files", str(folder / "files")]
+    with Server(folder / "open.db", options=options) as server, httpx.Client(
+        base_url=server.url + "/api/v1/", headers=headers(admin), timeout=30,
+    ) as client:
+        client.folder = folder
+        yield client
+
+
+def test_a_loopback_url_is_refused_without_allow_private_urls_and_nothing_changes(
+    api, files_site,
+):
+    before = api.get("getCurrentImportOperation").json()
+    answer = api.post("downloadPublicImportFile",
+                      json={"fileUrl": files_site + "/export.zip", "importerKey": "csv"})
+    assert answer.status_code == 400
+    assert answer.json()["success"] is False
+    assert "127.0.0.1" in answer.json()["error"]
+    assert api.get("getCurrentImportOperation").json() == before
+
+
+def test_a_url_is_fetched_with_allow_private_urls_then_loaded(open_api, files_site, tmp_path):
+    export = write_csv_export(tmp_path / "export.zip", users=6, channels=2, messages=40)
+    Files.export = (tmp_path / "export.zip").read_bytes()
+    answer = open_api.post("downloadPublicImportFile",
+                           json={"fileUrl": files_site + "/export.zip", "importerKey": "csv"})
+    assert answer.json() == {"success": True}, answer.text
+    selection = wait_for_selection(open_api)
+    assert len(selection["users"]) == export.users
+    assert selection["message_count"] == export.messages
+    operation = open_api.get("getCurrentImportOperation").json()["operation"]
+    assert operation["file"] == "export.zip"
+    folder = open_api.folder / "files" / operation["_id"]
+    assert (folder / "export.zip").read_bytes() == Files.export
+
+
+def test_a_download_that_fails_fails_its_operation(open_api, files_site):
+    answer = open_api.post("downloadPublicImportFile",
+                           json={"fileUrl": files_site + "/missing", "importerKey": "csv"})
+    assert answer.json() == {"success": True}
+    deadline = time.monotonic() + 30
+    while (operation := open_api.get("getCurrentImportOperation").json()["operation"])[
+            "status"] != "importer_import_failed":
+        assert time.monotonic() < deadline, operation
+        time.sleep(0.05)
+    assert "404" in operation["failure"]["message"]
+
+
+def test_a_local_path_is_read_only_inside_the_import_dir(open_api, tmp_path):
+    write_csv_export(open_api.folder / "imports" / "local.zip", users=3, channels=1, messages=3)
+    answer = open_api.post("downloadPublicImportFile",
+                           json={"fileUrl": str(open_api.folder / "imports" / "local.zip"),
+                                 "importerKey": "csv"})
+    assert answer.json() == {"success": True}, answer.text
+    assert len(wait_for_selection(open_api)["users"]) == 3
+    outside = tmp_path / "outside.zip"
+    write_csv_export(outside, users=3, channels=1, messages=3)
+    for path in (str(outside), str(open_api.folder / "imports" / ".." / "open.db")):
+        answer = open_api.post("downloadPublicImportFile",
+                               json={"fileUrl": path, "importerKey": "csv"})
+        assert answer.status_code == 400, path
+        assert "import directory" in answer.json()["error"], answer.json()
+
+
+def test_pending_avatars_of_imported_users_are_counted_then_fetched(open_api, files_site):
+    open_api.post("import.new")
+    users = [{"username": f"a{n}", "emails": [f"a{n}@example.com"], "importIds": [f"a{n}"],
+              "avatarUrl": f"{files_site}/avatar/{n}"} for n in range(3)]
+    open_api.post("import.addUsers", json={"users": users})
+    open_api.post("import.run")
+    wait_for_step(open_api, "importer_done")
+    assert open_api.post("downloadPendingFiles").json() == {"count": 0, "success": True}
+    assert open_api.get("getImportProgress").json()["step"] == "importer_done"
+    assert open_api.post("downloadPendingAvatars").json() == {"count": 3, "success": True}
+    progress = wait_for_step(open_api, "importer_done")
+    assert (progress["key"], progress["name"]) == ("pending-avatars", "Pending Avatars")
+    assert progress["count"] == {"completed": 3, "total": 3, "error": 0}
+    fetched = sorted((open_api.folder / "files" / "pending").rglob("*"))
+    contents = {p.read_bytes() for p in fetched if p.is_file()}
+    assert contents == {f"/avatar/{n}".encode() for n in range(3)}
+    assert open_api.post("downloadPendingAvatars").json() == {"count": 0, "success": True}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from pathlib import Path
 from typing import Final
 
 import click
@@ -71,12 +72,22 @@ _LIMITS: Final = Limits()
               callback=POSITIVE,
               help="delete finished operations (and their staging) last updated longer ago"
                    "  [default: never]")
+@click.option("--files", "files_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, metavar="DIR",
+              help="where uploaded and downloaded import files go  [default: <db>-files]")
+@click.option("--import-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              metavar="DIR",
+              help="downloadPublicImportFile may read local paths inside this directory"
+                   "  [default: none]")
+@click.option("--allow-private-urls", is_flag=True,
+              help="let downloads reach loopback, private and link-local addresses")
 @pass_context
 def serve(  # noqa: PLR0913, PLR0917 - one argument per option, as Click passes them
     ctx: Context, host: str, port: int, max_body: int, max_large_bodies: int,
     max_connections: int, header_timeout: float, idle_timeout: float, body_timeout: float,
     token_ttl: float, tokens_per_user: int, login_failures: int, takeover_after: float,
-    prune_after: float | None,
+    prune_after: float | None, files_dir: Path | None, import_dir: Path | None,
+    allow_private_urls: bool,
 ) -> int:
     """Serve the REST API (Rocket.Chat's import endpoints).
 
@@ -85,6 +96,7 @@ def serve(  # noqa: PLR0913, PLR0917 - one argument per option, as Click passes 
     `importstate serve` resumes it.
     """
     from importstate import http  # noqa: PLC0415 - starts uvicorn only when serving
+    from importstate.fetch import UrlRules  # noqa: PLC0415 - loads http.client and ssl
 
     limits = Limits(
         max_body=max_body, large_bodies=max_large_bodies, max_connections=max_connections,
@@ -93,7 +105,10 @@ def serve(  # noqa: PLR0913, PLR0917 - one argument per option, as Click passes 
         takeover_after=takeover_after, prune_after=prune_after,
     )
     try:
-        http.serve(ctx.db, host=host, port=port, dsn=ctx.dsn, limits=limits)
+        http.serve(
+            ctx.db, host=host, port=port, dsn=ctx.dsn, limits=limits, files=files_dir,
+            url_rules=UrlRules(allow_private=allow_private_urls, import_dir=import_dir),
+        )
     # Uvicorn has already said it stopped: the signal only sets the exit status.
     except KeyboardInterrupt:
         return INTERRUPTED

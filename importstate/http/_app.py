@@ -33,6 +33,7 @@ from importstate.errors import (
     TooManyBodies,
     TooManyLogins,
 )
+from importstate.fetch import Fetcher, UrlRules
 from importstate.http._body import (
     BadRequest,
     Body,
@@ -61,6 +62,7 @@ from importstate.http._routes import (
 from importstate.http._schema import object_schema
 from importstate.http._throttle import LoginThrottle
 from importstate.http._worker import RunWorker
+from importstate.pending import PendingSource
 from importstate.service import ImportService
 
 _log = logging.getLogger("importstate.http")
@@ -89,6 +91,8 @@ class _Server:
     accounts: Accounts
     files: ImportFiles
     limits: Limits
+    fetcher: Fetcher
+    pending: PendingSource | None
     document: dict[str, object]
     throttle: LoginThrottle
     # Bounds on what runs at once: large bodies in memory, password hashes.
@@ -112,7 +116,8 @@ class _Server:
                     body = await self._body(request)
                     params = _params(endpoint, request, body)
                     call = Call(self.service, self.worker, self.accounts, self.files,
-                                self.limits, request, user, body, params)
+                                self.limits, self.fetcher, self.pending, request, user, body,
+                                params)
                     return JSONResponse(await endpoint.handler(call))
             except Exception as exc:  # noqa: BLE001 - every failure is answered as JSON
                 return _answer(request, exc, endpoint)
@@ -269,13 +274,15 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return _failure(str(_internal(exc)), 500)
 
 
-def create_app(
+def create_app(  # noqa: PLR0913 - every argument after accounts is a keyword-only setting
     service: ImportService,
     accounts: Accounts,
     *,
     max_body: int | None = None,
     limits: Limits | None = None,
     files: str | os.PathLike[str] | None = None,
+    url_rules: UrlRules | None = None,
+    pending: PendingSource | None = None,
 ) -> Starlette:
     """The ASGI application of SPEC §7 over ``service``, with ``accounts`` as its users.
 
@@ -292,7 +299,11 @@ def create_app(
     Bodies longer than that get 413. Uploaded and downloaded import files
     go to the directory ``files`` (by default ``<accounts' file>-files``
     beside it), each operation's in a folder of its own, removed once the
-    operation is no longer the current one.
+    operation is no longer the current one. ``downloadPublicImportFile``
+    and the pending downloads fetch by ``url_rules`` (by default public
+    http(s) addresses only, no local path), at most ``max_body`` bytes a
+    file; the pending downloads are those ``pending`` records (by default
+    the importer registered under ``api``, when it records them).
     """
     limits = limits if limits is not None else Limits()
     if max_body is not None:
@@ -300,8 +311,14 @@ def create_app(
     lease = RunLease(accounts.path, takeover_after=limits.takeover_after)
     worker = RunWorker(service, lease, prune_after=limits.prune_after)
     folder = Path(files) if files is not None else default_files_dir(accounts.path)
+    fetcher = Fetcher(url_rules if url_rules is not None else UrlRules(),
+                      max_bytes=limits.max_body)
+    if pending is None:
+        builtin = service.importers.get("api")
+        pending = builtin if isinstance(builtin, PendingSource) else None
     server = _Server(
-        service, worker, accounts, ImportFiles(folder), limits, openapi_document(limits.max_body),
+        service, worker, accounts, ImportFiles(folder), limits, fetcher, pending,
+        openapi_document(limits.max_body),
         LoginThrottle(limits.login_failures, limits.login_window),
     )
 

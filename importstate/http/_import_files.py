@@ -48,6 +48,10 @@ class ImportFiles:
         path.parent.rename(folder)
         return folder / path.name
 
+    def discard(self, path: Path) -> None:
+        """Remove ``path`` and its incoming folder (a file that will not be loaded)."""
+        shutil.rmtree(path.parent, ignore_errors=True)
+
     def pending(self) -> Path:
         """The folder of the pending downloads (created on first use)."""
         folder = self.root / PENDING

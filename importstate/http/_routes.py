@@ -8,8 +8,10 @@ components with :func:`~importstate.http._schema.ref`.
 
 from __future__ import annotations
 
+import functools
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
 import attrs
@@ -20,6 +22,7 @@ from importstate._files import open_file_private
 from importstate._limits import Limits
 from importstate.accounts import Accounts, ApiUser, Permission
 from importstate.errors import InvalidSelection
+from importstate.fetch import Fetcher, vet
 from importstate.http._body import Body, users_in
 from importstate.http._import_files import ImportFiles
 from importstate.http._params import InvalidParams, check
@@ -28,6 +31,7 @@ from importstate.http._upload import Upload
 from importstate.http._worker import Progress, RunWorker
 from importstate.loaders import available, loader_for
 from importstate.model import Operation
+from importstate.pending import PendingDownload, PendingKind, PendingSource
 from importstate.selection import Selection
 from importstate.service import LATEST_LIMIT, ImportService
 from importstate.steps import ProgressStep, State
@@ -84,6 +88,8 @@ class Call:
     accounts: Accounts
     files: ImportFiles
     limits: Limits
+    fetcher: Fetcher
+    pending: PendingSource | None
     request: Request
     user: ApiUser
     body: Body
@@ -204,9 +210,7 @@ def _receive(call: Call, upload: Upload, key: str) -> None:
         with open_file_private(path) as out:
             upload.write(out)
     except BaseException:
-        call.files.keep(None, incoming=True)
-        path.unlink(missing_ok=True)
-        path.parent.rmdir()
+        call.files.discard(path)
         raise
 
     def load(progress: Progress) -> Operation:
@@ -219,15 +223,85 @@ def _receive(call: Call, upload: Upload, key: str) -> None:
 
 
 def _loaded(call: Call, path: Path, load: Callable[[Progress], Operation]) -> None:
-    """Load in the background; once the operation exists, its file is filed under it."""
+    """Load in the background; once it is over, its file is filed under its operation."""
+
+    def ended(operation_id: str) -> None:
+        call.files.adopt(path, operation_id)
+        current = call.service.current_operation()
+        call.files.keep(current.id if current is not None else None)
+
     try:
-        operation = call.worker.load(load)
+        call.worker.load(load, ended=ended)
     except BaseException:
-        path.unlink(missing_ok=True)
-        path.parent.rmdir()
+        call.files.discard(path)
         raise
-    call.files.adopt(path, operation.id)
+
+
+async def _download(call: Call) -> object:
+    fields = call.params
+    key = _file_importer(call.service, fields["importerKey"])
+    url = fields["fileUrl"]
+    # What can be refused before anything changes is: the scheme, the addresses, the path.
+    await run_in_threadpool(vet, url, call.fetcher.rules)
+    await run_in_threadpool(_fetch_and_load, call, url, key)
+    return _ok()
+
+
+def _fetch_and_load(call: Call, url: str, key: str) -> None:
+    name = PurePosixPath(urllib.parse.urlsplit(url).path).name or "download"
+    path = call.files.incoming(name)
+
+    def load(progress: Progress) -> Operation:
+        return call.service.load_file(
+            path, key, user_id=call.user.id, file_name=name, progress=progress,
+            download=functools.partial(call.fetcher, url),
+        )
+
+    _loaded(call, path, load)
+
+
+async def _pending_files(call: Call) -> object:
+    return await _pending(call, PendingKind.FILES)
+
+
+async def _pending_avatars(call: Call) -> object:
+    return await _pending(call, PendingKind.AVATARS)
+
+
+async def _pending(call: Call, kind: PendingKind) -> object:
+    """Count what the target has still to fetch, in a new operation; fetch it in the background."""
+    source = call.pending if call.pending is not None else _NOTHING_PENDING
+    operation = await run_in_threadpool(
+        call.service.begin_pending, kind, source, user_id=call.user.id,
+    )
     call.files.keep(operation.id)
+    if operation.state is State.IMPORTING:
+        folder = call.files.pending()
+        call.worker.background(
+            functools.partial(call.service.fetch_pending, operation, source, call.fetcher,
+                              folder),
+            "importstate-pending",
+        )
+    return _ok(count=operation.count.total)
+
+
+class _NothingPending:
+    """The source of a server whose importer records no downloads: nothing is pending."""
+
+    def pending_downloads(self, kind: PendingKind) -> list[PendingDownload]:
+        """None, of either kind."""
+        del kind
+        return []
+
+    def downloaded(
+        self, kind: PendingKind, import_id: str, *, path: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Never called: nothing is pending."""
+        del kind, import_id, path, error
+
+
+_NOTHING_PENDING: Final = _NothingPending()
 
 
 def _file_importer(service: ImportService, key: str) -> str:
@@ -279,6 +353,12 @@ _UPLOAD_BODY: Final = object_schema(
     ["binaryContent", "contentType", "fileName", "importerKey"],
     binaryContent={"type": "string", "description": "the file, base64-encoded"},
     contentType=STRING, fileName=_NAME, importerKey=_NAME,
+)
+_DOWNLOAD_BODY: Final = object_schema(
+    ["fileUrl", "importerKey"],
+    fileUrl={"type": "string", "minLength": 1, "description": "http(s) URL, or a path in the"
+             " server's --import-dir"},
+    importerKey=_NAME,
 )
 _PICK: Final = object_schema(
     [], {"all": {"type": "boolean"}, "list": {"type": "array", "items": STRING}},
@@ -361,6 +441,13 @@ ENDPOINTS: Final = (
         strict=True, raw_body=True, meteor=True,
     ),
     Endpoint(
+        "POST", "downloadPublicImportFile",
+        "Have the server fetch a file for a file importer; a new operation loads it in the"
+        " background",
+        Permission.RUN_IMPORT, _SUCCESS, _download, body=_DOWNLOAD_BODY, fails=True,
+        strict=True, meteor=True,
+    ),
+    Endpoint(
         "GET", "getImportFileData",
         "The current operation's selection, or waiting: true while it downloads or prepares",
         Permission.RUN_IMPORT, _SELECTION, _file_data, fails=True, strict=True, meteor=True,
@@ -376,6 +463,16 @@ ENDPOINTS: Final = (
         Permission.RUN_IMPORT,
         {"type": "array", "items": object_schema(["key", "name"], key=STRING, name=STRING)},
         _importers, strict=True,
+    ),
+    Endpoint(
+        "POST", "downloadPendingFiles",
+        "Count the files of imported messages still to fetch, and fetch them in the background",
+        Permission.RUN_IMPORT, _PENDING, _pending_files, strict=True,
+    ),
+    Endpoint(
+        "POST", "downloadPendingAvatars",
+        "Count the avatars of imported users still to fetch, and fetch them in the background",
+        Permission.RUN_IMPORT, _PENDING, _pending_avatars, strict=True,
     ),
     Endpoint(
         "POST", "logout", "Invalidate the auth token of this request",

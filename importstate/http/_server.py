@@ -19,6 +19,7 @@ from importstate._limits import Limits
 from importstate._setup import open_setup
 from importstate.accounts import Accounts
 from importstate.errors import CannotListen
+from importstate.fetch import UrlRules
 from importstate.http._app import create_app
 from importstate.http._protocol import (
     RESERVED_DESCRIPTORS,
@@ -45,6 +46,8 @@ def serve(  # noqa: PLR0913 - every argument after db is an optional, keyword-on
     log_level: str = "info",
     dsn: str | None = None,
     limits: Limits | None = None,
+    files: str | os.PathLike[str] | None = None,
+    url_rules: UrlRules | None = None,
 ) -> None:
     """Serve the REST API over the SQLite file ``db`` until SIGTERM or Ctrl-C.
 
@@ -55,7 +58,8 @@ def serve(  # noqa: PLR0913 - every argument after db is an optional, keyword-on
     on that file. Stopping holds a running import at a batch boundary; the
     next start resumes it. ``limits`` (:class:`~importstate.http.Limits`)
     sets the timeouts, the connection cap, token expiry and the rest;
-    ``max_body`` overrides its ``max_body``.
+    ``max_body`` overrides its ``max_body``. ``files`` and ``url_rules`` are
+    :func:`~importstate.http.create_app`'s.
 
     Raises:
         CannotListen: the address is taken, unknown, or not ours to listen on;
@@ -69,19 +73,21 @@ def serve(  # noqa: PLR0913 - every argument after db is an optional, keyword-on
     # and as an error of ours rather than uvicorn's log lines and exit.
     sock = _listen(host, port)
     try:
-        _serve_on(sock, db, limits=limits, log_level=log_level, dsn=dsn)
+        _serve_on(sock, db, limits=limits, log_level=log_level, dsn=dsn, files=files,
+                  url_rules=url_rules)
     finally:
         sock.close()
 
 
-def _serve_on(
+def _serve_on(  # noqa: PLR0913 - serve()'s settings, passed on
     sock: socket.socket, db: str | os.PathLike[str], *, limits: Limits, log_level: str,
-    dsn: str | None,
+    dsn: str | None, files: str | os.PathLike[str] | None, url_rules: UrlRules | None,
 ) -> None:
     setup = open_setup(db, dsn=dsn)
     accounts = Accounts(db, token_ttl=limits.token_ttl, tokens_per_user=limits.tokens_per_user)
     try:
-        app = create_app(setup.service, accounts, limits=limits)
+        app = create_app(setup.service, accounts, limits=limits, files=files,
+                         url_rules=url_rules, pending=setup.importer)
         host, port = sock.getsockname()[:2]
         config = uvicorn.Config(
             app, host=host, port=port, log_level=log_level, lifespan="on",

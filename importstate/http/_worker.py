@@ -61,7 +61,7 @@ class RunWorker:
         self._gate = Gate()
         self._lock = threading.Lock()
         self._runs: dict[threading.Thread, str | None] = {}
-        self._loads: set[threading.Thread] = set()
+        self._tasks: set[threading.Thread] = set()
         self._stopped = False
         # A dead run's operation and error, while the store refuses the failure.
         self._unrecorded: tuple[str, BaseException] | None = None
@@ -140,56 +140,47 @@ class RunWorker:
         _log.info("resumed import %s from its checkpoint", operation.id)
         return True
 
-    def load(self, load: Callable[[Progress], Operation]) -> Operation:
-        """Load a file in a background thread; the new operation, once it exists.
+    def load(
+        self, load: Callable[[Progress], Operation], *,
+        ended: Callable[[str], None] | None = None,
+    ) -> Operation:
+        """Load a file in a background thread; the new operation, once a client may poll it.
 
         ``load`` is ``ImportService.load_file`` with its file and importer
         given, called with the progress callback it must pass on. The call
-        returns as soon as the loading has created its operation (the
-        client's next ``getImportFileData`` sees it waiting), or has failed
-        before that.
+        returns as soon as the loading's operation is downloading or
+        preparing (the client's next ``getImportFileData`` sees it waiting),
+        or has ended, or the loading failed before it had an operation.
+        ``ended`` is called with the operation's id, in the loading's thread,
+        once the loading is over.
 
         Raises:
             ServerStopping: the server is shutting down.
             Exception: what ``load`` raised before the operation existed.
         """
-        created: list[Operation] = []
-        failure: list[BaseException] = []
-        begun = threading.Event()
+        loading = _Loading(load, ended)
+        self.background(loading.work, "importstate-load")
+        return loading.answer()
 
-        def progress(operation: Operation) -> None:
-            # Answered once the operation has no selection yet (SPEC §9: downloading or
-            # preparing) or ended: a client polling getImportFileData at once must not
-            # take the empty selection of an operation still uploading for the file's.
-            if not created and (operation.status in WAITING_STEPS
-                                or operation.state is not State.LOADING):
-                created.append(operation)
-                begun.set()
+    def background(self, work: Callable[[], object], name: str) -> None:
+        """Do ``work`` in a thread of its own; :meth:`stop` waits for it (up to its timeout).
 
-        def work() -> None:
+        Raises:
+            ServerStopping: the server is shutting down.
+        """
+        def task() -> None:
             try:
-                ended = load(progress)
-            except Exception as exc:  # noqa: BLE001 - reported, to the request or to the log
-                if created:
-                    _log.error("loading %s failed: %s", created[0].id, exc, exc_info=exc)
-                failure.append(exc)
-            else:
-                _log.info("loading %s ended %s", ended.id, ended.status)
+                work()
             finally:
                 with self._lock:
-                    self._loads.discard(threading.current_thread())
-                begun.set()
+                    self._tasks.discard(threading.current_thread())
 
-        thread = threading.Thread(target=work, name="importstate-load", daemon=True)
+        thread = threading.Thread(target=task, name=name, daemon=True)
         with self._lock:
             if self._stopped:
                 raise ServerStopping
-            self._loads.add(thread)
+            self._tasks.add(thread)
             thread.start()
-        begun.wait()
-        if not created:
-            raise failure[0]
-        return created[0]
 
     def _stale(self, operation: Operation) -> bool:
         assert self.lease is not None  # noqa: S101 - only asked with a lease
@@ -343,8 +334,8 @@ class RunWorker:
                     break
                 time.sleep(0.01)
         with self._lock:
-            loads = list(self._loads)
-        for thread in loads:  # a loading is one transaction: it commits, or rolls back at exit
+            tasks = list(self._tasks)
+        for thread in tasks:  # a loading is one transaction: it commits, or rolls back at exit
             thread.join(max(0.0, deadline - time.monotonic()))
         held = [operation_id for operation_id in runs.values() if operation_id is not None]
         if unrecorded is not None:
@@ -359,6 +350,58 @@ class RunWorker:
             self.lease.release(operation_id)
         except Exception as exc:  # noqa: BLE001 - the lease lapses on its own
             _log.warning("could not release the lease on import %s: %s", operation_id, exc)
+
+
+class _Loading:
+    """A loading in the background, and when its request may be answered (see ``load``)."""
+
+    def __init__(
+        self, load: Callable[[Progress], Operation], ended: Callable[[str], None] | None,
+    ) -> None:
+        self.load = load
+        self.ended = ended
+        self.first: str | None = None  # the operation's id, once it exists
+        self.answered: Operation | None = None
+        self.failure: BaseException | None = None
+        self.begun = threading.Event()
+
+    def progress(self, operation: Operation) -> None:
+        if self.first is None:
+            self.first = operation.id
+        # Not while uploading: a client polling getImportFileData at once must not
+        # take the empty selection of an operation still uploading for the file's.
+        waiting = operation.status in WAITING_STEPS or operation.state is not State.LOADING
+        if self.answered is None and waiting:
+            self.answered = operation
+            self.begun.set()
+
+    def work(self) -> None:
+        try:
+            loaded = self.load(self.progress)
+        except Exception as exc:  # noqa: BLE001 - reported, to the request or to the log
+            if self.answered is not None:
+                _log.error("loading %s failed: %s", self.answered.id, exc, exc_info=exc)
+            self.failure = exc
+        else:
+            _log.info("loading %s ended %s", loaded.id, loaded.status)
+            if self.answered is None:
+                self.answered = loaded
+        finally:
+            self.begun.set()
+            if self.first is not None and self.ended is not None:
+                self.ended(self.first)
+
+    def answer(self) -> Operation:
+        """The operation the request is answered with, once it may be.
+
+        Raises:
+            Exception: what the loading raised before it had an operation.
+        """
+        self.begun.wait()
+        if self.answered is None:
+            assert self.failure is not None  # noqa: S101 - work() sets one or the other
+            raise self.failure
+        return self.answered
 
 
 def _ended(operation: Operation) -> None:
