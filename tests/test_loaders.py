@@ -191,7 +191,21 @@ def test_a_sample_export_of_thousands_of_messages_runs_to_done(tmp_path, key):
     }
     kinds = {record["dataType"] for record in service.staged_records()}
     assert kinds == {"user", "channel", "message"}
-    assert len({r["data"]["importIds"][0] for r in service.staged_records("message")}) == 4000
+    user_ids = [u["importIds"] for u in _data(service, "user")]
+    expected = (f"user{n}" if key == "csv" else f"U{n:08d}" for n in range(120))
+    assert user_ids == [[import_id] for import_id in expected]
+    channels = _data(service, "channel")
+    assert {c["t"] for c in channels} == {"c", "p", "d"}
+    channel_ids = {c["importIds"][0] for c in channels}
+    messages = _data(service, "message")
+    assert len({m["importIds"][0] for m in messages}) == 4000
+    assert {m["rid"] for m in messages} <= channel_ids
+    assert {m["u"]["_id"] for m in messages} <= {i[0] for i in user_ids}
+    if key == "slack":  # every fifth message of a conversation answers the one before it
+        replies = [m for m in messages if "tmid" in m]
+        assert 800 - len(channels) <= len(replies) <= 800
+        by_id = {m["importIds"][0]: m for m in messages}
+        assert all(by_id[m["tmid"]]["rid"] == m["rid"] for m in replies)
     selection = service.selection()
     assert len(selection["users"]) == export.users
     assert selection["message_count"] == export.messages
@@ -202,6 +216,8 @@ def test_a_sample_export_of_thousands_of_messages_runs_to_done(tmp_path, key):
     assert importer.count("user") == export.users
     assert importer.count("channel") == export.channels
     assert importer.count("message") == export.messages
+    first = importer.get(user_ids[0][0])
+    assert (first.username, first.email) == ("user0", "user0@example.com")
     assert list(service.staged_records()) == []
 
 
