@@ -221,6 +221,26 @@ def test_a_sample_export_of_thousands_of_messages_runs_to_done(tmp_path, key):
     assert list(service.staged_records()) == []
 
 
+def test_another_reader_sees_nothing_staged_until_the_whole_file_is(tmp_path):
+    export = samples.write_csv_export(tmp_path / "export.zip", users=50, channels=3,
+                                      messages=3000)
+    service, _ = _service(tmp_path)
+    seen = []
+
+    def look(operation):
+        if operation.status is ProgressStep.PREPARING_MESSAGES and not seen:
+            other = ImportService(SQLiteStore(tmp_path / "imports.db"), {"csv": print})
+            current = other.current_operation()
+            staged = list(other.staged_records())
+            seen.append((current.status, other.selection(), len(staged), operation.count.total))
+            other.store.close()
+
+    operation = service.load_file(export.path, "csv", progress=look)
+    assert seen[0][:3] == (ProgressStep.PREPARING_STARTED, None, 0)
+    assert 0 < seen[0][3] < export.records  # this load had staged part of the file by then
+    assert operation.count.get("total") == export.records
+
+
 def test_a_selection_from_a_loaded_file_narrows_the_run(tmp_path):
     service, importer = _service(tmp_path)
     service.load_file(_zip(tmp_path / "export.zip", CSV_EXPORT), "csv")
