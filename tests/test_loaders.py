@@ -571,3 +571,16 @@ def test_names_and_texts_with_commas_quotes_newlines_and_unicode_survive(users, 
     assert staged_channel["name"] == channel
     assert [(m["u"]["_id"], m["ts"], m["msg"]) for m in _data(service, "message")] == messages
     assert {m["rid"] for m in _data(service, "message")} <= {channel}
+
+
+def test_a_damaged_member_is_refused_naming_it(tmp_path):
+    path = _zip(tmp_path / "export.zip", {"users.csv": "ann,ann@example.com,Ann\n" * 50})
+    raw = bytearray(path.read_bytes())
+    info = zipfile.ZipFile(path).getinfo("users.csv")
+    start = info.header_offset + 30 + len(info.filename)  # past the local header
+    raw[start + 5] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    service, _ = _service(tmp_path)
+    operation = service.load_file(path, "csv")
+    assert operation.failure.message.startswith("users.csv: damaged in the archive (")
+    assert list(service.staged_records()) == []
