@@ -3,9 +3,10 @@
 import csv
 import io
 import json
+import re
 import sys
-import textwrap
 import zipfile
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from importstate import ImportService, MemoryStore, SQLiteStore, UsersTableImporter
 from importstate.errors import FileFormatError, ImporterNotDefined
 from importstate.loaders import BUILTIN_LOADERS, ENTRY_POINT_GROUP, Loader, available, samples
+from importstate.records import DataType
 from importstate.steps import ProgressStep, State
 from importstate.testing import strategies as ist
 
@@ -478,55 +480,66 @@ def test_the_built_in_loaders_have_the_spec_keys_and_names():
     assert {service.names[key] for key in KEYS} == {"CSV", "Slack", "Slack_Users"}
 
 
-PLUGIN = '''
-from importstate.records import DataType
+def _readme_plugin():
+    """The loader of another package that the README shows."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    pattern = r"```python\n(from importstate.records import DataType\n\nclass TeamsLoader.*?)```"
+    return re.search(pattern, readme, re.DOTALL).group(1)
 
-class LinesLoader:
-    """One user per line: an email."""
 
-    key = "lines"
-    name = "Lines"
-    content_type = "text/plain"
-
-    def load(self, file, name, sink, limits):
-        sink.stage(DataType.USER, name, (
-            (n, {"emails": [line.strip()], "importIds": [line.strip()]})
-            for n, line in enumerate(file.read().decode().splitlines(), start=1)
-        ))
-'''
+PLUGIN = _readme_plugin()
 
 
 def test_a_loader_of_another_package_registers_through_an_entry_point(tmp_path, monkeypatch):
-    (tmp_path / "lines_loader.py").write_text(textwrap.dedent(PLUGIN))
-    info = tmp_path / "lines_loader-1.0.dist-info"
+    (tmp_path / "acme_teams.py").write_text(PLUGIN)
+    info = tmp_path / "acme_teams-1.0.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lines-loader\nVersion: 1.0\n")
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-teams\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text(
-        f"[{ENTRY_POINT_GROUP}]\nlines = lines_loader:LinesLoader\n")
+        f"[{ENTRY_POINT_GROUP}]\nteams = acme_teams:TeamsLoader\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     available.cache_clear()
     try:
-        assert available()["lines"].name == "Lines"
-        service = ImportService(MemoryStore(), {"lines": lambda _: None})
+        assert available()["teams"].name == "Teams"
+        service = ImportService(MemoryStore(), {"teams": lambda _: None})
         path = tmp_path / "people.txt"
-        path.write_text("ann@example.com\nbob@example.com\n")
-        operation = service.load_file(path, "lines")
+        path.write_text("ann@example.com\n\nbob@example.com\n")
+        operation = service.load_file(path, "teams")
         assert (operation.state, operation.type, operation.count.get("users")) == (
-            State.READY, "Lines", 2)
-        assert service.selection()["name"] == "Lines"
-        assert service.progress()["name"] == "Lines"
+            State.READY, "Teams", 2)
+        assert service.selection()["name"] == "Teams"
+        assert service.progress()["name"] == "Teams"
     finally:
         available.cache_clear()
-        sys.modules.pop("lines_loader", None)
+        sys.modules.pop("acme_teams", None)
 
 
 def test_a_loader_given_to_the_service_is_used_without_an_entry_point():
     namespace = {}
-    exec(textwrap.dedent(PLUGIN), namespace)  # noqa: S102 - the plug-in's source, above
-    loader = namespace["LinesLoader"]()
-    service = ImportService(MemoryStore(), {"lines": lambda _: None}, loaders={"lines": loader})
-    operation = service.load_file(io.BytesIO(b"a@example.com\n\n"), "lines")
-    assert operation.failure.message == "upload: line 2: Users are missing required data."
+    exec(PLUGIN, namespace)  # noqa: S102 - the README's example
+    loader = namespace["TeamsLoader"]()
+    service = ImportService(MemoryStore(), {"teams": lambda _: None}, loaders={"teams": loader})
+    operation = service.load_file(io.BytesIO(b"a@example.com\n@\n"), "teams")
+    assert operation.state is State.READY
+    assert _data(service, "user")[1]["importIds"] == ["@"]
+
+
+class _RefusedAtLine1501:
+    key, name, content_type = "refused", "Refused", "text/plain"
+
+    def load(self, _file, name, sink, _limits):
+        sink.stage(DataType.USER, name, (
+            (n, {"importIds": [str(n)], "emails": [] if n == 1501 else [f"u{n}@example.com"]})
+            for n in range(1, 2001)
+        ))
+
+
+def test_a_record_the_staging_refuses_is_named_by_the_line_its_loader_gave():
+    service = ImportService(MemoryStore(), {"refused": lambda _: None},
+                            loaders={"refused": _RefusedAtLine1501()})
+    operation = service.load_file(io.BytesIO(b""), "refused", file_name="people.txt")
+    assert operation.failure.message == "people.txt: line 1501: Users are missing required data."
+    assert list(service.staged_records()) == []
 
 
 # -- properties ----------------------------------------------------------------------------
