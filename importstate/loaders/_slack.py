@@ -75,7 +75,6 @@ class SlackLoader(ArchiveLoader):
     def read(self, reading: Reading) -> None:
         """Stage the users, then the conversations, then their messages."""
         layout = _layout(reading.archive)
-        reading.sink.preparing(DataType.USER)
         users = layout.listings.get(USERS)
         if users is not None:
             _stage(reading, DataType.USER, users, _user)
