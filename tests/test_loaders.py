@@ -97,7 +97,7 @@ SLACK_EXPORT = {
         {"id": "U1", "name": "ann", "real_name": "Ann", "is_admin": True, "tz_offset": -18000,
          "profile": {"email": "ann@example.com", "real_name": "Ann Smith"}},
         {"id": "U2", "name": "bob", "deleted": True, "profile": {"email": "bob@example.com"}},
-        {"id": "B1", "name": "helper", "is_bot": True, "profile": {}},
+        {"id": "B1", "name": "beeper", "is_bot": True, "profile": {}},
     ], indent=4),
     "channels.json": json.dumps([{"id": "C1", "name": "general", "creator": "U1",
                                   "members": ["U1", "U2"], "is_archived": False,
