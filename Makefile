@@ -33,6 +33,7 @@ bench: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_http.py
 	$(BIN)/python benchmarks/bench_postgres.py
 	$(BIN)/python benchmarks/bench_workers.py
+	$(BIN)/python benchmarks/bench_loaders.py
 
 # Mermaid and DOT always; SVG only where Graphviz's `dot` is installed.
 diagrams: $(INSTALLED)

@@ -31,16 +31,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from bench_core import _remove, _rss_kib  # the same measures as the core benchmarks
+
 from importstate import ImportService, SQLiteStore
 from importstate.loaders import samples
 
 RATIO_TARGET = 0.7
 MEMORY_TARGET_MIB = 150
-
-
-def _remove(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 def _service(path: Path, key: str) -> ImportService:
@@ -158,13 +155,6 @@ def time_raw(scratch: Path, export: str, records: Callable[[zipfile.ZipFile], It
 
 
 # -- memory ---------------------------------------------------------------------------------
-
-
-def _rss_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise LookupError(field)
 
 
 def _load_and_measure(db: str, export: str, key: str, queue: Any) -> None:  # noqa: ANN401

@@ -21,6 +21,8 @@ _NEAR_END: Final = 64
 #: Bytes that are not UTF-8, as ``surrogateescape`` decodes them.
 NOT_UTF8: Final = re.compile("[\udc80-\udcff]")
 _WHITESPACE: Final = re.compile(r"[ \t\n\r]*")
+#: The comma between two elements, with the whitespace around it.
+_COMMA: Final = re.compile(r"[ \t\n\r]*,[ \t\n\r]*")
 
 #: Makes the error to raise for a fault at a 1-based line: ``fail(line, reason)``.
 Fail = Callable[[int, str], Exception]
@@ -59,22 +61,44 @@ class JsonArray:
                 not parse or is not UTF-8, an element over ``max_element``.
         """
         self.pos = self._skip() + 1  # past the "["
-        first = True
-        while True:
-            pos = self._skip()
-            if self._at("]"):
-                self.pos = pos + 1
-                self._expect_end()
-                return
-            if not first:
-                if not self._at(","):
-                    self._fail(pos, "Expecting ',' delimiter")
-                self.pos = pos + 1
-                pos = self._skip()
-            first = False
-            start, value = pos, self._value(pos)
-            yield self._line(start), self.pos - start, value
-            self._trim()
+        pos: int | None = self._skip()
+        if self._at("]"):
+            self.pos += 1
+            pos = None
+        decode, limit = self.decoder.raw_decode, self.max_element
+        while pos is not None:
+            # An element that ends in the text in hand is decoded here, in one call;
+            # anything else (cut by the block's end, bad, too long) takes the long way.
+            try:
+                value, end = decode(self.text, pos)
+            except json.JSONDecodeError:
+                end = -1
+            if pos < end < len(self.text) and (limit is None or end - pos <= limit):
+                self.pos = end
+            else:
+                value = self._value(pos)
+            yield self._line(pos), self.pos - pos, value
+            if self.pos >= BLOCK:
+                self._trim()
+            pos = self._next()
+        self._expect_end()
+
+    def _next(self) -> int | None:
+        """Move past the comma after an element: where the next starts; ``None`` after the last."""
+        found = _COMMA.match(self.text, self.pos)
+        # The common case, in one match; whitespace that runs to the end of the
+        # text in hand may go on in the next block.
+        if found is not None and found.end() < len(self.text):
+            self.pos = found.end()
+            return self.pos
+        pos = self._skip()
+        if self._at("]"):
+            self.pos = pos + 1
+            return None
+        if not self._at(","):
+            self._fail(pos, "Expecting ',' delimiter")
+        self.pos = pos + 1
+        return self._skip()
 
     def _value(self, pos: int) -> Any:  # noqa: ANN401 - any JSON value
         while True:
@@ -133,9 +157,7 @@ class JsonArray:
                 self.text, self.eof = self.text[: self.bad], True
 
     def _trim(self) -> None:
-        """Drop what has been parsed once it is a block's worth, keeping memory flat."""
-        if self.pos < BLOCK:
-            return
+        """Drop what has been parsed (a block's worth), keeping memory flat."""
         self._line(self.pos)
         self.text = self.text[self.pos :]
         if self.bad is not None:

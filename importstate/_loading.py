@@ -33,6 +33,8 @@ from importstate.stores import NewRecord, Store, Transaction
 
 #: Records checked and staged at a time: memory holds one chunk.
 CHUNK: Final = 1000
+#: The steps an operation takes, committed one by one, before its file is parsed.
+BEFORE_PARSING: Final = (ProgressStep.FILE_LOADED, ProgressStep.PREPARING_STARTED)
 #: What a loader's staging is checked with: ``prepare(kind, records)``.
 Prepare = Callable[[RecordKind, Sequence[Any]], Sequence[NewRecord]]
 #: Called with the operation as loading moves on (its step and counts so far).
@@ -186,6 +188,3 @@ def _gone(operation_id: str) -> Operation:
     msg = f"operation {operation_id!r} disappeared from the store"
     raise LookupError(msg)
 
-
-#: The steps an operation takes, committed one by one, before its file is parsed.
-BEFORE_PARSING: Final = (ProgressStep.FILE_LOADED, ProgressStep.PREPARING_STARTED)

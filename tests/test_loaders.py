@@ -3,9 +3,10 @@
 import csv
 import io
 import json
+import re
 import sys
-import textwrap
 import zipfile
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from importstate import ImportService, MemoryStore, SQLiteStore, UsersTableImporter
 from importstate.errors import FileFormatError, ImporterNotDefined
 from importstate.loaders import BUILTIN_LOADERS, ENTRY_POINT_GROUP, Loader, available, samples
+from importstate.records import DataType
 from importstate.steps import ProgressStep, State
 from importstate.testing import strategies as ist
 
@@ -95,7 +97,7 @@ SLACK_EXPORT = {
         {"id": "U1", "name": "ann", "real_name": "Ann", "is_admin": True, "tz_offset": -18000,
          "profile": {"email": "ann@example.com", "real_name": "Ann Smith"}},
         {"id": "U2", "name": "bob", "deleted": True, "profile": {"email": "bob@example.com"}},
-        {"id": "B1", "name": "helper", "is_bot": True, "profile": {}},
+        {"id": "B1", "name": "beeper", "is_bot": True, "profile": {}},
     ], indent=4),
     "channels.json": json.dumps([{"id": "C1", "name": "general", "creator": "U1",
                                   "members": ["U1", "U2"], "is_archived": False,
@@ -191,7 +193,21 @@ def test_a_sample_export_of_thousands_of_messages_runs_to_done(tmp_path, key):
     }
     kinds = {record["dataType"] for record in service.staged_records()}
     assert kinds == {"user", "channel", "message"}
-    assert len({r["data"]["importIds"][0] for r in service.staged_records("message")}) == 4000
+    user_ids = [u["importIds"] for u in _data(service, "user")]
+    expected = (f"user{n}" if key == "csv" else f"U{n:08d}" for n in range(120))
+    assert user_ids == [[import_id] for import_id in expected]
+    channels = _data(service, "channel")
+    assert {c["t"] for c in channels} == {"c", "p", "d"}
+    channel_ids = {c["importIds"][0] for c in channels}
+    messages = _data(service, "message")
+    assert len({m["importIds"][0] for m in messages}) == 4000
+    assert {m["rid"] for m in messages} <= channel_ids
+    assert {m["u"]["_id"] for m in messages} <= {i[0] for i in user_ids}
+    if key == "slack":  # every fifth message of a conversation answers the one before it
+        replies = [m for m in messages if "tmid" in m]
+        assert 800 - len(channels) <= len(replies) <= 800
+        by_id = {m["importIds"][0]: m for m in messages}
+        assert all(by_id[m["tmid"]]["rid"] == m["rid"] for m in replies)
     selection = service.selection()
     assert len(selection["users"]) == export.users
     assert selection["message_count"] == export.messages
@@ -202,7 +218,29 @@ def test_a_sample_export_of_thousands_of_messages_runs_to_done(tmp_path, key):
     assert importer.count("user") == export.users
     assert importer.count("channel") == export.channels
     assert importer.count("message") == export.messages
+    first = importer.get(user_ids[0][0])
+    assert (first.username, first.email) == ("user0", "user0@example.com")
     assert list(service.staged_records()) == []
+
+
+def test_another_reader_sees_nothing_staged_until_the_whole_file_is(tmp_path):
+    export = samples.write_csv_export(tmp_path / "export.zip", users=50, channels=3,
+                                      messages=3000)
+    service, _ = _service(tmp_path)
+    seen = []
+
+    def look(operation):
+        if operation.status is ProgressStep.PREPARING_MESSAGES and not seen:
+            other = ImportService(SQLiteStore(tmp_path / "imports.db"), {"csv": print})
+            current = other.current_operation()
+            staged = list(other.staged_records())
+            seen.append((current.status, other.selection(), len(staged), operation.count.total))
+            other.store.close()
+
+    operation = service.load_file(export.path, "csv", progress=look)
+    assert seen[0][:3] == (ProgressStep.PREPARING_STARTED, None, 0)
+    assert 0 < seen[0][3] < export.records  # this load had staged part of the file by then
+    assert operation.count.get("total") == export.records
 
 
 def test_a_selection_from_a_loaded_file_narrows_the_run(tmp_path):
@@ -442,55 +480,66 @@ def test_the_built_in_loaders_have_the_spec_keys_and_names():
     assert {service.names[key] for key in KEYS} == {"CSV", "Slack", "Slack_Users"}
 
 
-PLUGIN = '''
-from importstate.records import DataType
+def _readme_plugin():
+    """The loader of another package that the README shows."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    pattern = r"```python\n(from importstate.records import DataType\n\nclass TeamsLoader.*?)```"
+    return re.search(pattern, readme, re.DOTALL).group(1)
 
-class LinesLoader:
-    """One user per line: an email."""
 
-    key = "lines"
-    name = "Lines"
-    content_type = "text/plain"
-
-    def load(self, file, name, sink, limits):
-        sink.stage(DataType.USER, name, (
-            (n, {"emails": [line.strip()], "importIds": [line.strip()]})
-            for n, line in enumerate(file.read().decode().splitlines(), start=1)
-        ))
-'''
+PLUGIN = _readme_plugin()
 
 
 def test_a_loader_of_another_package_registers_through_an_entry_point(tmp_path, monkeypatch):
-    (tmp_path / "lines_loader.py").write_text(textwrap.dedent(PLUGIN))
-    info = tmp_path / "lines_loader-1.0.dist-info"
+    (tmp_path / "acme_teams.py").write_text(PLUGIN)
+    info = tmp_path / "acme_teams-1.0.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lines-loader\nVersion: 1.0\n")
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-teams\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text(
-        f"[{ENTRY_POINT_GROUP}]\nlines = lines_loader:LinesLoader\n")
+        f"[{ENTRY_POINT_GROUP}]\nteams = acme_teams:TeamsLoader\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     available.cache_clear()
     try:
-        assert available()["lines"].name == "Lines"
-        service = ImportService(MemoryStore(), {"lines": lambda _: None})
+        assert available()["teams"].name == "Teams"
+        service = ImportService(MemoryStore(), {"teams": lambda _: None})
         path = tmp_path / "people.txt"
-        path.write_text("ann@example.com\nbob@example.com\n")
-        operation = service.load_file(path, "lines")
+        path.write_text("ann@example.com\n\nbob@example.com\n")
+        operation = service.load_file(path, "teams")
         assert (operation.state, operation.type, operation.count.get("users")) == (
-            State.READY, "Lines", 2)
-        assert service.selection()["name"] == "Lines"
-        assert service.progress()["name"] == "Lines"
+            State.READY, "Teams", 2)
+        assert service.selection()["name"] == "Teams"
+        assert service.progress()["name"] == "Teams"
     finally:
         available.cache_clear()
-        sys.modules.pop("lines_loader", None)
+        sys.modules.pop("acme_teams", None)
 
 
 def test_a_loader_given_to_the_service_is_used_without_an_entry_point():
     namespace = {}
-    exec(textwrap.dedent(PLUGIN), namespace)  # noqa: S102 - the plug-in's source, above
-    loader = namespace["LinesLoader"]()
-    service = ImportService(MemoryStore(), {"lines": lambda _: None}, loaders={"lines": loader})
-    operation = service.load_file(io.BytesIO(b"a@example.com\n\n"), "lines")
-    assert operation.failure.message == "upload: line 2: Users are missing required data."
+    exec(PLUGIN, namespace)  # noqa: S102 - the README's example
+    loader = namespace["TeamsLoader"]()
+    service = ImportService(MemoryStore(), {"teams": lambda _: None}, loaders={"teams": loader})
+    operation = service.load_file(io.BytesIO(b"a@example.com\n@\n"), "teams")
+    assert operation.state is State.READY
+    assert _data(service, "user")[1]["importIds"] == ["@"]
+
+
+class _RefusedAtLine1501:
+    key, name, content_type = "refused", "Refused", "text/plain"
+
+    def load(self, _file, name, sink, _limits):
+        sink.stage(DataType.USER, name, (
+            (n, {"importIds": [str(n)], "emails": [] if n == 1501 else [f"u{n}@example.com"]})
+            for n in range(1, 2001)
+        ))
+
+
+def test_a_record_the_staging_refuses_is_named_by_the_line_its_loader_gave():
+    service = ImportService(MemoryStore(), {"refused": lambda _: None},
+                            loaders={"refused": _RefusedAtLine1501()})
+    operation = service.load_file(io.BytesIO(b""), "refused", file_name="people.txt")
+    assert operation.failure.message == "people.txt: line 1501: Users are missing required data."
+    assert list(service.staged_records()) == []
 
 
 # -- properties ----------------------------------------------------------------------------
@@ -535,3 +584,16 @@ def test_names_and_texts_with_commas_quotes_newlines_and_unicode_survive(users, 
     assert staged_channel["name"] == channel
     assert [(m["u"]["_id"], m["ts"], m["msg"]) for m in _data(service, "message")] == messages
     assert {m["rid"] for m in _data(service, "message")} <= {channel}
+
+
+def test_a_damaged_member_is_refused_naming_it(tmp_path):
+    path = _zip(tmp_path / "export.zip", {"users.csv": "ann,ann@example.com,Ann\n" * 50})
+    raw = bytearray(path.read_bytes())
+    info = zipfile.ZipFile(path).getinfo("users.csv")
+    start = info.header_offset + 30 + len(info.filename)  # past the local header
+    raw[start + 5] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    service, _ = _service(tmp_path)
+    operation = service.load_file(path, "csv")
+    assert operation.failure.message.startswith("users.csv: damaged in the archive (")
+    assert list(service.staged_records()) == []

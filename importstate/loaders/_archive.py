@@ -22,6 +22,7 @@ import attrs
 from importstate.errors import FileFormatError
 from importstate.loaders._protocol import FileLimits, Sink
 from importstate.loaders._text import buffered
+from importstate.records import DataType
 
 #: Members that unpack to less than this are not held to the ratio: they cannot be bombs.
 RATIO_FLOOR: Final = 1024**2
@@ -163,6 +164,7 @@ class ArchiveLoader:
     def load(self, file: IO[bytes], name: str, sink: Sink, limits: FileLimits) -> None:
         """Open the archive (refusing a bad one), then stage what :meth:`read` finds in it."""
         with open_archive(file, name, limits) as archive:
+            sink.preparing(DataType.USER)  # an export's users come first, if it has any
             self.read(Reading(archive, sink, limits.max_line))
 
     def read(self, reading: Reading) -> None:

@@ -71,7 +71,6 @@ class CsvLoader(ArchiveLoader):
     def read(self, reading: Reading) -> None:
         """Stage the users, the channels (direct ones too), then the messages."""
         layout = _layout(reading.archive)
-        reading.sink.preparing(DataType.USER)
         if layout.users is not None:
             _stage(reading, DataType.USER, layout.users, _user)
         reading.sink.preparing(DataType.CHANNEL)

@@ -35,7 +35,6 @@ USERS: Final = "users.json"
 CONVERSATIONS: Final = (("channels.json", "c"), ("groups.json", "p"), ("mpims.json", "p"),
                         ("dms.json", "d"))
 _DAY: Final = re.compile(r"\A\d{4}-\d{2}-\d{2}\.json\Z")
-_TS: Final = re.compile(r"\A(\d+)(?:\.(\d*))?\Z")
 _LISTINGS: Final = ", ".join([USERS, *(listing for listing, _ in CONVERSATIONS)])
 _ADMINS: Final = ("is_admin", "is_owner", "is_primary_owner")
 #: Builds the record of one element: ``build(member, line, element)``; ``None`` skips it.
@@ -76,7 +75,6 @@ class SlackLoader(ArchiveLoader):
     def read(self, reading: Reading) -> None:
         """Stage the users, then the conversations, then their messages."""
         layout = _layout(reading.archive)
-        reading.sink.preparing(DataType.USER)
         users = layout.listings.get(USERS)
         if users is not None:
             _stage(reading, DataType.USER, users, _user)
@@ -179,12 +177,12 @@ def millis(member: str, line: int, ts: object) -> int:
     Raises:
         FileFormatError: it is not seconds with a fraction.
     """
-    found = _TS.match(ts) if isinstance(ts, str) else None
-    if found is None:
-        reason = f'expected "ts" as seconds with a fraction ("1503435956.000247"), found {ts!r}'
-        raise FileFormatError(member, line, reason)
-    seconds, fraction = found.groups()
-    return int(seconds) * 1000 + int((fraction or "").ljust(3, "0")[:3])
+    if isinstance(ts, str) and ts.isascii():  # isascii: int() takes digits other than 0-9
+        seconds, _, fraction = ts.partition(".")
+        if seconds.isdigit() and (fraction.isdigit() or not fraction):
+            return int(seconds + fraction[:3].ljust(3, "0"))
+    reason = f'expected "ts" as seconds with a fraction ("1503435956.000247"), found {ts!r}'
+    raise FileFormatError(member, line, reason)
 
 
 @attrs.frozen
@@ -192,19 +190,19 @@ class _Messages:
     channel: str
 
     def __call__(self, member: str, line: int, value: dict[str, Any]) -> dict[str, Any] | None:
-        author = value.get("user") or value.get("bot_id")
-        if not isinstance(author, str) or not author:
+        get, channel = value.get, self.channel  # once per message: the hot path
+        author = get("user") or get("bot_id")
+        if not author or not isinstance(author, str):
             return None  # a notice without an author (some subtypes): nobody to import it as
-        ts = value.get("ts")
+        ts, text = get("ts"), get("text")
         message: dict[str, Any] = {
-            "importIds": [f"{self.channel}/{ts}"], "rid": self.channel, "u": {"_id": author},
-            "msg": value.get("text") if isinstance(value.get("text"), str) else "",
-            "ts": millis(member, line, ts),
+            "importIds": [f"{channel}/{ts}"], "rid": channel, "u": {"_id": author},
+            "msg": text if isinstance(text, str) else "", "ts": millis(member, line, ts),
         }
-        thread = value.get("thread_ts")
-        if isinstance(thread, str) and thread != ts:
-            message["tmid"] = f"{self.channel}/{thread}"
-        reactions = value.get("reactions")
+        thread = get("thread_ts")
+        if thread is not None and thread != ts and isinstance(thread, str):
+            message["tmid"] = f"{channel}/{thread}"
+        reactions = get("reactions")
         if isinstance(reactions, list) and reactions:
             message["reactions"] = [
                 {"name": r.get("name"), "users": r.get("users", [])}
