@@ -41,3 +41,13 @@ def open_private(path: str | os.PathLike[str]) -> int:
 def open_file_private(path: str | os.PathLike[str]) -> IO[bytes]:
     """``path`` open for binary writing, created (or emptied) with mode 0600."""
     return os.fdopen(open_private(path), "wb")
+
+
+#: The folder of a files directory where pending downloads put what they fetch.
+PENDING_FOLDER: Final = "pending"
+
+
+def default_files_dir(db: str | os.PathLike[str]) -> Path:
+    """Where import files of the database ``db`` go unless told: ``<db>-files`` beside it."""
+    path = Path(db)
+    return path.with_name(f"{path.name}-files")

@@ -21,7 +21,7 @@ from rich.json import JSON
 from rich.text import Text
 
 from importstate import diagrams
-from importstate._files import open_private
+from importstate._files import PENDING_FOLDER, default_files_dir, open_private
 from importstate.cli import _demo, _load, _userfile
 from importstate.cli._context import CommandError, Context, pass_context
 from importstate.cli._group import cli
@@ -357,7 +357,8 @@ def _exit_status(outcome: Outcome) -> int:
 @cli.command("download-pending")
 @click.argument("kind", type=click.Choice([kind.value for kind in PendingKind]))
 @click.option("--files", "files_dir", type=click.Path(file_okay=False, path_type=Path),
-              metavar="DIR", show_default="files/ beside --db", help="where fetched files go")
+              metavar="DIR", show_default="<db>-files/pending, as importstate serve",
+              help="where fetched files go")
 @click.option("--import-dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="the directory local paths may be read from (none: refused)")
 @click.option("--allow-private-urls", is_flag=True,
@@ -377,9 +378,10 @@ def download_pending(  # noqa: PLR0913, PLR0917 - click passes one argument per 
     """
     service = ctx.service()
     fetcher = Fetcher(UrlRules(allow_private=allow_private_urls, import_dir=import_dir))
+    if files_dir is None:
+        files_dir = default_files_dir(ctx.db) / PENDING_FOLDER
     operation = service.download_pending(
-        kind, source=ctx.importer, fetch=fetcher,
-        files_dir=files_dir if files_dir is not None else ctx.db.parent / "files",
+        kind, source=ctx.importer, fetch=fetcher, files_dir=files_dir,
         user_id=user if user is not None else getpass.getuser(),
     )
     if ctx.json:

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from importstate._files import default_files_dir
 from importstate._limits import LARGE_BODY, Limits
 from importstate.accounts import Accounts, ApiUser
 from importstate.errors import (
@@ -346,8 +347,3 @@ def create_app(  # noqa: PLR0913 - every argument after accounts is a keyword-on
     app.router.redirect_slashes = False
     return app
 
-
-def default_files_dir(db: str | os.PathLike[str]) -> Path:
-    """Where a server over the file ``db`` keeps import files: ``<db>-files`` beside it."""
-    path = Path(db)
-    return path.with_name(f"{path.name}-files")

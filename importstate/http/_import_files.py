@@ -16,11 +16,10 @@ import shutil
 from pathlib import Path
 from typing import Final
 
-from importstate._files import DIRECTORY_MODE
+from importstate._files import DIRECTORY_MODE, PENDING_FOLDER
 
 _INCOMING: Final = "incoming-"
-#: Where the pending downloads put what they fetch.
-PENDING: Final = "pending"
+PENDING: Final = PENDING_FOLDER
 
 
 class ImportFiles:
