@@ -1,5 +1,6 @@
 """importstate: the lifecycle of data-import operations, in Rocket.Chat's import model."""
 
+import logging
 from typing import TYPE_CHECKING
 
 from importstate.accounts import Accounts, ApiUser, Credentials, Permission
@@ -37,6 +38,7 @@ from importstate.errors import (
     WireFormatError,
     WorkersUnsupported,
 )
+from importstate.events import BatchCommitted, Listener, OperationEvent, StateChanged
 from importstate.importers import BatchImporter, Importer
 from importstate.machine import Event
 from importstate.model import Count, Failure, Operation
@@ -62,6 +64,7 @@ __all__ = [
     "ApiUser",
     "ApiUserExists",
     "BatchClaims",
+    "BatchCommitted",
     "BatchImporter",
     "Count",
     "Credentials",
@@ -86,6 +89,7 @@ __all__ = [
     "InvalidSelection",
     "InvalidTransition",
     "InvalidUserList",
+    "Listener",
     "MemoryStore",
     "MissingChannelData",
     "MissingMessageData",
@@ -95,6 +99,7 @@ __all__ = [
     "Operation",
     "OperationAlreadyFinished",
     "OperationCannotReceiveData",
+    "OperationEvent",
     "OperationNotFound",
     "OperationNotInitialized",
     "Permission",
@@ -107,6 +112,7 @@ __all__ = [
     "ServerStopping",
     "StagedRecord",
     "State",
+    "StateChanged",
     "Store",
     "UnknownApiUser",
     "UnknownPermission",
@@ -117,6 +123,9 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# The library logs through the "importstate" hierarchy; the application decides what is shown.
+logging.getLogger("importstate").addHandler(logging.NullHandler())
 
 
 def __getattr__(name: str) -> object:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Final, Literal
 
 from importstate import _run, _staging, machine
+from importstate._bus import Bus
 from importstate._run import MAX_ERROR_MESSAGE, PASSWORD_MASK, valid_current
 from importstate._time import utc_now
 from importstate.errors import (
@@ -21,6 +23,7 @@ from importstate.errors import (
     OperationNotInitialized,
     PruneUnsupported,
 )
+from importstate.events import Listener
 from importstate.importers import Importer, registered
 from importstate.machine import Event
 from importstate.model import Count, Operation
@@ -99,6 +102,29 @@ class ImportService:
         self.batch_size = batch_size
         self.message_batch_size = message_batch_size
         self.lease_seconds = lease_seconds
+        self._bus = Bus()
+
+    # -- events ----------------------------------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` with each event of this service's commits; return the unsubscribe.
+
+        The events are :class:`~importstate.events.StateChanged` (every
+        stored change of an operation's status or validity) and
+        :class:`~importstate.events.BatchCommitted` (every batch a run
+        commits). They are delivered once the transaction that stored them
+        has committed, in commit order, in the thread that committed (the
+        run's, for a run), before that thread goes on: a listener holds up
+        the run, and the commits of this service's other threads, while it
+        runs. A listener that raises is logged (``importstate.events``) and
+        the others still get the event. It may call the service, writes
+        included (``cancel``, say). Changes made through another service
+        object, or another process, are not delivered: :meth:`watch` sees them.
+        """
+        return self._bus.subscribe(listener)
+
+    def _transaction(self) -> AbstractContextManager[Transaction]:
+        return self._bus.transaction(self.store.transaction)
 
     # -- creating and filling --------------------------------------------------------------
 
@@ -109,7 +135,7 @@ class ImportService:
 
         A run of an older operation stops at its next batch boundary.
         """
-        with self.store.transaction() as tx:
+        with self._transaction() as tx:
             self._clear(tx)
             operation = Operation.create(
                 user=user_id, at=self.clock(), type=type, importer_key=importer_key,
@@ -119,7 +145,7 @@ class ImportService:
 
     def clear(self) -> None:
         """Invalidate every valid operation and delete all staged records (``import.clear``)."""
-        with self.store.transaction() as tx:
+        with self._transaction() as tx:
             self._clear(tx)
 
     def _clear(self, tx: Transaction) -> None:
@@ -184,7 +210,7 @@ class ImportService:
         with self.store.reading() as tx:
             self._check_receiving(tx.current())
         records = self._prepare(kind, given)
-        with self.store.transaction() as tx:
+        with self._transaction() as tx:
             operation = self._check_receiving(tx.current())
             tx.stage(operation.id, records)
             added = _added(operation, kind, records)
@@ -258,7 +284,7 @@ class ImportService:
         with self.store.reading() as tx:  # the operation is checked first, as in add_users
             self._check_loading(tx.current())
         prepared = self._prepare(kind, given)
-        with self.store.transaction() as tx:
+        with self._transaction() as tx:
             operation = self._check_loading(tx.current())
             tx.stage(operation.id, prepared)
             updated = operation.touched(self.clock(), count=_added(operation, kind, prepared))
@@ -274,7 +300,7 @@ class ImportService:
         return operation
 
     def _fire(self, event: Event, step: ProgressStep | None = None, **changes: Any) -> Operation:  # noqa: ANN401
-        with self.store.transaction() as tx:
+        with self._transaction() as tx:
             updated = valid_current(tx).fire(event, at=self.clock(), step=step, **changes)
             tx.update(updated)
         return updated
@@ -336,8 +362,8 @@ class ImportService:
         # Built per call: clock, batch_size and lease_seconds are settings a caller may change.
         return _run.Runner(
             self.store, self.importers, importer, clock=self.clock,
-            batch_size=self.batch_size, message_batch_size=self.message_batch_size,
-            lease_seconds=self.lease_seconds,
+            bus=self._bus, batch_size=self.batch_size,
+            message_batch_size=self.message_batch_size, lease_seconds=self.lease_seconds,
         )
 
     def cancel(self) -> Operation:
@@ -349,7 +375,7 @@ class ImportService:
             OperationNotFound: no current valid operation.
             OperationAlreadyFinished: it is done, failed or cancelled.
         """
-        with self.store.transaction() as tx:
+        with self._transaction() as tx:
             operation = valid_current(tx)
             if not machine.allows(Event.CANCEL, operation.state):
                 raise OperationAlreadyFinished
@@ -578,7 +604,7 @@ class ImportService:
             return None
         with self.store.reading() as tx:  # a refused stream takes no write lock
             self._check_receiving(tx.current())
-        with self.store.transaction() as tx:
+        with self._transaction() as tx:
             operation = self._check_receiving(tx.current())
             staged = 0
             for users in itertools.chain([first], lists):
@@ -631,7 +657,7 @@ class ImportService:
             msg = f"keep must not be negative, not {keep}"
             raise ValueError(msg)
         cutoff = self.clock() - older_than if older_than is not None else None
-        with self.store.transaction() as tx:
+        with self._transaction() as tx:
             delete = getattr(tx, "delete", None)
             if delete is None:
                 raise PruneUnsupported(type(self.store).__name__)

@@ -9,20 +9,23 @@ import importstate
 
 PUBLIC = {
     "importstate": [
-        "Accounts", "ApiUser", "ApiUserExists", "BatchClaims", "BatchImporter", "Count",
+        "Accounts", "ApiUser", "ApiUserExists", "BatchClaims", "BatchCommitted", "BatchImporter",
+        "Count",
         "Credentials", "DataType", "DatabaseBusy", "DuplicateChannel", "DuplicateUser", "Event",
         "Failure", "GraphvizNotFound", "ImportService", "ImportStateError", "Importer",
         "ImporterCannotImport", "ImporterNotDefined", "InvalidChannelList",
         "InvalidImportOperation", "InvalidMessageList", "InvalidOperationStatus",
         "InvalidRecordList", "InvalidRoles", "InvalidSelection", "InvalidTransition",
-        "InvalidUserList", "MemoryStore", "MissingChannelData", "MissingMessageData",
+        "InvalidUserList", "Listener", "MemoryStore", "MissingChannelData", "MissingMessageData",
         "MissingRecordData", "MissingReference", "MissingUserData", "Operation",
-        "OperationAlreadyFinished", "OperationCannotReceiveData", "OperationNotFound",
+        "OperationAlreadyFinished", "OperationCannotReceiveData", "OperationEvent",
+        "OperationNotFound",
         "OperationNotInitialized", "Permission", "PostgresStore", "PostgresUnreachable",
         "ProgressStep", "SQLiteStore", "SchemaVersionError", "Selection", "ServerStopping",
-        "StagedRecord", "State", "Store", "UnknownApiUser", "UnknownPermission",
+        "StagedRecord", "State", "StateChanged", "Store", "UnknownApiUser", "UnknownPermission",
         "UsersTableImporter", "WireFormatError", "WorkersUnsupported", "state_of",
     ],
+    "importstate.events": ["BatchCommitted", "Listener", "OperationEvent", "StateChanged"],
     "importstate.stores": [
         "Batch", "BatchClaims", "BatchTransaction", "DatabaseBusy", "MemoryStore", "NewRecord",
         "Pending", "PostgresStore", "SQLiteStore", "SchemaVersionError", "StagedRecord", "Store",
