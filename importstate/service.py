@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Final, Literal
 
 from importstate import _run, _staging, machine
 from importstate._bus import Bus
+from importstate._polling import Poller
 from importstate._run import MAX_ERROR_MESSAGE, PASSWORD_MASK, valid_current
 from importstate._time import utc_now
 from importstate.errors import (
@@ -23,7 +25,7 @@ from importstate.errors import (
     OperationNotInitialized,
     PruneUnsupported,
 )
-from importstate.events import Listener
+from importstate.events import Listener, OperationEvent
 from importstate.importers import Importer, registered
 from importstate.machine import Event
 from importstate.model import Count, Operation
@@ -122,6 +124,24 @@ class ImportService:
         object, or another process, are not delivered: :meth:`watch` sees them.
         """
         return self._bus.subscribe(listener)
+
+    def watch(self, interval: float = 1.0) -> Iterator[OperationEvent]:
+        """The events of changes made anywhere, found by reading the store every ``interval`` s.
+
+        For a process that follows runs made by others (another worker
+        process, ``importstate serve``, another machine on PostgreSQL): it
+        yields the types :meth:`subscribe` delivers, from the current
+        operation and from an older one a run may still write to. What
+        happened between two reads comes together: the steps passed as one
+        :class:`~importstate.events.StateChanged` (``before`` the step last
+        read), the batches committed as one
+        :class:`~importstate.events.BatchCommitted` with their counts added
+        up. It starts from what is stored when ``watch`` is called, never
+        ends on its own (stop iterating when you have seen enough), and
+        holds no transaction between reads.
+        """
+        poller = Poller(self.store)
+        return _polled(poller, interval)
 
     def _transaction(self) -> AbstractContextManager[Transaction]:
         return self._bus.transaction(self.store.transaction)
@@ -673,6 +693,12 @@ class ImportService:
 
 #: More operations than a store holds: ``latest`` with it lists them all.
 _EVERY: Final = 2**62
+
+
+def _polled(poller: Poller, interval: float) -> Iterator[OperationEvent]:
+    while True:
+        time.sleep(interval)
+        yield from poller.poll()
 
 
 def _finished(operation: Operation) -> bool:

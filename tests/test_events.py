@@ -286,6 +286,7 @@ def test_parallel_workers_deliver_in_commit_order_from_their_threads(postgres_ds
     done = service.run(workers=4)
     store.close()
     assert done.status is ProgressStep.DONE
-    assert replay(events) == {done.id: Replayed(ProgressStep.DONE, True, 38, 2)}
+    final = Replayed(ProgressStep.DONE, valid=True, completed=38, error=2)
+    assert replay(events) == {done.id: final}
     assert sum(isinstance(e, BatchCommitted) for e in events) == 14
     assert all(name.startswith("importstate-worker-") for name in threads)
