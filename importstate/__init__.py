@@ -4,6 +4,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from importstate.accounts import Accounts, ApiUser, Credentials, Permission
+from importstate.documents import OperationDocument, ProgressDocument, StatusDocument
 from importstate.errors import (
     ApiUserExists,
     DuplicateChannel,
@@ -99,12 +100,14 @@ __all__ = [
     "Operation",
     "OperationAlreadyFinished",
     "OperationCannotReceiveData",
+    "OperationDocument",
     "OperationEvent",
     "OperationNotFound",
     "OperationNotInitialized",
     "Permission",
     "PostgresStore",
     "PostgresUnreachable",
+    "ProgressDocument",
     "ProgressStep",
     "SQLiteStore",
     "SchemaVersionError",
@@ -113,6 +116,7 @@ __all__ = [
     "StagedRecord",
     "State",
     "StateChanged",
+    "StatusDocument",
     "Store",
     "UnknownApiUser",
     "UnknownPermission",

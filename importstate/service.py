@@ -14,6 +14,7 @@ from importstate._bus import Bus
 from importstate._polling import Poller
 from importstate._run import MAX_ERROR_MESSAGE, PASSWORD_MASK, valid_current
 from importstate._time import utc_now
+from importstate.documents import ProgressDocument, StatusDocument
 from importstate.errors import (
     InvalidImportOperation,
     InvalidRoles,
@@ -502,7 +503,7 @@ class ImportService:
         with self.store.reading() as tx:
             return tx.current()
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> StatusDocument:
         """``{"state": "none"}`` or ``{"state", "operation": <wire document>}``."""
         operation = self.current_operation()
         if operation is None:
@@ -514,7 +515,7 @@ class ImportService:
         with self.store.reading() as tx:
             return tx.latest(limit)
 
-    def progress(self) -> dict[str, Any]:
+    def progress(self) -> ProgressDocument:
         """``{key, name, step, count: {completed, total, error}}`` of the current operation.
 
         Raises:
@@ -531,7 +532,8 @@ class ImportService:
             "key": key,
             "name": self.names.get(key, key),
             "step": operation.status.value,
-            "count": {name: count.get(name) for name in ("completed", "total", "error")},
+            "count": {"completed": count.get("completed"), "total": count.get("total"),
+                      "error": count.get("error")},
         }
 
     def selection(self) -> dict[str, Any] | None:

@@ -35,6 +35,7 @@ from importstate.cli._render import (
 )
 from importstate.cli._values import DURATION, NOT_NEGATIVE, POSITIVE, at_least
 from importstate.cli._watch import EXIT_STATUS, Outcome, Stop, run_with_progress
+from importstate.documents import StatusDocument
 from importstate.errors import InvalidRoles, MissingUserData
 from importstate.importers import Importer
 from importstate.model import Operation
@@ -485,7 +486,7 @@ def _run_demo(
     return _exit_status(outcome)
 
 
-def _step(ctx: Context, title: str, status: dict[str, Any]) -> None:
+def _step(ctx: Context, title: str, status: StatusDocument) -> None:
     ctx.rule(title)
     ctx.out.print(JSON.from_data(status))
 
