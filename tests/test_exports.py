@@ -27,6 +27,7 @@ PUBLIC = {
         "UnknownApiUser", "UnknownPermission",
         "UsersTableImporter", "WireFormatError", "WorkersUnsupported", "state_of",
     ],
+    "importstate.aio": ["AsyncImportService"],
     "importstate.documents": [
         "CountDocument", "FailureDocument", "OperationDocument", "ProgressCount",
         "ProgressDocument", "StatusDocument",

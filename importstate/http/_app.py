@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from importstate._limits import LARGE_BODY, Limits
 from importstate.accounts import Accounts, ApiUser
+from importstate.aio import AsyncImportService
 from importstate.errors import (
     DatabaseBusy,
     ImportStateError,
@@ -69,8 +70,11 @@ class _Server:
     # Bounds on what runs at once: large bodies in memory, password hashes.
     bodies: asyncio.Semaphore = attrs.field(init=False)
     logins: asyncio.Semaphore = attrs.field(init=False)
+    # The service's store work, in worker threads.
+    calls: AsyncImportService = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "calls", AsyncImportService(self.service))
         object.__setattr__(self, "bodies", asyncio.Semaphore(self.limits.large_bodies))
         object.__setattr__(self, "logins", asyncio.Semaphore(_LOGINS_AT_ONCE))
 
@@ -85,7 +89,7 @@ class _Server:
                     return JSONResponse(FORBIDDEN, 403)
                 async with self._body_slot(request):
                     body = await self._body(request)
-                    call = Call(self.service, self.worker, self.accounts, request, user, body)
+                    call = Call(self.calls, self.worker, self.accounts, request, user, body)
                     return JSONResponse(await endpoint.handler(call))
             except Exception as exc:  # noqa: BLE001 - every failure is answered as JSON
                 return _answer(request, exc)

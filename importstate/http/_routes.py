@@ -16,10 +16,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from importstate.accounts import Accounts, ApiUser, Permission
+from importstate.aio import AsyncImportService
 from importstate.http._body import Body, users_in
 from importstate.http._schema import STRING, Schema, constant, object_schema, ref
 from importstate.http._worker import RunWorker
-from importstate.service import LATEST_LIMIT, ImportService
+from importstate.service import LATEST_LIMIT
 from importstate.steps import ProgressStep, State
 
 #: Where every route lives.
@@ -65,7 +66,7 @@ class Route:
 class Call:
     """What an endpoint handler gets: the server's parts and the caller."""
 
-    service: ImportService
+    service: AsyncImportService
     worker: RunWorker
     accounts: Accounts
     request: Request
@@ -112,26 +113,22 @@ def _ok_schema(
 
 
 async def _latest(call: Call) -> object:
-    return [op.to_wire() for op in call.service.latest_operations()]
+    return [op.to_wire() for op in await call.service.latest_operations()]
 
 
 async def _new(call: Call) -> object:
-    operation = await run_in_threadpool(call.service.new_operation, call.user.id)
+    operation = await call.service.new_operation(call.user.id)
     return _ok(operation=operation.to_wire())
 
 
 async def _status(call: Call) -> object:
-    return _ok(**call.service.status())
+    return _ok(**await call.service.status())
 
 
 async def _add_users(call: Call) -> object:
-    await run_in_threadpool(_stage, call.service, call.body)
-    return _ok()
-
-
-def _stage(service: ImportService, body: Body) -> None:
     # Parsed as it is staged, chunk by chunk, in one transaction: all or none.
-    service.add_users_from(users_in(body))
+    await call.service.add_users_from(users_in(call.body))
+    return _ok()
 
 
 async def _run(call: Call) -> object:
@@ -140,21 +137,21 @@ async def _run(call: Call) -> object:
 
 
 async def _clear(call: Call) -> object:
-    await run_in_threadpool(call.service.clear)
+    await call.service.clear()
     return _ok()
 
 
 async def _current(call: Call) -> object:
-    operation = call.service.current_operation()
+    operation = await call.service.current_operation()
     return _ok(operation=operation.to_wire() if operation is not None else None)
 
 
 async def _progress(call: Call) -> object:
-    return _ok(**call.service.progress())
+    return _ok(**await call.service.progress())
 
 
 async def _cancel(call: Call) -> object:
-    operation = await run_in_threadpool(call.service.cancel)
+    operation = await call.service.cancel()
     return _ok(operation=operation.to_wire())
 
 
