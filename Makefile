@@ -18,10 +18,10 @@ demo: $(INSTALLED)
 test: lint typecheck unit
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check importstate tests benchmarks
+	$(BIN)/ruff check importstate tests benchmarks examples
 
 typecheck: $(INSTALLED)
-	$(BIN)/mypy --strict importstate
+	$(BIN)/mypy --strict importstate examples
 
 unit: $(INSTALLED)
 	$(BIN)/python -m pytest

@@ -2,14 +2,18 @@
 
 At run time they are the ``dict`` s of the wire (SPEC §3, §7); to a type
 checker they name their keys, so ``mypy --strict`` stops a misspelt key in
-the caller's code. The keys of :class:`OperationDocument` and
-:class:`CountDocument` are those of :data:`importstate.model.WIRE_FIELDS` and
+the caller's code, and FastAPI can use them as response models. The keys
+of :class:`OperationDocument` and :class:`CountDocument` are those of
+:data:`importstate.model.WIRE_FIELDS` and
 :data:`~importstate.model.COUNT_FIELDS`, which drive the converters; a test
 holds the two together.
 """
 
 # No ``from __future__ import annotations``: TypedDict reads NotRequired from live annotations.
-from typing import NotRequired, TypedDict
+# typing_extensions' TypedDict, so that pydantic (FastAPI's response models) reads them on 3.11.
+from typing import NotRequired
+
+from typing_extensions import TypedDict
 
 __all__ = [
     "CountDocument",

@@ -121,8 +121,10 @@ class ImportService:
         the run, and the commits of this service's other threads, while it
         runs. A listener that raises is logged (``importstate.events``) and
         the others still get the event. It may call the service, writes
-        included (``cancel``, say). Changes made through another service
-        object, or another process, are not delivered: :meth:`watch` sees them.
+        included (``cancel``, say), from its own thread (one that waits for a
+        write of this service in another thread waits forever: the commits of
+        this service take turns). Changes made through another service object,
+        or another process, are not delivered: :meth:`watch` sees them.
         """
         return self._bus.subscribe(listener)
 
