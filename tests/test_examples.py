@@ -7,6 +7,7 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -76,8 +77,10 @@ async def start(example: ModuleType, importer: Importer, count: int) -> httpx.As
     return client
 
 
-async def test_the_event_stream_follows_a_run_to_its_end(example):
-    client = await start(example, Importer(0.01), 9)
+async def while_streaming(
+    client: httpx.AsyncClient, action: Callable[[], Awaitable[httpx.Response]],
+) -> tuple[list[tuple[str, Any]], httpx.Response]:
+    """``action()`` done while the event stream is open; the stream's messages and its answer."""
     streamed: list[str] = []
 
     async def listen() -> None:
@@ -85,9 +88,15 @@ async def test_the_event_stream_follows_a_run_to_its_end(example):
 
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(listen)
-        await anyio.sleep(0.05)
-        assert (await client.post("/imports/run")).status_code == 202
-    messages = parse(streamed[0])
+        await anyio.sleep(0.05)  # the stream has begun
+        answer = await action()
+    return parse(streamed[0]), answer
+
+
+async def test_the_event_stream_follows_a_run_to_its_end(example):
+    client = await start(example, Importer(0.01), 9)
+    messages, started = await while_streaming(client, lambda: client.post("/imports/run"))
+    assert started.status_code == 202
     assert messages[0] == ("status", {"state": "ready", "operation": messages[0][1]["operation"]})
     assert messages[-1][0] == "state"
     assert (messages[-1][1]["after"], messages[-1][1]["state"]) == ("importer_done", "done")
@@ -101,22 +110,18 @@ async def test_the_event_stream_follows_a_run_to_its_end(example):
 async def test_cancel_stops_the_run_and_ends_the_stream(example):
     importer = Importer(0.02)
     client = await start(example, importer, 400)
-    streamed: list[str] = []
 
-    async def listen() -> None:
-        streamed.append((await client.get("/imports/events")).text)
-
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(listen)
-        await anyio.sleep(0.05)
+    async def run_then_cancel() -> httpx.Response:
         await client.post("/imports/run")
         await anyio.to_thread.run_sync(importer.started.wait)
-        cancelled = await client.post("/imports/cancel")
+        return await client.post("/imports/cancel")
+
+    messages, cancelled = await while_streaming(client, run_then_cancel)
     # The answer comes once the run has stopped, the batch in hand committed.
     operation = cancelled.json()["operation"]
     assert operation["status"] == "importer_import_cancelled"
     assert 0 < operation["count"]["completed"] < 400
-    last_kind, last = parse(streamed[0])[-1]
+    last_kind, last = messages[-1]
     assert (last_kind, last["state"]) == ("state", "canceled")
     refused = await client.post("/imports/cancel")  # nothing left to cancel
     assert refused.status_code == 400
