@@ -176,11 +176,6 @@ def observed(tx: Transaction) -> Observed:
     return _ObservedBatches(tx) if isinstance(tx, BatchTransaction) else Observed(tx)
 
 
-def journal_of(tx: object) -> list[OperationEvent] | None:
-    """Where a transaction's events go: ``None`` when nobody listens."""
-    return tx.journal if isinstance(tx, Observed) else None
-
-
 class _Delivering(Generic[_Tx]):
     """The observed transaction: the order lock, the store's transaction, then delivery."""
 

@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Final, NamedTuple, Protocol, TypeAlias
 
 from importstate import machine
-from importstate._bus import Bus, journal_of
+from importstate._bus import Bus, Observed
 from importstate._run.claim import Claim, Hold, Turn
 from importstate.errors import DatabaseBusy, OperationNotFound
 from importstate.events import BatchCommitted
@@ -118,7 +118,9 @@ class Ledger:
 
     def transaction(self) -> AbstractContextManager[Transaction]:
         """A transaction of the store whose commit the listeners hear of."""
-        return self.bus.transaction(self.store.transaction)
+        if self.bus.listeners:  # checked here too: one call less per batch without listeners
+            return self.bus.transaction(self.store.transaction)
+        return self.store.transaction()
 
     def commit(
         self,
@@ -148,9 +150,8 @@ class Ledger:
         tx.record_errors(hold.operation_id, failed)
         hold.stamp(tx, records[-1].position if records else None, now)
         tx.update(counted)
-        journal = journal_of(tx)
-        if journal is not None and records:
-            journal.append(BatchCommitted(counted, kind.data_type, completed, error))
+        if isinstance(tx, Observed) and records:
+            tx.journal.append(BatchCommitted(counted, kind.data_type, completed, error))
         if _log.isEnabledFor(logging.DEBUG):
             _log.debug(
                 "operation %s: %d %s committed, %d failed", counted.id, len(records),
