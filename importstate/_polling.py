@@ -16,7 +16,7 @@ from typing import Final
 
 from importstate.events import BatchCommitted, OperationEvent, StateChanged
 from importstate.model import Operation
-from importstate.records import DataType, phase_of
+from importstate.records import DataType, RecordKind, phase_of
 from importstate.steps import State
 from importstate.stores import Store
 
@@ -30,6 +30,9 @@ class Poller:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._followed: dict[str, Operation] = {}
+        # The phase each followed operation was last read in: a batch committed after a
+        # cancel (the step no longer says which) is of that phase.
+        self._phases: dict[str, RecordKind] = {}
         self.poll()  # the starting point: what is there now is not news
 
     def poll(self) -> list[OperationEvent]:
@@ -41,16 +44,27 @@ class Poller:
         seen = [op for op in (*older, current) if op is not None]
         events: list[OperationEvent] = []
         for operation in sorted(seen, key=lambda op: op.updated_at):
-            events += _changes(self._followed.get(operation.id), operation)
+            phase = phase_of(operation.status) or self._phases.get(operation.id)
+            events += _changes(self._followed.get(operation.id), operation, phase)
+            if phase is not None:
+                self._phases[operation.id] = phase
         self._followed = {
             op.id: op for op in seen
             if (current is not None and op.id == current.id) or op.status.state in _WRITING
         }
+        self._phases = {
+            op_id: phase for op_id, phase in self._phases.items() if op_id in self._followed
+        }
         return events
 
 
-def _changes(before: Operation | None, after: Operation) -> list[OperationEvent]:
-    """What happened to an operation between two reads of it (``None``: it was not there)."""
+def _changes(
+    before: Operation | None, after: Operation, phase: RecordKind | None,
+) -> list[OperationEvent]:
+    """What happened to an operation between two reads of it (``None``: it was not there).
+
+    ``phase`` is the phase it is in, or was last read in, if any.
+    """
     if before is None:
         return [StateChanged(after, None, after.status)]
     completed = after.count.get("completed") - before.count.get("completed")
@@ -62,7 +76,7 @@ def _changes(before: Operation | None, after: Operation) -> list[OperationEvent]
     if completed > 0 or error > 0:
         # The batches went before the move when they were of the phase left behind.
         left = phase_of(before.status)
-        kind = left or phase_of(after.status)
+        kind = left or phase
         batch = BatchCommitted(after, kind.data_type if kind else DataType.USER, completed, error)
         events.insert(0 if left is not None else len(events), batch)
     return events

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -23,6 +25,7 @@ from importstate import (
     ProgressStep,
     SQLiteStore,
     StateChanged,
+    Store,
 )
 
 
@@ -124,38 +127,56 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
+def play(scenario: dict[str, Any], store: Store,
+         hook: Callable[[Any], object] | None = None) -> tuple[ImportService, list[Any]]:
+    """Run the scenario on ``store``; the service and the events a listener got.
+
+    ``hook`` is called with each event as it is delivered, before the
+    scenario's interruption (if any) writes.
+    """
+    service = ImportService(
+        store, {"api": Importer(scenario["fails"])}, batch_size=scenario["batch_size"],
+        message_batch_size=scenario["message_batch_size"],
+    )
+    events: list[Any] = []
+    interrupt = scenario["interrupt"]
+
+    def listen(event: object) -> None:
+        events.append(event)
+        if hook is not None:
+            hook(event)
+        batches = sum(isinstance(e, BatchCommitted) for e in events)
+        if interrupt is not None and isinstance(event, BatchCommitted) \
+                and batches == interrupt[1]:
+            # A listener writing through the service, from inside the run's commit.
+            getattr(service, interrupt[0])(*(["admin"] if interrupt[0] == "new_operation"
+                                             else []))
+
+    service.subscribe(listen)
+    for _ in range(2 if scenario["second_run"] else 1):
+        service.new_operation("admin")
+        service.add_users([user(n) for n in range(scenario["users"])])
+        service.add_channels([channel(n) for n in range(scenario["channels"])])
+        service.add_messages([message(n, scenario["channels"])
+                              for n in range(scenario["messages"])])
+        service.run()
+    return service, events
+
+
+@contextmanager
+def a_store(kind: str) -> Iterator[Store]:
+    with tempfile.TemporaryDirectory() as scratch:
+        store = MemoryStore() if kind == "memory" else SQLiteStore(Path(scratch) / "events.db")
+        yield store
+        store.close()
+
+
 @given(scenarios())
 @settings(max_examples=60, deadline=None)
 def test_the_events_replayed_rebuild_every_operations_status_and_counts(scenario):
-    with tempfile.TemporaryDirectory() as scratch:
-        store = (MemoryStore() if scenario["store"] == "memory"
-                 else SQLiteStore(Path(scratch) / "events.db"))
-        service = ImportService(
-            store, {"api": Importer(scenario["fails"])}, batch_size=scenario["batch_size"],
-            message_batch_size=scenario["message_batch_size"],
-        )
-        events: list[Any] = []
-        interrupt = scenario["interrupt"]
-
-        def listen(event: object) -> None:
-            events.append(event)
-            batches = sum(isinstance(e, BatchCommitted) for e in events)
-            if interrupt is not None and isinstance(event, BatchCommitted) \
-                    and batches == interrupt[1]:
-                # A listener writing through the service, from inside the run's commit.
-                getattr(service, interrupt[0])(*(["admin"] if interrupt[0] == "new_operation"
-                                                 else []))
-
-        service.subscribe(listen)
-        for _ in range(2 if scenario["second_run"] else 1):
-            service.new_operation("admin")
-            service.add_users([user(n) for n in range(scenario["users"])])
-            service.add_channels([channel(n) for n in range(scenario["channels"])])
-            service.add_messages([message(n, scenario["channels"])
-                                  for n in range(scenario["messages"])])
-            service.run()
+    with a_store(scenario["store"]) as store:
+        service, events = play(scenario, store)
         assert replay(events) == stored(service)
-        store.close()
 
 
 def test_a_whole_import_in_events(import_service):

@@ -8,6 +8,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from hypothesis import given, settings
+from test_events import a_store, play, scenarios
+
 from importstate import (
     BatchCommitted,
     DataType,
@@ -17,6 +20,7 @@ from importstate import (
     SQLiteStore,
     StateChanged,
 )
+from importstate._polling import Poller
 
 #: The other process: runs the current operation, slowly, failing every user whose id ends in 3.
 RUNNER = """
@@ -87,3 +91,20 @@ def test_watch_sees_a_new_operation_and_the_old_one_invalidated():
         old.id, ProgressStep.NEW, ProgressStep.NEW)
     assert invalidated.operation.valid is False
     assert (created.operation, created.before, created.after) == (new, None, ProgressStep.NEW)
+
+
+def told(event: Any) -> tuple[object, ...]:
+    """What an event says, but the operation's other fields."""
+    if isinstance(event, StateChanged):
+        return "state", event.operation.id, event.operation.valid, event.before, event.after
+    return "batch", event.operation.id, event.data_type, event.completed, event.error
+
+
+@given(scenarios())
+@settings(max_examples=40, deadline=None)
+def test_watch_read_after_every_commit_tells_what_subscribe_tells(scenario):
+    with a_store(scenario["store"]) as store:
+        poller = Poller(store)
+        polled: list[Any] = []
+        _, events = play(scenario, store, hook=lambda _event: polled.extend(poller.poll()))
+        assert [told(e) for e in polled] == [told(e) for e in events]
