@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 from importstate import DatabaseBusy, ImportService, MemoryStore, ProgressStep
 
 
@@ -53,3 +55,29 @@ def test_a_failed_run_logs_why_at_info(caplog):
     assert failed.failure.message in end.getMessage()
     assert (end.operation_id, end.status) == (failed.id, "importer_import_failed")
     assert not [r for r in caplog.records if r.levelno == logging.DEBUG]
+
+
+def test_a_resumed_run_logs_resumed_then_how_it_ended(caplog):
+    class Interrupted:
+        """Stops the process's run as Ctrl-C would, on the second batch."""
+
+        def __init__(self) -> None:
+            self.batches = 0
+
+        def import_batch(self, batch: list[object]) -> list[BaseException | None]:
+            self.batches += 1
+            if self.batches == 2:
+                raise KeyboardInterrupt
+            return [None] * len(batch)
+
+    service = ImportService(MemoryStore(), {"api": Interrupted()}, batch_size=2)
+    service.new_operation("admin")
+    service.add_users(users(5))
+    with pytest.raises(KeyboardInterrupt):
+        service.run()
+    with caplog.at_level(logging.INFO, logger="importstate"):
+        done = service.resume()
+    said = [r.getMessage().split(":")[0] for r in caplog.records if r.name == "importstate.run"]
+    assert said == [f"import {done.id} resumed", f"import {done.id} finished"]
+    resumed = caplog.records[0]
+    assert (resumed.status, resumed.completed) == ("importer_importing_users", 2)

@@ -121,8 +121,7 @@ class Runner:
                 raise InvalidOperationStatus
             calls = self._calls(operation)
             claim = self._claim_or_join(tx, operation.id)
-        log_event(logging.INFO, "resumed", operation)
-        return self._continue(claim, calls)
+        return self._continue(claim, calls, operation)
 
     def stale_operations(self, older_than: dt.timedelta) -> list[Operation]:
         """Importing operations whose heartbeat is older than ``older_than``."""
@@ -141,8 +140,7 @@ class Runner:
                 return self._fail_stale(tx, operation, older_than)
             calls = self._calls(operation)
             claim = self._claim_or_join(tx, operation_id)
-        log_event(logging.INFO, "resumed", operation)
-        return self._continue(claim, calls)
+        return self._continue(claim, calls, operation)
 
     def _calls(self, operation: Operation) -> dict[str, BatchCall]:
         """The importer given, or the one registered for the operation's key, as calls per batch.
@@ -166,9 +164,12 @@ class Runner:
             return None
         return Claim.take(tx, operation_id, self.ledger.clock())
 
-    def _continue(self, claim: Claim | None, calls: Mapping[str, BatchCall]) -> Operation:
+    def _continue(
+        self, claim: Claim | None, calls: Mapping[str, BatchCall], operation: Operation,
+    ) -> Operation:
         if claim is None:
             return self._in_batches(1, start=False, join=True)
+        log_event(logging.INFO, "resumed", operation)
         return _ended(self._serial().drive(claim, calls))
 
     def _serial(self) -> SerialRun:
