@@ -20,10 +20,10 @@ demo: $(INSTALLED)
 test: lint typecheck unit
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check importstate tests benchmarks
+	$(BIN)/ruff check importstate tests benchmarks examples
 
 typecheck: $(INSTALLED)
-	$(BIN)/mypy --strict importstate
+	$(BIN)/mypy --strict importstate examples
 
 unit: $(INSTALLED)
 	$(BIN)/python -m pytest
@@ -41,6 +41,7 @@ diagrams: $(INSTALLED)
 	$(BIN)/python -m importstate diagram --format dot --output diagrams/states.dot
 	$(BIN)/python -m importstate diagram --steps --format mermaid --output diagrams/steps.mmd
 	$(BIN)/python -m importstate diagram --steps --format dot --output diagrams/steps.dot
+	$(BIN)/python -m importstate diagram --events --format mermaid --output diagrams/events.mmd
 	@if command -v dot >/dev/null 2>&1; then \
 		$(BIN)/python -m importstate diagram --format svg --output diagrams/states.svg && \
 		$(BIN)/python -m importstate diagram --steps --format svg --output diagrams/steps.svg; \

@@ -1,8 +1,10 @@
 """importstate: the lifecycle of data-import operations, in Rocket.Chat's import model."""
 
+import logging
 from typing import TYPE_CHECKING
 
 from importstate.accounts import Accounts, ApiUser, Credentials, Permission
+from importstate.documents import OperationDocument, ProgressDocument, StatusDocument
 from importstate.errors import (
     ApiUserExists,
     DownloadFailed,
@@ -41,6 +43,7 @@ from importstate.errors import (
     WireFormatError,
     WorkersUnsupported,
 )
+from importstate.events import BatchCommitted, Listener, OperationEvent, StateChanged
 from importstate.fetch import Fetcher, UrlRules
 from importstate.importers import BatchImporter, Importer
 from importstate.machine import Event
@@ -68,6 +71,7 @@ __all__ = [
     "ApiUser",
     "ApiUserExists",
     "BatchClaims",
+    "BatchCommitted",
     "BatchImporter",
     "Count",
     "Credentials",
@@ -96,6 +100,7 @@ __all__ = [
     "InvalidSelection",
     "InvalidTransition",
     "InvalidUserList",
+    "Listener",
     "MemoryStore",
     "MissingChannelData",
     "MissingMessageData",
@@ -105,6 +110,8 @@ __all__ = [
     "Operation",
     "OperationAlreadyFinished",
     "OperationCannotReceiveData",
+    "OperationDocument",
+    "OperationEvent",
     "OperationNotFound",
     "OperationNotInitialized",
     "PendingDownload",
@@ -112,6 +119,7 @@ __all__ = [
     "Permission",
     "PostgresStore",
     "PostgresUnreachable",
+    "ProgressDocument",
     "ProgressStep",
     "SQLiteStore",
     "SchemaVersionError",
@@ -119,6 +127,8 @@ __all__ = [
     "ServerStopping",
     "StagedRecord",
     "State",
+    "StateChanged",
+    "StatusDocument",
     "Store",
     "UnknownApiUser",
     "UnknownPermission",
@@ -131,6 +141,9 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# The library logs through the "importstate" hierarchy; the application decides what is shown.
+logging.getLogger("importstate").addHandler(logging.NullHandler())
 
 
 def __getattr__(name: str) -> object:

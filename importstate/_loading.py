@@ -16,6 +16,7 @@ import datetime as dt
 import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -29,7 +30,7 @@ from importstate.machine import Event
 from importstate.model import Failure, Operation
 from importstate.records import DataType, RecordKind, kind_of
 from importstate.steps import ProgressStep, State
-from importstate.stores import NewRecord, Store, Transaction
+from importstate.stores import NewRecord, Transaction
 
 #: Records checked and staged at a time: memory holds one chunk.
 CHUNK: Final = 1000
@@ -105,9 +106,9 @@ def report(progress: Progress | None, operation: Operation) -> None:
 
 @attrs.frozen
 class Loading:
-    """Runs loaders against one store."""
+    """Runs loaders against one store, through ``transaction`` (whose commits listeners hear of)."""
 
-    store: Store
+    transaction: Callable[[], AbstractContextManager[Transaction]]
     prepare: Prepare
     clock: Callable[[], dt.datetime]
 
@@ -127,7 +128,7 @@ class Loading:
         operation, nothing staged, and is raised again.
         """
         try:
-            with self.store.transaction() as tx:
+            with self.transaction() as tx:
                 current = tx.get(operation.id)
                 if current is None or current.state is not State.LOADING:
                     return current or operation  # replaced or cancelled meanwhile
@@ -167,7 +168,7 @@ class Loading:
 
     def _end(self, operation_id: str, event: Event, error: BaseException | None) -> Operation:
         now = self.clock()
-        with self.store.transaction() as tx:
+        with self.transaction() as tx:
             current = tx.get(operation_id)
             if current is None or current.state is not State.LOADING:
                 return current if current is not None else _gone(operation_id)

@@ -6,7 +6,6 @@ import contextlib
 import datetime as dt
 import os
 import urllib.parse
-from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -17,7 +16,6 @@ from importstate.machine import Event
 from importstate.model import Operation
 from importstate.pending import Fetch, PendingDownload, PendingKind, PendingSource
 from importstate.steps import ProgressStep
-from importstate.stores import Store
 
 #: The step a pending-download operation runs in (SPEC §11).
 DOWNLOADING: Final = ProgressStep.IMPORTING_FILES
@@ -49,10 +47,9 @@ class Downloads:
     """Fetches an operation's pending downloads, writing its counts after each file."""
 
     def __init__(
-        self, store: Store, clock: Callable[[], dt.datetime], source: PendingSource,
-        fetch: Fetch, files_dir: Path,
+        self, ledger: Ledger, source: PendingSource, fetch: Fetch, files_dir: Path,
     ) -> None:
-        self.ledger = Ledger(store, clock)
+        self.ledger = ledger
         self.source = source
         self.fetch = fetch
         self.files_dir = files_dir
@@ -75,7 +72,7 @@ class Downloads:
             raise
 
     def _cancel(self, operation_id: str) -> None:
-        with self.ledger.store.transaction() as tx:
+        with self.ledger.transaction() as tx:
             operation = get(tx, operation_id)
             if _downloading(operation):
                 tx.update(operation.fire(Event.CANCEL, at=self.ledger.clock()))
@@ -99,7 +96,7 @@ class Downloads:
         return False
 
     def _count(self, operation_id: str, *, failed: bool) -> Operation:
-        with self.ledger.store.transaction() as tx:
+        with self.ledger.transaction() as tx:
             operation = get(tx, operation_id)
             if not _downloading(operation):
                 return operation
@@ -112,7 +109,7 @@ class Downloads:
 
     def _end(self, operation_id: str) -> Operation:
         """Done if still downloading; failed if replaced meanwhile; cancelled stays cancelled."""
-        with self.ledger.store.transaction() as tx:
+        with self.ledger.transaction() as tx:
             operation = get(tx, operation_id)
             now = self.ledger.clock()
             if _downloading(operation):

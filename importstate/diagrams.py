@@ -9,6 +9,12 @@ a change to the table changes the drawing:
 - :func:`steps_diagram`: the same, with each state's progress steps inside it
   and ``advance`` edges in their natural order.
 
+With ``events=True`` each edge also names the event a listener is given
+when an operation takes it (``start / StateChanged``: see
+:mod:`importstate.events`), and the steps where a run commits its batches
+get a loop ``batch / BatchCommitted``. Which edges change the stored
+status or validity is asked of the machine, not written here.
+
 Formats: ``mermaid`` (``stateDiagram-v2``), ``dot`` (Graphviz source; needs
 the ``graphviz`` Python package only) and ``svg`` (runs Graphviz's ``dot``
 program). The same definition gives byte-identical text.
@@ -23,13 +29,17 @@ import subprocess
 from collections.abc import Mapping
 from typing import Any, Final, TypeAlias, cast
 
+import attrs
 from transitions.extensions import GraphMachine, HierarchicalGraphMachine
 from transitions.extensions.nesting import NestedState
 
-from importstate.errors import GraphvizNotFound
-from importstate.machine import DEFINITION, MachineDefinition, build_machine
+from importstate import machine as _machine
+from importstate.errors import GraphvizNotFound, InvalidTransition
+from importstate.events import BatchCommitted, StateChanged
+from importstate.machine import DEFINITION, MachineDefinition, Transition, build_machine
 from importstate.model import Operation
-from importstate.steps import STEP_STATE, ProgressStep, State
+from importstate.records import RECORD_KINDS
+from importstate.steps import STEP_STATE, ProgressStep, State, state_of
 
 __all__ = [
     "DOT_TIMEOUT",
@@ -41,6 +51,7 @@ __all__ = [
     "state_diagram",
     "steps_diagram",
     "svg",
+    "with_events",
 ]
 
 
@@ -109,6 +120,7 @@ def state_diagram(
     format: Format | str = Format.MERMAID,  # noqa: A002 - the word users know
     highlight: Highlight = None,
     title: str = STATES_TITLE,
+    events: bool = False,
 ) -> str:
     """The states of ``definition`` and every event between them, as diagram text.
 
@@ -117,15 +129,19 @@ def state_diagram(
         format: ``mermaid``, ``dot`` or ``svg``.
         highlight: an operation (its state is highlighted) or a state name.
         title: the diagram's title.
+        events: name the listener's events on the edges (see the module).
 
     Raises:
         GraphvizNotFound: ``svg`` without Graphviz's ``dot`` on ``PATH``.
         ValueError: ``format`` or ``highlight`` names nothing known.
     """
     fmt = Format(format)
+    drawn = with_events(definition) if events else definition
     machine = build_machine(
-        definition, machine_class=_StatesMachine, graph_engine=_ENGINES[fmt], title=title,
+        drawn, machine_class=_StatesMachine, graph_engine=_ENGINES[fmt], title=title,
     )
+    if events:
+        machine.add_transition(_BATCH, str(State.IMPORTING), str(State.IMPORTING))
     graph = machine.graph_cls(machine)
     state = _highlighted_state(highlight, definition)
     if state is not None:
@@ -133,20 +149,23 @@ def state_diagram(
     return _output(graph.get_graph(title=title), fmt)
 
 
-def steps_diagram(
+def steps_diagram(  # noqa: PLR0913 - every argument after the table is keyword-only
     definition: MachineDefinition = DEFINITION,
     *,
     steps: StepStates = STEP_STATE,
     format: Format | str = Format.MERMAID,  # noqa: A002 - the word users know
     highlight: Highlight = None,
     title: str = STEPS_TITLE,
+    events: bool = False,
 ) -> str:
     """Each state of ``definition`` with its ``steps`` inside, in their natural order.
 
     ``steps`` maps each step to its state (default: the twenty steps of
     SPEC §1); consecutive steps of one state are joined by ``advance``
     edges. An operation given as ``highlight`` has its state and step
-    highlighted (Mermaid styles states only).
+    highlighted (Mermaid styles states only). ``events`` names the
+    listener's events on the edges, and loops on each step where a run
+    commits batches.
 
     Raises:
         GraphvizNotFound: ``svg`` without Graphviz's ``dot`` on ``PATH``.
@@ -155,15 +174,21 @@ def steps_diagram(
     """
     fmt = Format(format)
     machine = cast("_StepsMachine", build_machine(
-        definition, machine_class=_StepsMachine, graph_engine=_ENGINES[fmt], title=title,
+        with_events(definition) if events else definition, machine_class=_StepsMachine,
+        graph_engine=_ENGINES[fmt], title=title,
     ))
     grouped = _group(steps, definition)
+    advance = _labelled(str(_machine.Event.ADVANCE), changes=True) if events else "advance"
     for state, names in grouped.items():
         machine.get_state(state).add_substates([_Step(name) for name in names])
         for earlier, later in itertools.pairwise(names):
             machine.add_transition(
-                "advance", _SEPARATOR.join((state, earlier)), _SEPARATOR.join((state, later)),
+                advance, _SEPARATOR.join((state, earlier)), _SEPARATOR.join((state, later)),
             )
+    if events:
+        for kind in RECORD_KINDS:
+            node = _SEPARATOR.join((str(kind.step.state), str(kind.step)))
+            machine.add_transition(_BATCH, node, node)
     if fmt is not Format.MERMAID:
         # Edges between clusters end at the cluster's border only in a compound graph.
         machine.machine_attributes = {**machine.machine_attributes, "compound": "true"}
@@ -171,6 +196,55 @@ def steps_diagram(
     for name in _highlighted_steps(highlight, definition, grouped):
         graph.set_node_style(name, "active")
     return _output(graph.get_graph(title=title), fmt)
+
+
+#: The loop where a run commits its batches, when the diagram names the events.
+_BATCH: Final = f"batch / {BatchCommitted.__name__}"
+
+
+def with_events(definition: MachineDefinition) -> MachineDefinition:
+    """``definition`` with each edge's event named ``<event> / StateChanged`` where one fires.
+
+    An edge fires :class:`~importstate.events.StateChanged` when taking it
+    can change an operation's stored status or validity; each source of a
+    row is asked separately (``stage`` from ``new`` does, from ``ready``
+    does not). A row the shared machine does not know (an embedder's) is
+    taken to change the status.
+    """
+    rows = [
+        attrs.evolve(row, event=_labelled(row.event, changes=_changes(row, source)),
+                     sources=(source,))
+        for row in definition.transitions for source in row.sources
+    ]
+    return attrs.evolve(definition, transitions=tuple(rows))
+
+
+def _labelled(event: str, *, changes: bool) -> str:
+    return f"{event} / {StateChanged.__name__}" if changes else event
+
+
+def _changes(row: Transition, source: State) -> bool:
+    """Whether ``row`` from ``source`` changes some operation's stored status or validity."""
+    if row.forward_only:
+        return True  # advance always moves to a later step
+    for status, valid in _operations_in(source):
+        try:
+            moved = _machine.fire(_machine.Event(row.event), status, valid=valid)
+        except (InvalidTransition, ValueError):
+            if row.event not in _machine.events():
+                return True
+            continue
+        if (moved.status, moved.valid) != (status, valid):
+            return True
+    return False
+
+
+def _operations_in(state: State) -> list[tuple[ProgressStep | None, bool]]:
+    """Every ``(status, valid)`` an operation in ``state`` may have (``none``: no status)."""
+    if state is State.NONE:
+        return [(None, True)]
+    return [(step, valid) for step in ProgressStep for valid in (True, False)
+            if state_of(step, valid=valid) is state]
 
 
 def _group(steps: StepStates, definition: MachineDefinition) -> dict[str, list[str]]:

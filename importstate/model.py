@@ -12,13 +12,14 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import attrs
 
 from importstate import machine
 from importstate._ids import new_id
 from importstate._time import format_time, parse_time, to_millis_precision
+from importstate.documents import OperationDocument
 from importstate.errors import WireFormatError
 from importstate.steps import ProgressStep, State, state_of
 
@@ -317,7 +318,7 @@ class Operation:
         values.update(changes, updated_at=stamp)
         return Operation(**values)
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> OperationDocument:
         """The JSON-ready wire document, keys in Rocket.Chat's order (:data:`WIRE_FIELDS`)."""
         doc: dict[str, Any] = {}
         for wire, attr, write in _WRITERS:
@@ -326,7 +327,7 @@ class Operation:
                 value = write(value)
             if value is not None:
                 doc[wire] = value
-        return doc
+        return cast("OperationDocument", doc)
 
     @classmethod
     def from_wire(cls, doc: object) -> Operation:

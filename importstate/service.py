@@ -5,13 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import os
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO, Any, Final, Literal
 
 from importstate import _loading, _pending, _run, _staging, machine
+from importstate._bus import Bus
+from importstate._polling import Poller
 from importstate._run import MAX_ERROR_MESSAGE, PASSWORD_MASK, valid_current
+from importstate._run.ledger import Ledger
 from importstate._time import utc_now
+from importstate.documents import ProgressDocument, StatusDocument
 from importstate.errors import (
     InvalidImportOperation,
     InvalidRoles,
@@ -23,6 +29,7 @@ from importstate.errors import (
     OperationNotInitialized,
     PruneUnsupported,
 )
+from importstate.events import Listener, OperationEvent
 from importstate.importers import Importer, registered
 from importstate.loaders import (
     BUILTIN_LOADERS,
@@ -122,6 +129,49 @@ class ImportService:
         self.batch_size = batch_size
         self.message_batch_size = message_batch_size
         self.lease_seconds = lease_seconds
+        self._bus = Bus()
+
+    # -- events ----------------------------------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` with each event of this service's commits; return the unsubscribe.
+
+        The events are :class:`~importstate.events.StateChanged` (every
+        stored change of an operation's status or validity) and
+        :class:`~importstate.events.BatchCommitted` (every batch a run
+        commits). They are delivered once the transaction that stored them
+        has committed, in commit order, in the thread that committed (the
+        run's, for a run), before that thread goes on: a listener holds up
+        the run, and the commits of this service's other threads, while it
+        runs. A listener that raises is logged (``importstate.events``) and
+        the others still get the event. It may call the service, writes
+        included (``cancel``, say), from its own thread (one that waits for a
+        write of this service in another thread waits forever: the commits of
+        this service take turns). Changes made through another service object,
+        or another process, are not delivered: :meth:`watch` sees them.
+        """
+        return self._bus.subscribe(listener)
+
+    def watch(self, interval: float = 1.0) -> Iterator[OperationEvent]:
+        """The events of changes made anywhere, found by reading the store every ``interval`` s.
+
+        For a process that follows runs made by others (another worker
+        process, ``importstate serve``, another machine on PostgreSQL): it
+        yields the types :meth:`subscribe` delivers, from the current
+        operation and from an older one a run may still write to. What
+        happened between two reads comes together: the steps passed as one
+        :class:`~importstate.events.StateChanged` (``before`` the step last
+        read), the batches committed as one
+        :class:`~importstate.events.BatchCommitted` with their counts added
+        up. It starts from what is stored when ``watch`` is called, never
+        ends on its own (stop iterating when you have seen enough), and
+        holds no transaction between reads.
+        """
+        poller = Poller(self.store)
+        return _polled(poller, interval)
+
+    def _transaction(self) -> AbstractContextManager[Transaction]:
+        return self._bus.transaction(self.store.transaction)
 
     # -- creating and filling --------------------------------------------------------------
 
@@ -132,7 +182,7 @@ class ImportService:
 
         A run of an older operation stops at its next batch boundary.
         """
-        with self.store.transaction() as tx:
+        with self._transaction() as tx:
             self._clear(tx)
             operation = Operation.create(
                 user=user_id, at=self.clock(), type=type, importer_key=importer_key,
@@ -142,7 +192,7 @@ class ImportService:
 
     def clear(self) -> None:
         """Invalidate every valid operation and delete all staged records (``import.clear``)."""
-        with self.store.transaction() as tx:
+        with self._transaction() as tx:
             self._clear(tx)
 
     def _clear(self, tx: Transaction) -> None:
@@ -207,7 +257,7 @@ class ImportService:
         with self.store.reading() as tx:
             self._check_receiving(tx.current())
         records = self._prepare(kind, given)
-        with self.store.transaction() as tx:
+        with self._transaction() as tx:
             operation = self._check_receiving(tx.current())
             tx.stage(operation.id, records)
             added = _added(operation, kind, records)
@@ -281,7 +331,7 @@ class ImportService:
         with self.store.reading() as tx:  # the operation is checked first, as in add_users
             self._check_loading(tx.current())
         prepared = self._prepare(kind, given)
-        with self.store.transaction() as tx:
+        with self._transaction() as tx:
             operation = self._check_loading(tx.current())
             tx.stage(operation.id, prepared)
             updated = operation.touched(self.clock(), count=_added(operation, kind, prepared))
@@ -297,7 +347,7 @@ class ImportService:
         return operation
 
     def _fire(self, event: Event, step: ProgressStep | None = None, **changes: Any) -> Operation:  # noqa: ANN401
-        with self.store.transaction() as tx:
+        with self._transaction() as tx:
             updated = valid_current(tx).fire(event, at=self.clock(), step=step, **changes)
             tx.update(updated)
         return updated
@@ -352,7 +402,7 @@ class ImportService:
         limits = FileLimits(max_unpacked_size, max_ratio, max_line)
         loader = loader_for(importer, self.loaders)
         registered(self.importers, importer)
-        loading = _loading.Loading(self.store, self._prepare, self.clock)
+        loading = _loading.Loading(self._transaction, self._prepare, self.clock)
         if download is not None:
             if not isinstance(file, str | os.PathLike):
                 msg = "a download is fetched to a path, not to an open file"
@@ -406,7 +456,7 @@ class ImportService:
         kind = PendingKind(kind)
         pending = len(source.pending_downloads(kind))
         now = self.clock()
-        with self.store.transaction() as tx:
+        with self._transaction() as tx:
             self._clear(tx)
             created = Operation.create(
                 user=user_id, at=now, type=kind.importer_name, importer_key=kind.importer_key,
@@ -439,7 +489,8 @@ class ImportService:
             LookupError: it is not in the store.
         """
         kind = PendingKind(operation.importer_key.removeprefix("pending-"))
-        downloads = _pending.Downloads(self.store, self.clock, source, fetch, Path(files_dir))
+        ledger = Ledger(self.store, self.clock, self._bus)
+        downloads = _pending.Downloads(ledger, source, fetch, Path(files_dir))
         return downloads.run(operation.id, kind)
 
     def download_pending(
@@ -518,8 +569,8 @@ class ImportService:
         # Built per call: clock, batch_size and lease_seconds are settings a caller may change.
         return _run.Runner(
             self.store, self.importers, importer, clock=self.clock,
-            batch_size=self.batch_size, message_batch_size=self.message_batch_size,
-            lease_seconds=self.lease_seconds,
+            bus=self._bus, batch_size=self.batch_size,
+            message_batch_size=self.message_batch_size, lease_seconds=self.lease_seconds,
         )
 
     def cancel(self) -> Operation:
@@ -531,7 +582,7 @@ class ImportService:
             OperationNotFound: no current valid operation.
             OperationAlreadyFinished: it is done, failed or cancelled.
         """
-        with self.store.transaction() as tx:
+        with self._transaction() as tx:
             operation = valid_current(tx)
             if not machine.allows(Event.CANCEL, operation.state):
                 raise OperationAlreadyFinished
@@ -638,7 +689,7 @@ class ImportService:
         with self.store.reading() as tx:
             return tx.current()
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> StatusDocument:
         """``{"state": "none"}`` or ``{"state", "operation": <wire document>}``."""
         operation = self.current_operation()
         if operation is None:
@@ -650,7 +701,7 @@ class ImportService:
         with self.store.reading() as tx:
             return tx.latest(limit)
 
-    def progress(self) -> dict[str, Any]:
+    def progress(self) -> ProgressDocument:
         """``{key, name, step, count: {completed, total, error}}`` of the current operation.
 
         Raises:
@@ -668,7 +719,8 @@ class ImportService:
             "key": key,
             "name": self._name(key),
             "step": operation.status.value,
-            "count": {name: count.get(name) for name in ("completed", "total", "error")},
+            "count": {"completed": count.get("completed"), "total": count.get("total"),
+                      "error": count.get("error")},
         }
 
     def selection(self) -> dict[str, Any] | None:
@@ -797,7 +849,7 @@ class ImportService:
             return None
         with self.store.reading() as tx:  # a refused stream takes no write lock
             self._check_receiving(tx.current())
-        with self.store.transaction() as tx:
+        with self._transaction() as tx:
             operation = self._check_receiving(tx.current())
             staged = 0
             for users in itertools.chain([first], lists):
@@ -850,7 +902,7 @@ class ImportService:
             msg = f"keep must not be negative, not {keep}"
             raise ValueError(msg)
         cutoff = self.clock() - older_than if older_than is not None else None
-        with self.store.transaction() as tx:
+        with self._transaction() as tx:
             delete = getattr(tx, "delete", None)
             if delete is None:
                 raise PruneUnsupported(type(self.store).__name__)
@@ -866,6 +918,12 @@ class ImportService:
 
 #: More operations than a store holds: ``latest`` with it lists them all.
 _EVERY: Final = 2**62
+
+
+def _polled(poller: Poller, interval: float) -> Iterator[OperationEvent]:
+    while True:
+        time.sleep(interval)
+        yield from poller.poll()
 
 
 def _finished(operation: Operation) -> bool:

@@ -349,6 +349,8 @@ def test_diagram_prints_what_the_library_draws(db, tmp_path):
     out = tmp_path / "steps.dot"
     cli("diagram", "--steps", "--format", "dot", "--output", str(out), db=db, check_status=0)
     assert out.read_text() == diagrams.steps_diagram(format="dot")
+    events = cli("diagram", "--events", "--steps", db=db, check_status=0).stdout
+    assert events == diagrams.steps_diagram(events=True)
 
 
 def test_diagram_can_highlight_the_current_operation(db):

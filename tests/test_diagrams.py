@@ -45,6 +45,7 @@ def drawn_edges(text, pattern=EDGE):
         ("states.dot", lambda: diagrams.state_diagram(format="dot")),
         ("steps.mmd", lambda: diagrams.steps_diagram(format="mermaid")),
         ("steps.dot", lambda: diagrams.steps_diagram(format="dot")),
+        ("events.mmd", lambda: diagrams.state_diagram(format="mermaid", events=True)),
     ],
 )
 def test_committed_diagrams_match_the_machine(name, draw):
@@ -209,3 +210,33 @@ def test_svg_runs_dot_on_the_dot_text(monkeypatch, tmp_path):
 def test_real_graphviz_lays_out_both_diagrams():
     assert "<svg" in diagrams.state_diagram(format="svg")
     assert "<svg" in diagrams.steps_diagram(format="svg")
+
+
+def test_with_events_every_edge_that_changes_the_status_names_state_changed():
+    drawn = drawn_edges(diagrams.state_diagram(events=True))
+    plain = {(source, dest, event.removesuffix(" / StateChanged"))
+             for source, dest, event in drawn if "BatchCommitted" not in event}
+    assert plain == table_edges()
+    # Staging more while ready keeps the status (user selection): no StateChanged there.
+    unchanged = {edge for edge in drawn if not edge[2].endswith(" / StateChanged")}
+    assert unchanged == {("ready", "ready", "stage"),
+                         ("importing", "importing", "batch / BatchCommitted")}
+
+
+def test_with_events_the_steps_diagram_loops_batches_on_each_importing_phase():
+    text = diagrams.steps_diagram(events=True)
+    loops = {source for source, dest, event in drawn_edges(text)
+             if event == "batch / BatchCommitted" and source == dest}
+    assert loops == {f"importing__{step}" for step in (
+        ProgressStep.IMPORTING_USERS, ProgressStep.IMPORTING_CHANNELS,
+        ProgressStep.IMPORTING_MESSAGES)}
+    assert "advance / StateChanged" in text
+
+
+def test_an_embedders_own_event_is_taken_to_change_the_status():
+    extended = attrs.evolve(DEFINITION, transitions=(
+        *DEFINITION.transitions,
+        Transition("archive", (State.DONE,), State.DONE, doc="archived"),
+    ))
+    assert ("done", "done", "archive / StateChanged") in drawn_edges(
+        diagrams.state_diagram(extended, events=True))

@@ -13,13 +13,22 @@ hands it to the engine.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable, Mapping
 from typing import Final, Literal
 
 from importstate import machine
+from importstate._bus import Bus
 from importstate._run.batched import BatchedRun, batch_count
 from importstate._run.claim import Claim
-from importstate._run.ledger import MAX_ERROR_MESSAGE, PASSWORD_MASK, Ledger, get, valid_current
+from importstate._run.ledger import (
+    MAX_ERROR_MESSAGE,
+    PASSWORD_MASK,
+    Ledger,
+    get,
+    log_event,
+    valid_current,
+)
 from importstate._run.serial import SerialRun
 from importstate._time import format_time
 from importstate.errors import ImporterCannotImport, InvalidOperationStatus
@@ -29,6 +38,7 @@ from importstate.model import Failure, Operation
 from importstate.pending import PENDING_NAMES
 from importstate.records import RECORD_KINDS, DataType
 from importstate.selection import Selection, narrow
+from importstate.steps import ProgressStep
 from importstate.stores import Store, Transaction
 
 __all__ = ["MAX_ERROR_MESSAGE", "PASSWORD_MASK", "Runner", "valid_current"]
@@ -50,6 +60,7 @@ class Runner:
             when no ``importer`` is given.
         importer: the importer to use instead of the registered one.
         clock: the current UTC time.
+        bus: the service's listeners, told of each commit.
         batch_size: users and channels per batch.
         message_batch_size: messages per batch.
         lease_seconds: how long a batch lease lasts unless renewed.
@@ -62,11 +73,12 @@ class Runner:
         importer: Importer | None,
         *,
         clock: Callable[[], dt.datetime],
+        bus: Bus,
         batch_size: int,
         message_batch_size: int,
         lease_seconds: float,
     ) -> None:
-        self.ledger = Ledger(store, clock)
+        self.ledger = Ledger(store, clock, bus)
         self.importers = importers
         self.importer = importer
         self.sizes: dict[str, int] = {
@@ -80,14 +92,15 @@ class Runner:
         """Start the current operation's run (see ``ImportService.run``)."""
         if workers != 1:
             return self._in_batches(workers, start=True, join=False, selection=selection)
-        with self.ledger.store.transaction() as tx:
+        with self.ledger.transaction() as tx:
             operation = valid_current(tx)
             if not machine.allows(Event.START, operation.state):
                 raise InvalidOperationStatus
             calls = self._calls(operation)
             started = self._start(tx, operation, selection)
             claim = Claim.take(tx, started.id, self.ledger.clock())
-        return self._serial().drive(claim, calls)
+        log_event(logging.INFO, "started", started)
+        return _ended(self._serial().drive(claim, calls))
 
     def _start(
         self, tx: Transaction, operation: Operation, selection: Selection | None,
@@ -110,7 +123,7 @@ class Runner:
         """Continue the current importing operation (see ``ImportService.resume``)."""
         if workers != 1:
             return self._in_batches(workers, start=False, join=True)
-        with self.ledger.store.transaction() as tx:
+        with self.ledger.transaction() as tx:
             operation = valid_current(tx)
             if not _importing(operation):
                 raise InvalidOperationStatus
@@ -118,7 +131,7 @@ class Runner:
                 return self._end_downloads(tx, operation)
             calls = self._calls(operation)
             claim = self._claim_or_join(tx, operation.id)
-        return self._continue(claim, calls)
+        return self._continue(claim, calls, operation)
 
     def stale_operations(self, older_than: dt.timedelta) -> list[Operation]:
         """Importing operations whose heartbeat is older than ``older_than``."""
@@ -129,7 +142,7 @@ class Runner:
         self, operation_id: str, older_than: dt.timedelta, action: Literal["resume", "fail"],
     ) -> Operation | None:
         """Resume or fail one operation if it is still stale; ``None`` if it no longer is."""
-        with self.ledger.store.transaction() as tx:
+        with self.ledger.transaction() as tx:
             operation = get(tx, operation_id)
             if not self._is_stale(tx, operation, older_than):
                 return None
@@ -139,7 +152,7 @@ class Runner:
                 return self._end_downloads(tx, operation)
             calls = self._calls(operation)
             claim = self._claim_or_join(tx, operation_id)
-        return self._continue(claim, calls)
+        return self._continue(claim, calls, operation)
 
     def _calls(self, operation: Operation) -> dict[str, BatchCall]:
         """The importer given, or the one registered for the operation's key, as calls per batch.
@@ -163,10 +176,13 @@ class Runner:
             return None
         return Claim.take(tx, operation_id, self.ledger.clock())
 
-    def _continue(self, claim: Claim | None, calls: Mapping[str, BatchCall]) -> Operation:
+    def _continue(
+        self, claim: Claim | None, calls: Mapping[str, BatchCall], operation: Operation,
+    ) -> Operation:
         if claim is None:
             return self._in_batches(1, start=False, join=True)
-        return self._serial().drive(claim, calls)
+        log_event(logging.INFO, "resumed", operation)
+        return _ended(self._serial().drive(claim, calls))
 
     def _serial(self) -> SerialRun:
         return SerialRun(self.ledger, self.sizes)
@@ -179,16 +195,19 @@ class Runner:
             msg = f"workers must be at least 1, not {workers}"
             raise ValueError(msg)
         batched = BatchedRun(self.ledger, self.sizes, self.lease_seconds)
-        with batched.claims.transaction() as tx:
+        with self.ledger.bus.transaction(batched.claims.transaction) as tx:
             operation = valid_current(tx)
             if start and machine.allows(Event.START, operation.state):
                 calls = self._calls(operation)
                 operation = batched.start(tx, self._start(tx, operation, selection))
+                how = "started in batches"
             elif join and _importing(operation) and tx.batch_count(operation.id):
                 calls = self._calls(operation)
+                how = "joined"
             else:
                 raise InvalidOperationStatus
-        return batched.work(operation.id, calls, workers)
+        log_event(logging.INFO, how, operation)
+        return _ended(batched.work(operation.id, calls, workers))
 
     def _is_stale(self, tx: Transaction, operation: Operation, older_than: dt.timedelta) -> bool:
         if not _importing(operation):
@@ -212,7 +231,26 @@ class Runner:
         reason = f"The import stopped: no heartbeat for {older_than} (last: {last})."
         failed = operation.fire(Event.FAIL, at=now, failure=Failure(reason, now))
         tx.update(failed)
+        log_event(logging.INFO, "failed: its heartbeat stopped", failed)
         return failed
+
+
+#: How a run's end is logged, by the step it ended at; a run that stopped elsewhere is left
+#: to that worker (a takeover) or to the caller that cancelled it.
+_ENDINGS: Final = {
+    ProgressStep.DONE: "finished",
+    ProgressStep.IMPORT_FAILED: "failed",
+    ProgressStep.IMPORT_CANCELLED: "cancelled",
+}
+
+
+def _ended(operation: Operation) -> Operation:
+    """Log how the run of ``operation`` ended, and return it."""
+    what = _ENDINGS.get(operation.status, "stopped")
+    if operation.status is ProgressStep.IMPORT_FAILED and operation.failure is not None:
+        what = f"failed ({operation.failure.message})"
+    log_event(logging.INFO, what, operation)
+    return operation
 
 
 def _importing(operation: Operation) -> bool:

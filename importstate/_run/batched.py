@@ -26,7 +26,7 @@ from importstate._time import to_millis_precision
 from importstate.errors import WorkersUnsupported
 from importstate.importers import BatchCall
 from importstate.model import Operation
-from importstate.records import RecordKind, kind_of
+from importstate.records import DataType, RecordKind, kind_of
 from importstate.steps import TERMINAL_STEPS, ProgressStep
 from importstate.stores import (
     Batch,
@@ -208,9 +208,9 @@ class BatchedRun:
                 pause = _FIRST_POLL
                 batch, records = claimed
                 with leases.holding(batch):
-                    results = self._import(calls, records)
-                    with self.claims.transaction() as tx:
-                        committed = self.ledger.commit(tx, Lease(batch), records, results)
+                    kind, results = self._import(calls, records)
+                    with self.ledger.bus.transaction(self.claims.transaction) as tx:
+                        committed = self.ledger.commit(tx, Lease(batch), kind, records, results)
                         if committed.last:
                             self._move_on(tx, committed.operation)
         except Exception as exc:  # noqa: BLE001 - a library or store error fails the run, kept
@@ -219,12 +219,12 @@ class BatchedRun:
     @staticmethod
     def _import(
         calls: Mapping[str, BatchCall], records: list[StagedRecord],
-    ) -> Sequence[BaseException | None]:
-        """The importer's verdicts on a batch's records (all of one type, the phase's)."""
+    ) -> tuple[RecordKind, Sequence[BaseException | None]]:
+        """The records' kind and the importer's verdicts on them (all of one type, the phase's)."""
         if not records:  # the batch's records went (a clear): the commit finds the run stopped
-            return []
+            return kind_of(DataType.USER), []
         kind = kind_of(records[0].data_type)
-        return outcomes(calls[kind.data_type], records, kind)
+        return kind, outcomes(calls[kind.data_type], records, kind)
 
     def _ended(self, operation_id: str) -> bool:
         """Whether the run has ended; the first worker to see it invalidated fails it."""
@@ -234,6 +234,6 @@ class BatchedRun:
             return False
         if operation.status in TERMINAL_STEPS or operation.valid:
             return True
-        with self.ledger.store.transaction() as tx:
+        with self.ledger.transaction() as tx:
             self.ledger.stop(tx, get(tx, operation_id))
         return True

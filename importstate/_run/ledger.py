@@ -11,12 +11,16 @@ only in their :class:`Hold` (what entitles a worker to commit) and their
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable, Collection, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Final, NamedTuple, Protocol, TypeAlias
 
 from importstate import machine
+from importstate._bus import Bus, Observed
 from importstate._run.claim import Claim, Hold, Turn
 from importstate.errors import DatabaseBusy, OperationNotFound
+from importstate.events import BatchCommitted
 from importstate.importers import BatchCall
 from importstate.machine import Event
 from importstate.model import Failure, Operation
@@ -32,6 +36,8 @@ PASSWORD_MASK: Final = "[password]"  # noqa: S105 - the placeholder, not a passw
 _INVALIDATED: Final = "The import operation was cleared or replaced while it was running."
 #: A batch finding its operation here has nothing to write: the run ended elsewhere.
 _ENDED: Final = frozenset({ProgressStep.DONE, ProgressStep.IMPORT_FAILED})
+
+_log = logging.getLogger("importstate.run")
 
 
 #: Readies the phase of a kind that has records, in the transaction that enters it; whether
@@ -103,22 +109,31 @@ def failures(
 
 
 class Ledger:
-    """Writes a run's progress and its end to the store."""
+    """Writes a run's progress and its end to the store; the bus tells the listeners."""
 
-    def __init__(self, store: Store, clock: Callable[[], dt.datetime]) -> None:
+    def __init__(self, store: Store, clock: Callable[[], dt.datetime], bus: Bus) -> None:
         self.store = store
         self.clock = clock
+        self.bus = bus
+
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        """A transaction of the store whose commit the listeners hear of."""
+        if self.bus.listeners:  # checked here too: one call less per batch without listeners
+            return self.bus.transaction(self.store.transaction)
+        return self.store.transaction()
 
     def commit(
         self,
         tx: Transaction,
         hold: Hold,
+        kind: RecordKind,
         records: Sequence[Record],
         results: Sequence[BaseException | None],
     ) -> Committed:
         """Write one batch's counts, errors, checkpoint and heartbeat in the transaction ``tx``.
 
-        Once ``tx`` has committed, the caller tells the hold (``stamped``).
+        ``kind`` is the records' kind. Once ``tx`` has committed, the caller
+        tells the hold (``stamped``).
         """
         operation = get(tx, hold.operation_id)
         if operation.status in _ENDED:
@@ -128,12 +143,21 @@ class Ledger:
             return Committed(operation, stop=True)
         failed = failures(records, results)
         now = self.clock()
+        completed, error = len(records) - len(failed), len(failed)
         counted = operation.touched(now, count=operation.count.added(
-            completed=len(records) - len(failed), error=len(failed),
+            completed=completed, error=error,
         ))
         tx.record_errors(hold.operation_id, failed)
         hold.stamp(tx, records[-1].position if records else None, now)
         tx.update(counted)
+        if isinstance(tx, Observed) and records:
+            tx.journal.append(BatchCommitted(counted, kind.data_type, completed, error))
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug(
+                "operation %s: %d %s committed, %d failed", counted.id, len(records),
+                kind.count, error, extra=_fields(counted, data_type=kind.data_type.value,
+                                                 batch_completed=completed, batch_error=error),
+            )
         if must_stop(counted):
             return Committed(self.stop(tx, counted), stop=True)
         return Committed(counted, stop=False, last=turn is Turn.LAST)
@@ -183,7 +207,7 @@ class Ledger:
     ) -> Operation:
         """Fail the run with ``error``'s message, unless it ended or ``claim`` was taken over."""
         now = self.clock()
-        with self.store.transaction() as tx:
+        with self.transaction() as tx:
             operation = get(tx, operation_id)
             if operation.status in TERMINAL_STEPS:
                 return operation
@@ -192,6 +216,27 @@ class Ledger:
             failed = operation.fire(Event.FAIL, at=now, failure=Failure(message(error), now))
             tx.update(failed)
         return failed
+
+
+def _fields(operation: Operation, **more: object) -> dict[str, object]:
+    """What a log record of ``operation`` carries as ``extra``: its id, status and counts."""
+    count = operation.count
+    return {
+        "operation_id": operation.id, "status": operation.status.value,
+        "completed": count.get("completed"), "error": count.get("error"),
+        "total": count.get("total"), **more,
+    }
+
+
+def log_event(level: int, what: str, operation: Operation) -> None:
+    """Log ``what`` happened to a run of ``operation`` (started, finished, ...), with its counts."""
+    if _log.isEnabledFor(level):
+        count = operation.count
+        _log.log(
+            level, "import %s %s: %s, %d of %d done, %d failed", operation.id, what,
+            operation.status.value, count.get("completed") + count.get("error"),
+            count.get("total"), count.get("error"), extra=_fields(operation),
+        )
 
 
 def valid_current(tx: Transaction) -> Operation:

@@ -36,6 +36,7 @@ from importstate.cli._render import (
 )
 from importstate.cli._values import DURATION, NOT_NEGATIVE, POSITIVE, at_least
 from importstate.cli._watch import EXIT_STATUS, Outcome, Stop, run_with_progress
+from importstate.documents import StatusDocument
 from importstate.errors import InvalidRoles, MissingUserData
 from importstate.fetch import Fetcher, UrlRules
 from importstate.importers import Importer
@@ -551,7 +552,7 @@ def _run_demo(
     return _exit_status(outcome)
 
 
-def _step(ctx: Context, title: str, status: dict[str, Any]) -> None:
+def _step(ctx: Context, title: str, status: StatusDocument) -> None:
     ctx.rule(title)
     ctx.out.print(JSON.from_data(status))
 
@@ -577,22 +578,27 @@ def _demo_failures(ctx: Context, service: ImportService, *, kept: bool, shown: i
               default="mermaid", show_default=True,
               help="mermaid, dot (Graphviz source) or svg (needs Graphviz's dot)")
 @click.option("--steps", is_flag=True, help="draw the progress steps inside their states")
+@click.option("--events", is_flag=True,
+              help="name the events listeners get on each edge (StateChanged, BatchCommitted)")
 @click.option("--current", is_flag=True,
               help="highlight the state of the current operation in --db")
 @click.option("--output", metavar="PATH", help="write to PATH instead of standard output")
 @pass_context
-def diagram(ctx: Context, form: str, steps: bool, current: bool, output: str | None) -> int:
+def diagram(  # noqa: PLR0913, PLR0917 - one argument per option, as Click passes them
+    ctx: Context, form: str, steps: bool, events: bool, current: bool, output: str | None,
+) -> int:
     """Draw the state machine as Mermaid, DOT or SVG.
 
-    With --steps, the progress steps inside each state.
+    With --steps, the progress steps inside each state; with --events, where
+    subscribe() listeners are told of a change.
     """
     highlight: diagrams.Highlight = None
     if current:
         highlight = ctx.service(existing=True).current_operation() or State.NONE
     draw = diagrams.steps_diagram if steps else diagrams.state_diagram
-    text = draw(format=form, highlight=highlight)
+    text = draw(format=form, highlight=highlight, events=events)
     if ctx.json:
-        ctx.print_json({"format": form, "steps": steps, "diagram": text})
+        ctx.print_json({"format": form, "steps": steps, "events": events, "diagram": text})
     elif output is None:
         sys.stdout.write(text)
     else:

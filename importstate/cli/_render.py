@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
 
 from rich import box
@@ -12,6 +12,7 @@ from rich.text import Text
 
 from importstate.cli._context import Context
 from importstate.cli._watch import Outcome, Stop
+from importstate.documents import StatusDocument
 from importstate.model import Operation
 from importstate.pending import PENDING_NAMES
 from importstate.service import PASSWORD_MASK, ImportService
@@ -59,13 +60,14 @@ def selection_summary(selection: dict[str, Any]) -> str:
             f"{note} and {plural(selection['message_count'], 'message')}")
 
 
-def status_table(status: dict[str, Any]) -> Table:
+def status_table(status: StatusDocument) -> Table:
     """The state, then each field of the operation's wire document, one per row."""
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("state", Text(status["state"], style=STATE_STYLE.get(status["state"], "")))
-    for key, value in status.get("operation", {}).items():
+    table.add_row("state", Text(status["state"], style=STATE_STYLE.get(State(status["state"]), "")))
+    operation: Mapping[str, Any] = status.get("operation", {})
+    for key, value in operation.items():
         if key == "count":
             shown = ", ".join(f"{name} {number:,}" for name, number in value.items())
         else:

@@ -22,6 +22,7 @@ from starlette.routing import Route
 from importstate._files import default_files_dir
 from importstate._limits import LARGE_BODY, Limits
 from importstate.accounts import Accounts, ApiUser
+from importstate.aio import AsyncImportService
 from importstate.errors import (
     DatabaseBusy,
     ImporterNotDefined,
@@ -99,8 +100,11 @@ class _Server:
     # Bounds on what runs at once: large bodies in memory, password hashes.
     bodies: asyncio.Semaphore = attrs.field(init=False)
     logins: asyncio.Semaphore = attrs.field(init=False)
+    # The service's store work, in worker threads.
+    calls: AsyncImportService = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "calls", AsyncImportService(self.service))
         object.__setattr__(self, "bodies", asyncio.Semaphore(self.limits.large_bodies))
         object.__setattr__(self, "logins", asyncio.Semaphore(_LOGINS_AT_ONCE))
 
@@ -116,7 +120,7 @@ class _Server:
                 async with self._body_slot(request):
                     body = await self._body(request)
                     params = _params(endpoint, request, body)
-                    call = Call(self.service, self.worker, self.accounts, self.files,
+                    call = Call(self.calls, self.worker, self.accounts, self.files,
                                 self.limits, self.fetcher, self.pending, request, user, body,
                                 params)
                     return JSONResponse(await endpoint.handler(call))

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from importstate._files import open_file_private
 from importstate._limits import Limits
 from importstate.accounts import Accounts, ApiUser, Permission
+from importstate.aio import AsyncImportService
 from importstate.errors import InvalidSelection
 from importstate.fetch import Fetcher, vet
 from importstate.http._body import Body, users_in
@@ -83,7 +84,7 @@ class Call:
     when the endpoint is ``strict`` (else empty).
     """
 
-    service: ImportService
+    service: AsyncImportService
     worker: RunWorker
     accounts: Accounts
     files: ImportFiles
@@ -94,6 +95,11 @@ class Call:
     user: ApiUser
     body: Body
     params: Mapping[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def sync(self) -> ImportService:
+        """The service itself, for work already in a worker thread."""
+        return self.service.service
 
 
 Handler = Callable[[Call], Awaitable[object]]
@@ -144,27 +150,23 @@ def _ok_schema(
 
 
 async def _latest(call: Call) -> object:
-    return [op.to_wire() for op in call.service.latest_operations()]
+    return [op.to_wire() for op in await call.service.latest_operations()]
 
 
 async def _new(call: Call) -> object:
-    operation = await run_in_threadpool(call.service.new_operation, call.user.id)
+    operation = await call.service.new_operation(call.user.id)
     call.files.keep(operation.id)
     return _ok(operation=operation.to_wire())
 
 
 async def _status(call: Call) -> object:
-    return _ok(**call.service.status())
+    return _ok(**await call.service.status())
 
 
 async def _add_users(call: Call) -> object:
-    await run_in_threadpool(_stage, call.service, call.body)
-    return _ok()
-
-
-def _stage(service: ImportService, body: Body) -> None:
     # Parsed as it is staged, chunk by chunk, in one transaction: all or none.
-    service.add_users_from(users_in(body))
+    await call.service.add_users_from(users_in(call.body))
+    return _ok()
 
 
 async def _run(call: Call) -> object:
@@ -173,23 +175,23 @@ async def _run(call: Call) -> object:
 
 
 async def _clear(call: Call) -> object:
-    await run_in_threadpool(call.service.clear)
+    await call.service.clear()
     call.files.keep(None)
     return _ok()
 
 
 async def _current(call: Call) -> object:
-    operation = call.service.current_operation()
+    operation = await call.service.current_operation()
     # Rocket.Chat's JSON has no "operation" when there is none (its value is undefined).
     return _ok(operation=operation.to_wire()) if operation is not None else _ok()
 
 
 async def _progress(call: Call) -> object:
-    return _ok(**call.service.progress())
+    return _ok(**await call.service.progress())
 
 
 async def _cancel(call: Call) -> object:
-    operation = await run_in_threadpool(call.service.cancel)
+    operation = await call.service.cancel()
     return _ok(operation=operation.to_wire())
 
 
@@ -197,7 +199,7 @@ async def _upload(call: Call) -> object:
     upload = await run_in_threadpool(Upload, call.body)
     check(upload.fields, _UPLOAD_BODY, "body")
     fields = upload.fields
-    key = _file_importer(call.service, fields["importerKey"])
+    key = _file_importer(call.sync, fields["importerKey"])
     await run_in_threadpool(_receive, call, upload, key)
     return _ok()
 
@@ -214,7 +216,7 @@ def _receive(call: Call, upload: Upload, key: str) -> None:
         raise
 
     def load(progress: Progress) -> Operation:
-        return call.service.load_file(
+        return call.sync.load_file(
             path, key, user_id=call.user.id, file_name=fields["fileName"],
             content_type=fields["contentType"] or None, progress=progress,
         )
@@ -227,7 +229,7 @@ def _loaded(call: Call, path: Path, load: Callable[[Progress], Operation]) -> No
 
     def ended(operation_id: str) -> None:
         call.files.adopt(path, operation_id)
-        current = call.service.current_operation()
+        current = call.sync.current_operation()
         call.files.keep(current.id if current is not None else None)
 
     try:
@@ -239,7 +241,7 @@ def _loaded(call: Call, path: Path, load: Callable[[Progress], Operation]) -> No
 
 async def _download(call: Call) -> object:
     fields = call.params
-    key = _file_importer(call.service, fields["importerKey"])
+    key = _file_importer(call.sync, fields["importerKey"])
     url = fields["fileUrl"]
     # What can be refused before anything changes is: the scheme, the addresses, the path.
     await run_in_threadpool(vet, url, call.fetcher.rules)
@@ -252,7 +254,7 @@ def _fetch_and_load(call: Call, url: str, key: str) -> None:
     path = call.files.incoming(name)
 
     def load(progress: Progress) -> Operation:
-        return call.service.load_file(
+        return call.sync.load_file(
             path, key, user_id=call.user.id, file_name=name, progress=progress,
             download=functools.partial(call.fetcher, url),
         )
@@ -272,13 +274,13 @@ async def _pending(call: Call, kind: PendingKind) -> object:
     """Count what the target has still to fetch, in a new operation; fetch it in the background."""
     source = call.pending if call.pending is not None else _NOTHING_PENDING
     operation = await run_in_threadpool(
-        call.service.begin_pending, kind, source, user_id=call.user.id,
+        call.sync.begin_pending, kind, source, user_id=call.user.id,
     )
     call.files.keep(operation.id)
     if operation.state is State.IMPORTING:
         folder = call.files.pending()
         call.worker.background(
-            functools.partial(call.service.fetch_pending, operation, source, call.fetcher,
+            functools.partial(call.sync.fetch_pending, operation, source, call.fetcher,
                               folder),
             "importstate-pending",
         )
@@ -316,7 +318,7 @@ def _file_importer(service: ImportService, key: str) -> str:
 
 
 async def _file_data(call: Call) -> object:
-    selection = await run_in_threadpool(call.service.selection)
+    selection = await call.service.selection()
     if selection is None:
         return _ok(waiting=True)
     return _ok(**selection)
@@ -334,9 +336,9 @@ async def _start(call: Call) -> object:
 
 
 async def _importers(call: Call) -> object:
-    loaders = {**available(), **call.service.loaders}
+    loaders = {**available(), **call.sync.loaders}
     return [{"key": key, "name": loader.name} for key, loader in loaders.items()
-            if key in call.service.importers]
+            if key in call.sync.importers]
 
 
 async def _logout(call: Call) -> object:

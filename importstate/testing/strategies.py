@@ -237,7 +237,7 @@ def wire_documents(ts_form: TsForm | None = None) -> st.SearchStrategy[dict[str,
     @st.composite
     def documents(draw: st.DrawFn) -> dict[str, Any]:
         operation = draw(operations())
-        doc = operation.to_wire()
+        doc: dict[str, Any] = dict(operation.to_wire())
         doc["ts"] = _ts_as(draw(forms), operation.ts, doc["ts"])
         return doc
 
