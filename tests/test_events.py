@@ -311,3 +311,31 @@ def test_parallel_workers_deliver_in_commit_order_from_their_threads(postgres_ds
     assert replay(events) == {done.id: final}
     assert sum(isinstance(e, BatchCommitted) for e in events) == 14
     assert all(name.startswith("importstate-worker-") for name in threads)
+
+
+def test_loading_a_file_and_pending_downloads_are_told_as_state_changes(tmp_path):
+    from importstate.loaders.samples import write_csv_export  # noqa: PLC0415 - this test's
+
+    class NoAvatars:
+        def pending_downloads(self, _kind: Any) -> list[Any]:
+            return []
+
+        def downloaded(self, *_args: Any, **_kwargs: Any) -> None:
+            raise AssertionError
+
+    service = ImportService(MemoryStore(), {"csv": Importer(frozenset())})
+    events: list[Any] = []
+    service.subscribe(events.append)
+    export = write_csv_export(tmp_path / "export.zip", users=3, channels=1, messages=4)
+    loaded = service.load_file(export.path, "csv")
+    changes = [(e.before, e.after) for e in events if isinstance(e, StateChanged)]
+    assert changes[0] == (None, ProgressStep.NEW)
+    assert changes[-1][1] == ProgressStep.USER_SELECTION
+    assert [after for _, after in changes][1:4] == [
+        ProgressStep.UPLOADING, ProgressStep.FILE_LOADED, ProgressStep.PREPARING_STARTED,
+    ]
+    assert events[-1].operation == loaded
+    events.clear()
+    done = service.begin_pending("avatars", NoAvatars())
+    assert [e.after for e in events if isinstance(e, StateChanged)][-1] == ProgressStep.DONE
+    assert events[-1].operation == done
