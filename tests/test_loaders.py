@@ -154,7 +154,20 @@ def test_a_slack_export_stages_users_conversations_threads_and_messages(tmp_path
     assert messages["C1/1503522000"]["u"] == {"_id": "B1"}
     assert messages["G1/1503435959.5"]["attachments"] == [
         {"title": "a.png", "url": "https://f/a.png"}]
+    # The first file is the one the target's pending downloads fetch.
+    assert messages["G1/1503435959.5"]["_importFile"] == {
+        "downloadUrl": "https://f/a.png", "name": "a.png"}
     assert messages["D1/1503435960.0"]["rid"] == "D1"
+
+
+def test_a_slack_message_s_file_becomes_a_pending_download_of_the_target(tmp_path):
+    service, target = _service(tmp_path, "slack")
+    service.load_file(_zip(tmp_path / "slack.zip", SLACK_EXPORT), "slack")
+    done = service.run()
+    assert done.state is State.DONE, done.failure
+    pending = target.pending_downloads("files")
+    assert [(p.import_id, p.url, p.name) for p in pending] == [
+        ("G1/1503435959.5", "https://f/a.png", "a.png")]
 
 
 def test_a_slack_member_list_stages_its_users_by_email(tmp_path):

@@ -215,4 +215,24 @@ class _Messages:
                  "url": f.get("url_private_download") or f.get("url_private")}
                 for f in files if isinstance(f, dict)
             ]
+            attached = _attached_file(files)
+            if attached is not None:
+                message["_importFile"] = attached
         return message
+
+
+def _attached_file(files: list[Any]) -> dict[str, Any] | None:
+    """The message's first file with a URL, as the target's pending downloads read it.
+
+    Rocket.Chat's imported message carries one file to fetch (``_importFile``);
+    the built-in target records its ``downloadUrl`` for ``downloadPendingFiles``.
+    """
+    for file in files:
+        if not isinstance(file, dict):
+            continue
+        url = file.get("url_private_download") or file.get("url_private")
+        if isinstance(url, str) and url:
+            attached = {"downloadUrl": url, "name": file.get("name") or file.get("title"),
+                        "type": file.get("mimetype"), "size": file.get("size")}
+            return {key: value for key, value in attached.items() if value is not None}
+    return None
