@@ -32,9 +32,15 @@ def db(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(db):
+def import_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("import-dir")
+
+
+@pytest.fixture(scope="module")
+def server(db, import_dir):
     add_user(db, "admin", "run-import", "view-import-operations", password=PASSWORD)
-    with Server(db, batch_delay=BATCH_DELAY) as running:
+    options = ["--import-dir", str(import_dir)]
+    with Server(db, batch_delay=BATCH_DELAY, options=options) as running:
         yield running
 
 
@@ -189,6 +195,23 @@ def test_a_csv_zip_is_uploaded_chosen_from_imported_and_shown_done(page, api, tm
     screenshot(page, "done")
 
 
+def test_a_file_given_by_url_is_fetched_by_the_server_and_imported_whole(page, api, import_dir):
+    export = import_dir / "by-url.zip"
+    write_csv_export(export, users=4, channels=1, messages=8)
+    log_in(page)
+    page.get_by_label("Importer").select_option("csv")
+    page.get_by_label("or the URL of a file the server fetches").fill(export.as_uri())
+    page.get_by_role("button", name="Load the file").click()
+    page.locator("#users-list input").first.wait_for()
+    assert page.locator("#users-chosen").text_content() == "4"
+    page.get_by_role("button", name="Start the import").click()
+    wait_for_state(page, "done")
+    status = api.get("import.status").json()
+    assert status["operation"]["file"] == "by-url.zip"
+    assert status["operation"]["count"]["completed"] == status["operation"]["count"]["total"]
+    assert page.locator("#failures-none").text_content() == "None."
+
+
 def test_a_running_import_is_cancelled_from_the_page(page, api, tmp_path):
     export = tmp_path / "big.zip"
     write_csv_export(export, users=1000, channels=2, messages=10)
@@ -243,6 +266,13 @@ def test_the_page_passes_axe_and_works_from_the_keyboard_on_a_phone(browser, ser
         page.keyboard.type(PASSWORD)
         page.keyboard.press("Enter")
         page.locator("#app").wait_for(state="visible")
+        # The focused control is outlined, so a keyboard user sees where they are.
+        page.get_by_role("button", name="Log out").focus()
+        page.keyboard.press("Tab")
+        page.keyboard.press("Shift+Tab")
+        outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+        assert page.evaluate("document.activeElement.id") == "logout"
+        assert outline == "solid"
         export = tmp_path / "export.zip"
         write_csv_export(export, users=3, channels=1, messages=5)
         upload(page, export)

@@ -8,7 +8,10 @@ const FINISHED = new Set(["none", "done", "error", "canceled"]);
 const STORED = { user: "importstate.userId", token: "importstate.authToken", name: "importstate.username" };
 
 const $ = (id) => document.getElementById(id);
-const view = { timer: null, state: null, diagramState: null, selectionFor: null, failuresAt: null, samples: [] };
+const view = {
+  timer: null, polling: false, again: false,
+  state: null, diagramState: null, selectionFor: null, failuresAt: null, samples: [],
+};
 
 class ApiError extends Error {
   constructor(status, message) {
@@ -102,14 +105,24 @@ function loggedOut(message) {
 
 // --- the current operation ------------------------------------------------------------
 
+// One refresh at a time: a poll asked for while one is under way runs right after it.
 async function poll() {
+  if (view.polling) {
+    view.again = true;
+    return;
+  }
+  view.polling = true;
   clearTimeout(view.timer);
   try {
     await refresh();
   } catch (error) {
     if (error.status !== 401) notify("Could not refresh: " + error.message);
+  } finally {
+    view.polling = false;
   }
-  if (sessionStorage.getItem(STORED.token)) view.timer = setTimeout(poll, POLL_MS);
+  const wait = view.again ? 0 : POLL_MS;
+  view.again = false;
+  if (sessionStorage.getItem(STORED.token)) view.timer = setTimeout(poll, wait);
 }
 
 async function refresh() {
