@@ -159,6 +159,11 @@ def test_a_csv_zip_is_uploaded_chosen_from_imported_and_shown_done(page, api, tm
     upload(page, export)
     assert page.locator("#users-total").text_content() == "6"
     assert page.locator("#channels-total").text_content() == "4"  # and the direct messages
+    page.get_by_label("Select all users").uncheck()
+    assert page.locator("#users-chosen").text_content() == "0"
+    assert page.locator("#users-list input:checked").count() == 0
+    page.get_by_label("Select all users").check()
+    assert page.locator("#users-list input:checked").count() == 6
     page.get_by_label("user3 (user3@example.com)").uncheck()
     assert page.locator("#users-chosen").text_content() == "5"
     assert not page.locator("#users-all").is_checked()
@@ -214,7 +219,7 @@ def test_a_file_given_by_url_is_fetched_by_the_server_and_imported_whole(page, a
 
 def test_a_running_import_is_cancelled_from_the_page(page, api, tmp_path):
     export = tmp_path / "big.zip"
-    write_csv_export(export, users=1000, channels=2, messages=10)
+    write_csv_export(export, users=2000, channels=2, messages=10)
     log_in(page)
     upload(page, export)
     page.get_by_role("button", name="Start the import").click()
@@ -222,11 +227,15 @@ def test_a_running_import_is_cancelled_from_the_page(page, api, tmp_path):
     page.wait_for_function("() => document.getElementById('rate').textContent.endsWith('/s')")
     assert highlighted(page, "importing") == ["importing"]
     screenshot(page, "importing")
+    # A reload keeps the tab logged in and picks the running import up where it is.
+    page.reload()
+    page.locator("#app").wait_for(state="visible")
+    wait_for_state(page, "importing")
     page.get_by_role("button", name="Cancel the import").click()
     wait_for_state(page, "canceled")
     status = api.get("import.status").json()
     assert status["state"] == "canceled"
-    assert status["operation"]["count"].get("completed", 0) < 1000
+    assert status["operation"]["count"].get("completed", 0) < 2000
     assert highlighted(page, "canceled") == ["canceled"]
     assert page.get_by_role("button", name="Cancel the import").is_disabled()
     screenshot(page, "canceled")
