@@ -801,6 +801,18 @@ class ImportService:
         """The current operation's staged users, ``{_id, data, dataType, errors?}``, streamed."""
         return self.staged_records(DataType.USER)
 
+    def failed_records(
+        self, data_type: DataType | str | None = None, *, masked: bool = True,
+    ) -> Iterator[dict[str, Any]]:
+        """The current operation's staged records that failed, with their ``errors``, streamed.
+
+        Every type, or ``data_type``'s only. A record's ``data.password`` is
+        :data:`PASSWORD_MASK` unless ``masked`` is false (a retry needs it).
+        """
+        for record in self.staged_records(data_type):
+            if record.get("errors"):
+                yield _without_password(record) if masked else record
+
     def _staged(self, operation_id: str) -> Iterator[StagedRecord]:
         """The operation's staging in order, a page per snapshot (a reader may take its time)."""
         after: int | None = None
@@ -937,3 +949,11 @@ def _finished(operation: Operation) -> bool:
 def _added(operation: Operation, kind: RecordKind, records: Sequence[NewRecord]) -> Count:
     """The operation's counts with ``records`` of ``kind`` staged: the kind's and the total."""
     return operation.count.added(total=len(records), **{kind.count: len(records)})
+
+
+def _without_password(record: dict[str, Any]) -> dict[str, Any]:
+    # Failure listings end up in terminals, pages and tickets: a user's password stays out.
+    data = record["data"]
+    if "password" not in data:
+        return record
+    return {**record, "data": {**data, "password": PASSWORD_MASK}}

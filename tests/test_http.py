@@ -4,13 +4,16 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import os
 import shlex
+import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
 import time
+from xml.etree import ElementTree as ET
 
 import httpx
 import pytest
@@ -25,6 +28,7 @@ from importstate import (
     UsersTableImporter,
 )
 from importstate.http import ENDPOINTS, Limits, create_app
+from importstate.service import PASSWORD_MASK
 
 UNAUTHORIZED = {"status": "error", "message": "You must be logged in to do this."}
 FORBIDDEN = {
@@ -830,3 +834,73 @@ def test_failed_logins_are_limited_per_name_and_per_address(tmp_path):
     assert login("embedder", PASSWORD, on=strict).status_code == 429
     assert login("embedder", PASSWORD, address="10.0.0.9", on=strict).status_code == 200
     accounts.close()
+
+
+# -- the REST calls of the import page ----------------------------------------------------
+
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def highlighted_states(svg):
+    """The states the SVG diagram fills with a colour (all others are white)."""
+    root = ET.fromstring(svg)  # noqa: S314 - our own server's Graphviz output
+    found = []
+    for node in root.iter(SVG + "g"):
+        if node.get("class") != "node":
+            continue
+        shape = next(e for e in node if e.get("fill") is not None)
+        if shape.get("fill") != "white":
+            found.append(node.find(SVG + "title").text)
+    return found
+
+
+@pytest.mark.skipif(
+    shutil.which("dot") is None and os.environ.get("CI") != "true",
+    reason="Graphviz's dot is not installed (under CI=true this test must run)",
+)
+def test_the_diagram_highlights_the_state_of_the_current_operation(api):
+    api.post("import.clear").raise_for_status()
+    api.post("import.new").raise_for_status()
+    answer = api.get("importstate.diagram")
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["state"] == "new"
+    assert body["success"] is True
+    assert highlighted_states(body["svg"]) == ["new"]
+    api.post("import.addUsers", json={"users": [user(1)]}).raise_for_status()
+    api.post("import.run").raise_for_status()
+    wait_for(api, lambda status: status["state"] == "done")
+    assert highlighted_states(api.get("importstate.diagram").json()["svg"]) == ["done"]
+    assert api.get("importstate.diagram", params={"x": "1"}).status_code == 400
+
+
+def test_the_diagram_without_graphviz_says_how_to_install_it(tmp_path, monkeypatch):
+    db = tmp_path / "imports.db"
+    credentials = add_user(db, "admin", "run-import")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with Server(db) as running:
+        answer = httpx.get(running.url + "/api/v1/importstate.diagram",
+                           headers=headers(credentials))
+    assert answer.status_code == 400
+    assert "install Graphviz" in answer.json()["error"]
+
+
+def test_the_failures_of_the_current_operation_are_listed_with_passwords_masked(api):
+    api.post("import.new").raise_for_status()
+    secrets = {"password": "first-secret"}, {"password": "second-secret"}
+    # Import ids no other test of the module imports: a re-run of one is taken as done.
+    users = [user(8001, **secrets[0]), user(8002, username="U8001", **secrets[1])]
+    api.post("import.addUsers", json={"users": users}).raise_for_status()
+    api.post("import.run").raise_for_status()
+    wait_for(api, lambda status: status["state"] == "done")
+    answer = api.get("importstate.failures")
+    assert answer.status_code == 200, answer.text
+    failures = answer.json()["failures"]
+    assert [record["data"]["username"] for record in failures] == ["U8001"]
+    assert failures[0]["data"]["password"] == PASSWORD_MASK
+    assert failures[0]["dataType"] == "user"
+    assert failures[0]["errors"][0]["message"]
+    assert "secret" not in answer.text
+    api.post("import.clear").raise_for_status()
+    assert api.get("importstate.failures").json() == {"failures": [], "success": True}

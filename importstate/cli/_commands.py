@@ -26,7 +26,6 @@ from importstate.cli import _demo, _load, _userfile
 from importstate.cli._context import CommandError, Context, pass_context
 from importstate.cli._group import cli
 from importstate.cli._render import (
-    failed_records,
     failures_table,
     operations_table,
     plural,
@@ -104,7 +103,7 @@ def failures(ctx: Context, limit: int | None, export: str | None) -> int:
     Passwords are masked as [password], in the listing and in the export;
     `importstate retry` imports the failed users again with theirs.
     """
-    records = failed_records(ctx.service(existing=True))
+    records = ctx.service(existing=True).failed_records(DataType.USER)
     shown = itertools.islice(records, limit)
     if export is not None:
         with _opened_for_writing(export) as out:
@@ -230,7 +229,8 @@ def retry(ctx: Context, user: str | None) -> int:
     user = user if user is not None else getpass.getuser()
     # new_operation clears the staging: the failed users are kept aside first.
     with tempfile.TemporaryFile() as spool:
-        kept = _spool(spool, (r["data"] for r in failed_records(service, masked=False)))
+        failed = service.failed_records(DataType.USER, masked=False)
+        kept = _spool(spool, (r["data"] for r in failed))
         if not kept:
             msg = f"operation {old.id} has no failed users to retry"
             raise CommandError(msg)
@@ -558,7 +558,7 @@ def _step(ctx: Context, title: str, status: StatusDocument) -> None:
 
 
 def _demo_failures(ctx: Context, service: ImportService, *, kept: bool, shown: int = 10) -> None:
-    records = failed_records(service)
+    records = service.failed_records(DataType.USER)
     first = list(itertools.islice(records, shown))
     if not first:
         return

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from rich import box
@@ -15,7 +15,6 @@ from importstate.cli._watch import Outcome, Stop
 from importstate.documents import StatusDocument
 from importstate.model import Operation
 from importstate.pending import PENDING_NAMES
-from importstate.service import PASSWORD_MASK, ImportService
 from importstate.steps import State
 
 #: The rich style of each state's name; states not listed are unstyled.
@@ -115,21 +114,6 @@ def failures_table(records: Iterable[dict[str, Any]]) -> Table:
 
 def _first(values: object) -> str:
     return str(values[0]) if isinstance(values, list) and values else ""
-
-
-def failed_records(service: ImportService, *, masked: bool = True) -> Iterator[dict[str, Any]]:
-    """The current operation's staged users that failed, streamed; passwords masked unless not."""
-    for record in service.staged_users():
-        if record.get("errors"):
-            yield _without_password(record) if masked else record
-
-
-def _without_password(record: dict[str, Any]) -> dict[str, Any]:
-    # Failure listings end up in terminals and tickets: a user's password stays out.
-    data = record["data"]
-    if "password" not in data:
-        return record
-    return {**record, "data": {**data, "password": PASSWORD_MASK}}
 
 
 def report(ctx: Context, outcome: Outcome) -> None:

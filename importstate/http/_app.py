@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from importstate._files import default_files_dir
 from importstate._limits import LARGE_BODY, Limits
@@ -47,6 +47,7 @@ from importstate.http._body import (
 from importstate.http._import_files import ImportFiles
 from importstate.http._lease import RunLease
 from importstate.http._openapi import openapi_document
+from importstate.http._page import page_routes
 from importstate.http._params import INVALID_PARAMS, InvalidParams, check
 from importstate.http._routes import (
     AUTH_TOKEN_HEADER,
@@ -337,10 +338,11 @@ def create_app(  # noqa: PLR0913 - every argument after accounts is a keyword-on
         await run_in_threadpool(worker.stop)
         lease.close()
 
-    routes = [server.route(endpoint) for endpoint in ENDPOINTS]
+    routes: list[BaseRoute] = [server.route(endpoint) for endpoint in ENDPOINTS]
     routes += [
         Route(LOGIN.path, server.login, methods=[LOGIN.method]),
         Route(OPENAPI.path, server.openapi, methods=[OPENAPI.method]),
+        *page_routes(),
     ]
     app = Starlette(
         routes=routes, lifespan=lifespan,

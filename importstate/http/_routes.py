@@ -22,6 +22,7 @@ from importstate._files import open_file_private
 from importstate._limits import Limits
 from importstate.accounts import Accounts, ApiUser, Permission
 from importstate.aio import AsyncImportService
+from importstate.diagrams import Format, state_diagram
 from importstate.errors import InvalidSelection
 from importstate.fetch import Fetcher, vet
 from importstate.http._body import Body, users_in
@@ -341,6 +342,18 @@ async def _importers(call: Call) -> object:
             if key in call.sync.importers]
 
 
+async def _diagram(call: Call) -> object:
+    operation = await call.service.current_operation()
+    state = operation.state if operation is not None else State.NONE
+    drawing = await run_in_threadpool(state_diagram, format=Format.SVG, highlight=state)
+    return _ok(state=state.value, svg=drawing)
+
+
+async def _failures(call: Call) -> object:
+    records = await run_in_threadpool(lambda: list(call.sync.failed_records()))
+    return _ok(failures=records)
+
+
 async def _logout(call: Call) -> object:
     await run_in_threadpool(
         call.accounts.logout, call.user.id, call.request.headers[AUTH_TOKEN_HEADER],
@@ -380,6 +393,12 @@ _SELECTION: Final = _ok_schema(
 _PENDING: Final = _ok_schema(["count"], count=_COUNTER)
 _WITH_OPERATION: Final = _ok_schema(["operation"], operation=ref("Operation"))
 _STEP: Final[Schema] = {"enum": [step.value for step in ProgressStep]}
+_STATE: Final[Schema] = {"enum": [state.value for state in State]}
+_FAILED_RECORD: Final = object_schema(
+    ["_id", "data", "dataType", "errors"],
+    _id=STRING, data={"type": "object"}, dataType=STRING,
+    errors={"type": "array", "items": {"type": "object"}},
+)
 
 #: Every authenticated endpoint of SPEC §7, in its order.
 ENDPOINTS: Final = (
@@ -397,8 +416,7 @@ ENDPOINTS: Final = (
     Endpoint(
         "GET", "import.status", "The state of the current operation",
         Permission.RUN_IMPORT,
-        _ok_schema(["state"], {"operation": ref("Operation")},
-                   state={"enum": [state.value for state in State]}),
+        _ok_schema(["state"], {"operation": ref("Operation")}, state=_STATE),
         _status,
     ),
     Endpoint(
@@ -475,6 +493,22 @@ ENDPOINTS: Final = (
         "POST", "downloadPendingAvatars",
         "Count the avatars of imported users still to fetch, and fetch them in the background",
         Permission.RUN_IMPORT, _PENDING, _pending_avatars, strict=True,
+    ),
+    Endpoint(
+        "GET", "importstate.diagram",
+        "The states diagram as SVG, the current operation's state highlighted (needs"
+        " Graphviz's dot on the server)",
+        Permission.RUN_IMPORT,
+        _ok_schema(["state", "svg"], state=_STATE, svg=STRING),
+        _diagram, fails=True, strict=True,
+    ),
+    Endpoint(
+        "GET", "importstate.failures",
+        "The current operation's staged records that failed, with their errors; passwords"
+        " masked",
+        Permission.RUN_IMPORT,
+        _ok_schema(["failures"], failures={"type": "array", "items": _FAILED_RECORD}),
+        _failures, strict=True,
     ),
     Endpoint(
         "POST", "logout", "Invalidate the auth token of this request",
