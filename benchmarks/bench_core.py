@@ -154,19 +154,11 @@ def raw_stage(path: Path, count: int) -> None:
     conn.close()
 
 
-def time_raw_run(template: Path, scratch: Path) -> float:
-    """Pages of 50 by id, ``json.loads`` each, one counter update per page, successes deleted."""
-    path = scratch / "raw_run.db"
-    _copy(template, path)
-    conn = _raw_connect(path)
-    start = time.perf_counter()
-    completed, after = 0, -1
-    while True:
-        page = conn.execute(
-            "SELECT id, data FROM staging WHERE id > ? ORDER BY id LIMIT ?", (after, BATCH),
-        ).fetchall()
-        if not page:
-            break
+def _raw_pages(conn: sqlite3.Connection, table: str, size: int, completed: int) -> int:
+    """Pages of ``size`` by id, ``json.loads`` each row, one counter update per page; the count."""
+    after = -1
+    query = f"SELECT id, data FROM {table} WHERE id > ? ORDER BY id LIMIT ?"  # noqa: S608
+    while page := conn.execute(query, (after, size)).fetchall():
         for _id, data in page:
             json.loads(data)  # what a no-op importer is handed
         completed += len(page)
@@ -177,6 +169,16 @@ def time_raw_run(template: Path, scratch: Path) -> float:
             (completed, after, time.time()),
         )
         conn.execute("COMMIT")
+    return completed
+
+
+def time_raw_run(template: Path, scratch: Path) -> float:
+    """Pages of 50 by id, ``json.loads`` each, one counter update per page, successes deleted."""
+    path = scratch / "raw_run.db"
+    _copy(template, path)
+    conn = _raw_connect(path)
+    start = time.perf_counter()
+    _raw_pages(conn, "staging", BATCH, 0)
     conn.execute("BEGIN IMMEDIATE")
     conn.execute("DELETE FROM staging")
     conn.execute("COMMIT")
@@ -273,19 +275,7 @@ def time_raw_whole_run(template: Path, scratch: Path) -> float:
     start = time.perf_counter()
     completed = 0
     for table, size in _RAW_PHASES:
-        after = -1
-        query = f"SELECT id, data FROM {table} WHERE id > ? ORDER BY id LIMIT ?"  # noqa: S608
-        while page := conn.execute(query, (after, size)).fetchall():
-            for _id, data in page:
-                json.loads(data)  # what a no-op importer is handed
-            completed += len(page)
-            after = page[-1][0]
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute(
-                "UPDATE ops SET completed = ?, cursor = ?, updated = ? WHERE id = 1",
-                (completed, after, time.time()),
-            )
-            conn.execute("COMMIT")
+        completed = _raw_pages(conn, table, size, completed)
     conn.execute("BEGIN IMMEDIATE")
     for table, _ in _RAW_PHASES:
         conn.execute(f"DELETE FROM {table}")  # noqa: S608 - our names

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import IO, Any, Final, Literal
+from typing import IO, Any, Final, Literal, TypeVar
 
 from importstate import _loading, _pending, _run, _staging, machine
 from importstate._bus import Bus
@@ -47,7 +47,7 @@ from importstate.pending import PENDING_NAMES, Fetch, PendingKind, PendingSource
 from importstate.records import DataType, RecordKind, kind_of
 from importstate.selection import WAITING_STEPS, Selection, selection_document
 from importstate.steps import FINISHED_STATES, ProgressStep, State
-from importstate.stores import NewRecord, StagedRecord, Store, Transaction
+from importstate.stores import NewRecord, Pending, StagedRecord, Store, Transaction
 
 __all__ = [
     "BATCH_SIZE",
@@ -68,6 +68,8 @@ MESSAGE_BATCH_SIZE: Final = 500
 LEASE_SECONDS: Final = 30.0
 #: Operations ``latest_operations`` returns by default.
 LATEST_LIMIT: Final = 20
+#: A record that a paged read of staging gives.
+_Paged = TypeVar("_Paged", StagedRecord, Pending)
 #: Display names of importer keys (``getImportProgress``'s ``name``): the API's and the loaders'.
 DEFAULT_NAMES: Final = {
     "api": "API", **{key: ld.name for key, ld in BUILTIN_LOADERS.items()}, **PENDING_NAMES,
@@ -759,16 +761,10 @@ class ImportService:
 
     def _pending(self, operation_id: str, data_type: DataType) -> Iterator[StagedRecord]:
         """The operation's records of one type, as :meth:`_staged` reads them."""
-        after: int | None = None
-        while True:
-            with self.store.reading() as tx:
-                page = tx.pending(operation_id, data_type, after=after,
-                                  limit=self.batch_size * 10)
-            if not page:
-                return
-            for record in page:
-                yield StagedRecord(record.position, "", record.data, data_type, ())
-            after = page[-1].position
+        for record in self._paged(lambda tx, after, limit: tx.pending(
+            operation_id, data_type, after=after, limit=limit,
+        )):
+            yield StagedRecord(record.position, "", record.data, data_type, ())
 
     def _known(self, key: str) -> None:
         """Raise :class:`ImporterNotDefined` unless ``key`` is registered or a pending key."""
@@ -815,10 +811,18 @@ class ImportService:
 
     def _staged(self, operation_id: str) -> Iterator[StagedRecord]:
         """The operation's staging in order, a page per snapshot (a reader may take its time)."""
+        return self._paged(lambda tx, after, limit: tx.staged(
+            operation_id, after=after, limit=limit,
+        ))
+
+    def _paged(self, read: Callable[[Transaction, int | None, int], Sequence[_Paged]]) -> (
+        Iterator[_Paged]
+    ):
+        """What ``read(tx, after, limit)`` gives, page after page, each in a snapshot of its own."""
         after: int | None = None
         while True:
             with self.store.reading() as tx:
-                page = tx.staged(operation_id, after=after, limit=self.batch_size * 10)
+                page = read(tx, after, self.batch_size * 10)
             if not page:
                 return
             yield from page

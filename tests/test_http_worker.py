@@ -1,15 +1,14 @@
 """The server's background run: it gates the run's importer and keeps ``run``'s errors."""
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
+from workers import settled_descriptors
 
 from importstate import (
     Accounts,
@@ -118,25 +117,6 @@ def test_the_gate_holds_a_batch_of_any_type_and_the_run_stays_at_its_checkpoint(
     assert inner.channels == [], "a held batch reached the importer"
 
 
-def open_descriptors(path):
-    """How many of this process's descriptors are open on ``path`` or its -wal and -shm files."""
-    opened = 0
-    for fd in Path("/proc/self/fd").iterdir():
-        with contextlib.suppress(OSError):
-            opened += str(fd.readlink()).startswith(str(path))
-    return opened
-
-
-def settled_descriptors(path, at_most):
-    """:func:`open_descriptors`, once it is ``at_most`` or 2 s have passed.
-
-    A joined thread's locals (its connection) are released a moment after
-    ``join`` returns.
-    """
-    deadline = time.monotonic() + 2
-    while (opened := open_descriptors(path)) > at_most and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return opened
 
 
 def test_descriptors_stay_flat_over_a_hundred_background_runs(tmp_path):

@@ -1,13 +1,11 @@
-import contextlib
 import datetime as dt
 import json
 import sqlite3
 import stat
 import threading
-import time
-from pathlib import Path
 
 import pytest
+from workers import open_descriptors, settled_descriptors
 
 from importstate import MemoryStore, Operation, SQLiteStore
 from importstate.stores import NewRecord, Pending
@@ -170,25 +168,6 @@ def test_a_rolled_back_write_is_not_remembered(tmp_path):
     store.close()
 
 
-def open_descriptors(path):
-    """How many of this process's descriptors are open on ``path`` or its -wal and -shm files."""
-    opened = 0
-    for fd in Path("/proc/self/fd").iterdir():
-        with contextlib.suppress(OSError):
-            opened += str(fd.readlink()).startswith(str(path))
-    return opened
-
-
-def settled_descriptors(path, at_most):
-    """:func:`open_descriptors`, once it is ``at_most`` or 2 s have passed.
-
-    A joined thread's locals (its connection) are released a moment after
-    ``join`` returns.
-    """
-    deadline = time.monotonic() + 2
-    while (opened := open_descriptors(path)) > at_most and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return opened
 
 
 def test_a_thread_s_connection_is_closed_when_the_thread_ends(tmp_path):

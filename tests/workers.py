@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sqlite3
@@ -213,6 +214,27 @@ def record_of(path: str | os.PathLike[str]) -> dict[str, Any]:
     finally:
         conn.close()
     return {"reached": reached, "imported": imported, "batches": batches}
+
+
+def open_descriptors(path: str | os.PathLike[str]) -> int:
+    """How many of this process's descriptors are open on ``path`` or its -wal and -shm files."""
+    opened = 0
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):
+            opened += str(fd.readlink()).startswith(str(path))
+    return opened
+
+
+def settled_descriptors(path: str | os.PathLike[str], at_most: int) -> int:
+    """:func:`open_descriptors`, once it is ``at_most`` or 2 s have passed.
+
+    A joined thread's locals (its connection) are released a moment after
+    ``join`` returns.
+    """
+    deadline = time.monotonic() + 2
+    while (opened := open_descriptors(path)) > at_most and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return opened
 
 
 def kill_before_statement(store: SQLiteStore, matches: Callable[[str], bool], nth: int) -> None:
