@@ -1,8 +1,8 @@
 """The selection (SPEC §9): what staging offers, and a run of what the administrator chose."""
 
-import datetime as dt
 
 import pytest
+from clocks import Clock
 
 from importstate import (
     ImporterNotDefined,
@@ -16,15 +16,6 @@ from importstate import (
     SQLiteStore,
 )
 from importstate.selection import DIRECT_MESSAGES
-
-
-class Clock:
-    def __init__(self):
-        self.now = dt.datetime(2024, 3, 1, 12, 0, tzinfo=dt.UTC)
-
-    def __call__(self):
-        self.now += dt.timedelta(milliseconds=1)
-        return self.now
 
 
 class Recorder:

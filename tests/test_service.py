@@ -5,6 +5,7 @@ import threading
 import time
 
 import pytest
+from clocks import Clock
 
 from importstate import (
     DataType,
@@ -28,17 +29,6 @@ from importstate import (
     State,
 )
 from importstate.stores import memory
-
-
-class Clock:
-    """A clock that moves one millisecond per reading."""
-
-    def __init__(self):
-        self.now = dt.datetime(2024, 3, 1, 12, 0, tzinfo=dt.UTC)
-
-    def __call__(self):
-        self.now += dt.timedelta(milliseconds=1)
-        return self.now
 
 
 @pytest.fixture(params=["memory", "sqlite"])
