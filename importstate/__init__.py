@@ -26,6 +26,7 @@ from importstate.errors import (
     InvalidTransition,
     InvalidUserList,
     MissingChannelData,
+    MissingExtra,
     MissingMessageData,
     MissingRecordData,
     MissingReference,
@@ -103,6 +104,7 @@ __all__ = [
     "Listener",
     "MemoryStore",
     "MissingChannelData",
+    "MissingExtra",
     "MissingMessageData",
     "MissingRecordData",
     "MissingReference",
@@ -140,7 +142,8 @@ __all__ = [
     "state_of",
 ]
 
-__version__ = "0.1.0"
+#: The one place the version is written: the package metadata and ``importstate --version`` read it.
+__version__ = "0.2.0"
 
 # The library logs through the "importstate" hierarchy; the application decides what is shown.
 logging.getLogger("importstate").addHandler(logging.NullHandler())

@@ -11,6 +11,7 @@ from typing import Final
 
 import attrs
 
+from importstate._extras import needs
 from importstate.errors import PostgresUnreachable
 from importstate.loaders import available
 from importstate.service import ImportService
@@ -66,7 +67,8 @@ def open_setup(db: str | os.PathLike[str], *, dsn: str | None = None) -> Setup:
 
 
 def _postgres_store(dsn: str) -> Store:
-    from psycopg import OperationalError  # noqa: PLC0415 - psycopg is the postgres extra
+    with needs("postgres", "PostgresStore"):
+        from psycopg import OperationalError  # noqa: PLC0415 - psycopg is the postgres extra
 
     from importstate.stores.postgres import PostgresStore  # noqa: PLC0415 - same
 

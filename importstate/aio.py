@@ -18,8 +18,11 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final, Literal, ParamSpec, TypeVar
 
-import anyio
-import anyio.to_thread
+from importstate._extras import needs
+
+with needs("aio", "importstate.aio"):
+    import anyio
+    import anyio.to_thread
 
 from importstate._polling import Poller
 from importstate.documents import ProgressDocument, StatusDocument

@@ -15,14 +15,16 @@ when an operation takes it (``start / StateChanged``: see
 get a loop ``batch / BatchCommitted``. Which edges change the stored
 status or validity is asked of the machine, not written here.
 
-Formats: ``mermaid`` (``stateDiagram-v2``), ``dot`` (Graphviz source; needs
-the ``graphviz`` Python package only) and ``svg`` (runs Graphviz's ``dot``
+Formats: ``mermaid`` (``stateDiagram-v2``, no extra needed), ``dot``
+(Graphviz source; needs the ``graphviz`` Python package only, the
+``diagrams`` extra) and ``svg`` (the same, and runs Graphviz's ``dot``
 program). The same definition gives byte-identical text.
 """
 
 from __future__ import annotations
 
 import enum
+import importlib
 import itertools
 import shutil
 import subprocess
@@ -34,6 +36,7 @@ from transitions.extensions import GraphMachine, HierarchicalGraphMachine
 from transitions.extensions.nesting import NestedState
 
 from importstate import machine as _machine
+from importstate._extras import needs
 from importstate.errors import GraphvizNotFound, InvalidTransition
 from importstate.events import BatchCommitted, StateChanged
 from importstate.machine import DEFINITION, MachineDefinition, Transition, build_machine
@@ -138,7 +141,7 @@ def state_diagram(
     fmt = Format(format)
     drawn = with_events(definition) if events else definition
     machine = build_machine(
-        drawn, machine_class=_StatesMachine, graph_engine=_ENGINES[fmt], title=title,
+        drawn, machine_class=_StatesMachine, graph_engine=_engine(fmt), title=title,
     )
     if events:
         machine.add_transition(_BATCH, str(State.IMPORTING), str(State.IMPORTING))
@@ -175,7 +178,7 @@ def steps_diagram(  # noqa: PLR0913 - every argument after the table is keyword-
     fmt = Format(format)
     machine = cast("_StepsMachine", build_machine(
         with_events(definition) if events else definition, machine_class=_StepsMachine,
-        graph_engine=_ENGINES[fmt], title=title,
+        graph_engine=_engine(fmt), title=title,
     ))
     grouped = _group(steps, definition)
     advance = _labelled(str(_machine.Event.ADVANCE), changes=True) if events else "advance"
@@ -196,6 +199,15 @@ def steps_diagram(  # noqa: PLR0913 - every argument after the table is keyword-
     for name in _highlighted_steps(highlight, definition, grouped):
         graph.set_node_style(name, "active")
     return _output(graph.get_graph(title=title), fmt)
+
+
+def _engine(fmt: Format) -> str:
+    """The transitions engine drawing ``fmt``: DOT and SVG need the diagrams extra's graphviz."""
+    if fmt is not Format.MERMAID:
+        # Without graphviz, transitions would quietly draw Mermaid instead.
+        with needs("diagrams", "a DOT or SVG diagram"):
+            importlib.import_module("graphviz")
+    return _ENGINES[fmt]
 
 
 #: The loop where a run commits its batches, when the diagram names the events.

@@ -10,10 +10,14 @@ holds the two together.
 """
 
 # No ``from __future__ import annotations``: TypedDict reads NotRequired from live annotations.
-# typing_extensions' TypedDict, so that pydantic (FastAPI's response models) reads them on 3.11.
 from typing import NotRequired
 
-from typing_extensions import TypedDict
+try:
+    # pydantic (FastAPI's response models) reads only typing_extensions' TypedDict on 3.11;
+    # pydantic depends on typing_extensions, so it is there wherever it is needed.
+    from typing_extensions import TypedDict
+except ImportError:  # pragma: no cover - depends on what is installed
+    from typing import TypedDict
 
 __all__ = [
     "CountDocument",

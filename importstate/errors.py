@@ -35,6 +35,7 @@ __all__ = [
     "InvalidTransition",
     "InvalidUserList",
     "MissingChannelData",
+    "MissingExtra",
     "MissingMessageData",
     "MissingRecordData",
     "MissingReference",
@@ -335,6 +336,24 @@ class GraphvizNotFound(ImportStateError):
         " (apt install graphviz, brew install graphviz, or https://graphviz.org/download/)"
         " or choose the mermaid or dot format"
     )
+
+
+class MissingExtra(ImportStateError, ImportError):
+    """A module or command needs one of importstate's extras, which is not installed.
+
+    Also an :class:`ImportError`: importing the module that needs the extra
+    raises it.
+
+    Attributes:
+        needed_by: what needs the extra (``"importstate's command line"``).
+        extra: the extra to install (``cli``, ``server``, ``postgres``,
+            ``diagrams``, ``testing``, ``aio``).
+    """
+
+    def __init__(self, needed_by: str, extra: str) -> None:
+        super().__init__(f"{needed_by} needs the {extra} extra: pip install 'importstate[{extra}]'")
+        self.needed_by = needed_by
+        self.extra = extra
 
 
 class UnknownPermission(ImportStateError):

@@ -496,7 +496,8 @@ def test_the_public_api_of_the_command_line():
 
 def test_version_is_the_installed_one():
     done = cli("--version", check_status=0)
-    assert done.stdout == f"importstate, version {importlib.metadata.version('importstate')}\n"
+    assert done.stdout == f"importstate, version {importstate.__version__}\n"
+    assert importlib.metadata.version("importstate") == importstate.__version__
 
 
 def test_global_options_go_before_or_after_the_subcommand(db):

@@ -12,6 +12,12 @@ stderr and exit status 1, never a traceback; usage errors exit 2; Ctrl-C
 exits 130 and SIGTERM 143.
 """
 
+from importstate._extras import needs
+
+with needs("cli", "importstate's command line"):
+    import click  # noqa: F401 - every module below is built on Click and rich
+    import rich  # noqa: F401 - same
+
 from importstate.cli._context import (
     DEFAULT_DB,
     INTERRUPTED,

@@ -13,6 +13,7 @@ from typing import Any, Final
 
 import click
 
+from importstate import __version__
 from importstate.cli._context import Context
 
 #: The global options: flags, what :class:`Context` attribute they set, and their settings.
@@ -77,7 +78,7 @@ class Group(click.Group):
     cls=Group,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
-@click.version_option(package_name="importstate", prog_name="importstate")
+@click.version_option(version=__version__, prog_name="importstate")
 def cli() -> None:
     """Run and inspect data-import operations (the Rocket.Chat import model).
 

@@ -5,6 +5,13 @@
 one SQLite file, as ``importstate serve`` does.
 """
 
+from importstate._extras import needs
+
+with needs("server", "importstate's REST server"):
+    import anyio  # noqa: F401 - the modules below run on Starlette, uvicorn and AnyIO
+    import starlette  # noqa: F401 - same
+    import uvicorn  # noqa: F401 - same
+
 from importstate._limits import DEFAULT_MAX_BODY, Limits
 from importstate.http._app import create_app
 from importstate.http._openapi import openapi_document

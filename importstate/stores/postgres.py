@@ -20,13 +20,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, Final, LiteralString
 
-try:
+from importstate._extras import needs
+
+with needs("postgres", "PostgresStore"):
     import psycopg
     from psycopg import errors, sql
     from psycopg_pool import ConnectionPool, PoolTimeout
-except ImportError as exc:  # pragma: no cover - depends on what is installed
-    msg = "PostgresStore needs psycopg 3 and psycopg-pool: pip install 'importstate[postgres]'"
-    raise ImportError(msg) from exc
 
 from importstate._time import epoch_millis, from_epoch_millis
 from importstate.errors import DatabaseBusy, SchemaVersionError

@@ -8,16 +8,19 @@ import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO, ClassVar, Final, cast
 
-import pytest
-from hypothesis import note
-from hypothesis import strategies as st
-from hypothesis.stateful import (
-    RuleBasedStateMachine,
-    initialize,
-    invariant,
-    precondition,
-    rule,
-)
+from importstate._extras import needs
+
+with needs("testing", "importstate.testing.ImportServiceMachine"):
+    import pytest
+    from hypothesis import note
+    from hypothesis import strategies as st
+    from hypothesis.stateful import (
+        RuleBasedStateMachine,
+        initialize,
+        invariant,
+        precondition,
+        rule,
+    )
 
 from importstate.errors import (
     DownloadFailed,

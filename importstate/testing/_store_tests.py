@@ -9,9 +9,13 @@ from collections.abc import Callable, Iterator
 from typing import Any, Final, Generic, TypeVar
 
 import attrs
-import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+
+from importstate._extras import needs
+
+with needs("testing", "importstate.testing.StoreTests"):
+    import pytest
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
 
 from importstate.model import Count, Failure, Operation
 from importstate.steps import ProgressStep

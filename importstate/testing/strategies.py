@@ -21,8 +21,11 @@ import datetime as dt
 from collections.abc import Collection, Sequence
 from typing import Any, Final, Literal, TypeAlias
 
-from hypothesis import strategies as st
-from hypothesis.errors import InvalidArgument
+from importstate._extras import needs
+
+with needs("testing", "importstate.testing.strategies"):
+    from hypothesis import strategies as st
+    from hypothesis.errors import InvalidArgument
 
 from importstate import _staging
 from importstate._time import epoch_millis, format_time, to_millis_precision
