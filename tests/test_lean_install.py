@@ -32,7 +32,7 @@ EXTRAS = {
     "cli": {"click", "rich"},
     "diagrams": {"graphviz"},
     "postgres": {"psycopg", "psycopg-pool"},
-    "server": {"anyio", "starlette", "uvicorn"},
+    "server": {"anyio", "graphviz", "starlette", "uvicorn"},
     "testing": {"hypothesis", "pytest"},
 }
 
