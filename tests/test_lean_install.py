@@ -291,3 +291,10 @@ def test_the_pytest_plugin_and_the_importers_work_without_hypothesis(work):
     done = _without(["hypothesis"], code, "test_plugin.py", cwd=work)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 passed" in done.stdout
+
+
+def test_the_readme_lists_every_extra_and_the_line_a_missing_one_prints():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Installing\n", 1)[1].split("\n## ", 1)[0]
+    assert set(re.findall(r"^\| `(\w+)` \|", section, re.MULTILINE)) == {*EXTRAS, "all"}
+    assert f"$ importstate status\n{CLI_MISSING}" in section
