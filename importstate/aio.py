@@ -6,6 +6,10 @@ the event loop never waits on the store or the importer. A run awaited
 (``await svc.run()``) and then cancelled (its task cancelled, a timeout)
 cancels the import: the run stops at its next batch boundary, with the
 batch in hand committed, and the cancellation is raised once it has.
+
+Needs the ``aio`` extra (AnyIO: ``pip install 'importstate[aio]'``; the
+``server`` extra brings it too); without it, importing this module raises
+:class:`~importstate.MissingExtra`.
 """
 
 from __future__ import annotations

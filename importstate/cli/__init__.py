@@ -10,6 +10,10 @@ User errors (an :class:`~importstate.errors.ImportStateError`, a
 :class:`CommandError`, an unreadable file) end the command with one line on
 stderr and exit status 1, never a traceback; usage errors exit 2; Ctrl-C
 exits 130 and SIGTERM 143.
+
+Needs the ``cli`` extra (Click and rich: ``pip install 'importstate[cli]'``);
+without it, importing this module raises :class:`~importstate.MissingExtra`,
+and the ``importstate`` command prints that one line and exits 1.
 """
 
 from importstate._extras import needs

@@ -3,6 +3,9 @@
 :func:`create_app` builds the Starlette application over any
 :class:`~importstate.ImportService`; :func:`serve` runs it with uvicorn over
 one SQLite file, as ``importstate serve`` does.
+
+Needs the ``server`` extra (``pip install 'importstate[server]'``);
+without it, importing this module raises :class:`~importstate.MissingExtra`.
 """
 
 from importstate._extras import needs

@@ -14,7 +14,10 @@
   plugin's fixtures.
 
 Names are imported on first use, so the pytest plugin (loaded by every
-pytest run) stays cheap and works without Hypothesis installed.
+pytest run) stays cheap and works without Hypothesis installed. The
+strategies, the suites and the stateful model need the ``testing`` extra
+(Hypothesis and pytest); without it, they raise
+:class:`~importstate.MissingExtra`. The importers need nothing.
 """
 
 from __future__ import annotations
