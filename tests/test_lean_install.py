@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import textwrap
 import zipfile
 from pathlib import Path
@@ -209,6 +210,21 @@ def test_the_wheel_carries_version_licence_urls_and_types(wheel):
     assert urls["Issues"] == "https://github.com/importstate/importstate/issues"
     assert "importstate/py.typed" in names
     assert "importstate = importstate.__main__:main" in entry_points
+
+
+def test_the_source_distribution_holds_what_a_clone_does(tmp_path):
+    done = _run(sys.executable, "-m", "hatchling", "build", "--target", "sdist",
+                "--directory", tmp_path, cwd=ROOT, timeout=INSTALL_TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    (built,) = tmp_path.glob("importstate-*.tar.gz")
+    with tarfile.open(built) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    assert {name.split("/", 1)[0] for name in names} == {
+        ".ci", ".gitignore", "CHANGELOG.md", "CONTRIBUTING.md", "LICENSE", "Makefile",
+        "PKG-INFO", "README.md", "SECURITY.md", "benchmarks", "diagrams", "docs", "examples",
+        "importstate", "pyproject.toml", "tests",
+    }
+    assert {"importstate/py.typed", "diagrams/states.svg", "tests/lean_import.py"} <= names
 
 
 def test_the_version_is_written_once():
