@@ -314,3 +314,16 @@ def test_the_readme_lists_every_extra_and_the_line_a_missing_one_prints():
     section = readme.split("\n## Installing\n", 1)[1].split("\n## ", 1)[0]
     assert set(re.findall(r"^\| `(\w+)` \|", section, re.MULTILINE)) == {*EXTRAS, "all"}
     assert f"$ importstate status\n{CLI_MISSING}" in section
+
+
+def test_the_hypothesis_entry_point_works_without_pytest(work):
+    code = """
+        import sys
+        from hypothesis import find, strategies as st
+        from importstate import Operation, State
+        found = find(st.from_type(Operation), lambda op: op.state is State.DONE)
+        print(type(found).__name__, found.state, "pytest" in sys.modules)
+    """
+    done = _without(["pytest", "_pytest"], code, cwd=work)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "Operation done False\n"
