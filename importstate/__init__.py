@@ -36,6 +36,7 @@ from importstate.errors import (
     OperationNotInitialized,
     PostgresUnreachable,
     SchemaVersionError,
+    SelectionNotReady,
     ServerStopping,
     UnknownApiUser,
     UnknownPermission,
@@ -50,7 +51,7 @@ from importstate.machine import Event
 from importstate.model import Count, Failure, Operation
 from importstate.pending import PendingDownload, PendingKind
 from importstate.records import DataType
-from importstate.selection import Selection
+from importstate.selection import Offer, Selection
 from importstate.service import ImportService
 from importstate.steps import ProgressStep, State, state_of
 from importstate.stores import (
@@ -107,6 +108,7 @@ __all__ = [
     "MissingRecordData",
     "MissingReference",
     "MissingUserData",
+    "Offer",
     "Operation",
     "OperationAlreadyFinished",
     "OperationCannotReceiveData",
@@ -124,6 +126,7 @@ __all__ = [
     "SQLiteStore",
     "SchemaVersionError",
     "Selection",
+    "SelectionNotReady",
     "ServerStopping",
     "StagedRecord",
     "State",
