@@ -178,7 +178,7 @@ def _lines(file: IO[bytes], name: str, max_line: int) -> Iterator[_Line]:
     """Each line that is not blank as ``(number, type, body)``, checked for order and form."""
     rank = 0
     for number, raw in enumerate(iter(lambda: file.readline(max_line + 1), b""), start=1):
-        if len(raw) > max_line:
+        if len(raw) > max_line and not raw.endswith(b"\n"):
             raise FileFormatError(name, number, f"a line longer than {max_line:,} bytes")
         if not raw.strip():
             continue

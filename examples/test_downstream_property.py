@@ -108,8 +108,8 @@ def test_the_first_user_of_each_email_becomes_an_agent(users: list[dict[str, Any
     assert done.state is State.DONE
     assert set(directory.agents) == set(firsts.values())
     assert (done.count.completed, done.count.error) == (len(firsts), len(users) - len(firsts))
-    failed = [record["errors"][0]["message"] for record in service.failed_records()]
-    assert all(" belongs to agent " in message for message in failed)
+    failed = {_first(record["data"]["importIds"]) for record in service.failed_records()}
+    assert failed == {_first(user["importIds"]) for user in users} - set(firsts.values())
 
 
 class Crash(BaseException):
@@ -173,6 +173,20 @@ def test_a_selection_imports_exactly_the_agents_it_names(data: st.DataObject) ->
     emails = {_first(user["emails"]).casefold() for user in kept}
     assert set(directory.agents) <= {_first(user["importIds"]) for user in kept}
     assert len(directory.agents) == len(emails)
+
+
+def test_the_offer_lists_the_staged_users_and_chooses_some() -> None:
+    directory = Directory()
+    service = make_service(directory)
+    service.new_operation("admin")
+    service.add_users([{"emails": [f"{n}@acme.test"], "importIds": [str(n)], "username": f"a{n}"}
+                       for n in range(5)])
+    offer = service.selection()
+    assert [user.username for user in offer.users] == ["a0", "a1", "a2", "a3", "a4"]
+    everyone_but_3 = [user.user_id for user in offer.users if user.user_id != "3"]
+    done = service.run(selection=offer.choose(users=everyone_but_3))
+    assert sorted(directory.agents) == ["0", "1", "2", "4"]
+    assert done.count.total == 4
 
 
 # -- the pytest plugin's fixtures ------------------------------------------------------------

@@ -109,6 +109,16 @@ def test_a_bad_line_fails_the_load_naming_the_line(setup, lines, message):
     assert list(service.staged_records()) == []
 
 
+def test_a_line_over_the_limit_is_refused_before_it_is_parsed(setup):
+    service, _, path = setup
+    long_name = "a" * 200
+    path.write_text(export(VERSION, user("ann"), user(long_name)))
+    fits = len(export(user(long_name))) - 1  # the line without its line break
+    assert service.load_file(path, "mattermost", max_line=fits).state is State.READY
+    failed = service.load_file(path, "mattermost", max_line=fits - 1)
+    assert failed.failure.message == f"export.jsonl: line 3: a line longer than {fits - 1} bytes"
+
+
 def test_the_loader_registers_through_an_entry_point(tmp_path, monkeypatch):
     info = tmp_path / "acme_import-1.0.dist-info"
     info.mkdir()
