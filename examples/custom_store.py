@@ -30,8 +30,10 @@ A transaction works on its own copy of what it reads and writes nothing
 until it commits. The commit writes the changed staging files, then
 replaces ``index.json`` in one rename: that rename is the commit, so a crash
 or an error before it leaves the store as it was (the files it wrote are
-deleted by the next commit), and readers, who never wait for writers, see
-the whole commit or nothing. Each write is flushed to disk before the rename.
+deleted by the next commit), and readers see the whole commit or nothing.
+Readers do not wait for a transaction (only, for a moment, for a commit
+deleting the files no snapshot needs any more). Each write is flushed to
+disk before the rename.
 
 It needs a POSIX system (``fcntl.flock``) and suits imports of thousands of
 records: a commit rewrites the staging file of the operation it changed.
@@ -127,7 +129,7 @@ class FolderStore:
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[_FolderTransaction]:
-        """A snapshot of the last commit; it does not wait for a writer."""
+        """A snapshot of the last commit; it does not wait for a writer's transaction."""
         with _locked(self.folder / "readers.lock", fcntl.LOCK_SH):
             yield _FolderTransaction(self.folder)
 
