@@ -37,6 +37,7 @@ from importstate.errors import (
     OperationNotInitialized,
     PostgresUnreachable,
     SchemaVersionError,
+    SelectionNotReady,
     ServerStopping,
     UnknownApiUser,
     UnknownPermission,
@@ -51,7 +52,7 @@ from importstate.machine import Event
 from importstate.model import Count, Failure, Operation
 from importstate.pending import PendingDownload, PendingKind
 from importstate.records import DataType
-from importstate.selection import Selection
+from importstate.selection import Offer, Selection
 from importstate.service import ImportService
 from importstate.steps import ProgressStep, State, state_of
 from importstate.stores import (
@@ -109,6 +110,7 @@ __all__ = [
     "MissingRecordData",
     "MissingReference",
     "MissingUserData",
+    "Offer",
     "Operation",
     "OperationAlreadyFinished",
     "OperationCannotReceiveData",
@@ -126,6 +128,7 @@ __all__ = [
     "SQLiteStore",
     "SchemaVersionError",
     "Selection",
+    "SelectionNotReady",
     "ServerStopping",
     "StagedRecord",
     "State",

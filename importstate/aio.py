@@ -35,7 +35,7 @@ from importstate.events import Listener, OperationEvent
 from importstate.importers import Importer
 from importstate.model import Operation
 from importstate.records import DataType
-from importstate.selection import Selection
+from importstate.selection import Offer, Selection
 from importstate.service import LATEST_LIMIT, ImportService
 from importstate.steps import ProgressStep
 
@@ -215,7 +215,7 @@ class AsyncImportService:
         """``ImportService.progress``."""
         return await self._call(self.service.progress)
 
-    async def selection(self) -> dict[str, Any] | None:
+    async def selection(self) -> Offer:
         """``ImportService.selection``."""
         return await self._call(self.service.selection)
 

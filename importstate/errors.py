@@ -47,6 +47,7 @@ __all__ = [
     "PostgresUnreachable",
     "PruneUnsupported",
     "SchemaVersionError",
+    "SelectionNotReady",
     "ServerFailed",
     "ServerStopping",
     "StoreFailed",
@@ -230,6 +231,23 @@ class InvalidImportOperation(ImportStateError):
     """The selection was asked for while an operation that is no longer valid was preparing."""
 
     message = "error-import-operation-invalid"
+
+
+class SelectionNotReady(ImportStateError):
+    """The selection was asked for while the operation downloads or prepares: there is none yet.
+
+    The REST API answers ``getImportFileData`` with ``{waiting: true}``; ask
+    again once the operation is ready (``importer_user_selection``).
+
+    Attributes:
+        step: the operation's status when it was asked (``importer_preparing_users``...).
+    """
+
+    def __init__(self, step: str) -> None:
+        step = str(step)  # a ProgressStep reads as its wire name
+        super().__init__(f"the selection is not ready: the operation is at {step!r}"
+                         " (downloading or preparing); ask again once it is ready")
+        self.step = step
 
 
 class InvalidTransition(ImportStateError):

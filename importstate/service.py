@@ -28,6 +28,7 @@ from importstate.errors import (
     OperationNotFound,
     OperationNotInitialized,
     PruneUnsupported,
+    SelectionNotReady,
 )
 from importstate.events import Listener, OperationEvent
 from importstate.importers import Importer, registered
@@ -45,7 +46,7 @@ from importstate.machine import Event
 from importstate.model import Count, Operation
 from importstate.pending import PENDING_NAMES, Fetch, PendingKind, PendingSource
 from importstate.records import DataType, RecordKind, kind_of
-from importstate.selection import WAITING_STEPS, Selection, selection_document
+from importstate.selection import WAITING_STEPS, Offer, Selection
 from importstate.steps import FINISHED_STATES, ProgressStep, State
 from importstate.stores import NewRecord, Pending, StagedRecord, Store, Transaction
 
@@ -528,10 +529,11 @@ class ImportService:
         Users first, then channels, then messages (the status shows the
         phase; a phase without records is passed through); users and
         channels in batches of ``batch_size``, messages of
-        ``message_batch_size``. With a ``selection`` (``startImport``'s
-        ``{users?: {all?, list?}, channels?: {all?, list?}}``, or a
-        :class:`~importstate.selection.Selection`) only what it keeps is
-        imported, and the counts are narrowed to it when the run starts.
+        ``message_batch_size``. With a ``selection`` (a
+        :class:`~importstate.selection.Selection`, say
+        ``selection().choose(users=[...])``, or its wire form, ``startImport``'s
+        ``{users?: {all?, list?}, channels?: {all?, list?}}``) only what it
+        keeps is imported, and the counts are narrowed to it when the run starts.
 
         With ``workers`` > 1 the run is parallel (see :meth:`work`): the
         importer is called from that many threads at once and must be
@@ -725,17 +727,20 @@ class ImportService:
                       "error": count.get("error")},
         }
 
-    def selection(self) -> dict[str, Any] | None:
+    def selection(self) -> Offer:
         """What the current operation offers to import (``getImportFileData``, SPEC §9).
 
-        ``{name, users, channels, contacts, message_count}`` built from its
-        staging, or ``None`` while it is downloading or preparing (there is
-        no selection yet). Reading it changes nothing.
+        Built from its staging: an entry per staged user and channel, and the
+        message count; ``.to_wire()`` is the REST document and
+        ``.choose(users=..., channels=...)`` the :class:`Selection` to
+        :meth:`run` with. Reading it changes nothing.
 
         Raises:
             OperationNotFound: no operation exists.
             ImporterNotDefined: its importer key is not registered.
             InvalidImportOperation: it is preparing but no longer valid.
+            SelectionNotReady: it is downloading or preparing (there is no
+                selection yet; the REST API answers ``{waiting: true}``).
         """
         operation = self.current_operation()
         if operation is None:
@@ -745,7 +750,7 @@ class ImportService:
         if operation.status in WAITING_STEPS:
             if not operation.valid:
                 raise InvalidImportOperation
-            return None
+            raise SelectionNotReady(operation.status)
         if operation.status is ProgressStep.USER_SELECTION and operation.valid:
             # Before a run nothing is left out, and the counts are the staging's (a
             # cleared operation's staging is gone):
@@ -754,10 +759,8 @@ class ImportService:
                 self._pending(operation.id, data_type)
                 for data_type in (DataType.USER, DataType.CHANNEL)
             )
-            return selection_document(
-                records, self._name(key), message_count=operation.count.get("messages"),
-            )
-        return selection_document(self._staged(operation.id), self._name(key))
+            return Offer.of(records, self._name(key), message_count=operation.count.get("messages"))
+        return Offer.of(self._staged(operation.id), self._name(key))
 
     def _pending(self, operation_id: str, data_type: DataType) -> Iterator[StagedRecord]:
         """The operation's records of one type, as :meth:`_staged` reads them."""

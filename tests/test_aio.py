@@ -57,7 +57,7 @@ async def test_the_methods_awaited_do_what_the_services_do(tmp_path):
     await svc.add_users(users(3))
     await svc.add_channels([{"importIds": ["room"], "name": "room"}])
     assert (await svc.status())["state"] == "ready"
-    assert (await svc.selection() or {})["users"][0]["user_id"] == "user-0"
+    assert (await svc.selection()).users[0].user_id == "user-0"
 
     class Failing(Slow):
         def import_batch(self, batch: list[dict[str, Any]]) -> list[BaseException | None]:

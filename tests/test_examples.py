@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import anyio
 import httpx
 import pytest
+from example_modules import load
 
 from importstate import ImportService, MemoryStore, OperationAlreadyFinished
 from importstate.aio import AsyncImportService
-
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "fastapi_progress.py"
 
 pytestmark = pytest.mark.anyio
 
@@ -31,13 +27,7 @@ def anyio_backend():
 
 @pytest.fixture(scope="module")
 def example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fastapi_progress", EXAMPLE)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load("fastapi_progress")
 
 
 class Importer:

@@ -18,11 +18,12 @@ PUBLIC = {
         "InvalidRecordList", "InvalidRoles", "InvalidSelection", "InvalidTransition",
         "InvalidUserList", "Listener", "MemoryStore", "MissingChannelData", "MissingExtra",
         "MissingMessageData", "MissingRecordData", "MissingReference", "MissingUserData",
-        "Operation",
+        "Offer", "Operation",
         "OperationAlreadyFinished", "OperationCannotReceiveData", "OperationDocument",
         "OperationEvent", "OperationNotFound", "OperationNotInitialized", "PendingDownload",
         "PendingKind", "Permission", "PostgresStore", "PostgresUnreachable", "ProgressDocument",
-        "ProgressStep", "SQLiteStore", "SchemaVersionError", "Selection", "ServerStopping",
+        "ProgressStep", "SQLiteStore", "SchemaVersionError", "Selection", "SelectionNotReady",
+        "ServerStopping",
         "StagedRecord", "State", "StateChanged", "StatusDocument", "Store", "UnknownApiUser",
         "UnknownPermission", "UrlNotAllowed", "UrlRules", "UsersTableImporter",
         "WireFormatError", "WorkersUnsupported", "state_of",
@@ -31,6 +32,10 @@ PUBLIC = {
     "importstate.documents": [
         "CountDocument", "FailureDocument", "OperationDocument", "ProgressCount",
         "ProgressDocument", "StatusDocument",
+    ],
+    "importstate.selection": [
+        "DIRECT_MESSAGES", "WAITING_STEPS", "Offer", "OfferedChannel", "OfferedUser", "Selection",
+        "narrow", "selection_document",
     ],
     "importstate.events": ["BatchCommitted", "Listener", "OperationEvent", "StateChanged"],
     "importstate.stores": [

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from importstate import ImportService, MemoryStore, SQLiteStore, UsersTableImporter
-from importstate.errors import FileFormatError, ImporterNotDefined
+from importstate.errors import FileFormatError, ImporterNotDefined, SelectionNotReady
 from importstate.loaders import BUILTIN_LOADERS, ENTRY_POINT_GROUP, Loader, available, samples
 from importstate.records import DataType
 from importstate.steps import ProgressStep, State
@@ -86,10 +86,9 @@ def test_a_csv_zip_stages_users_channels_direct_channels_and_messages(tmp_path):
     }
     assert messages["directmessages/all.csv:3"]["rid"] == "ann/cy"
     assert sorted(m["rid"] for m in messages.values()).count("ann/bob") == 2
-    selection = service.selection()
-    assert selection["name"] == "CSV"
-    assert [c["channel_id"] for c in selection["channels"]] == [
-        "general", "secret", "__directMessages__"]
+    offer = service.selection()
+    assert offer.name == "CSV"
+    assert [c.channel_id for c in offer.channels] == ["general", "secret", "__directMessages__"]
 
 
 SLACK_EXPORT = {
@@ -221,9 +220,9 @@ def test_a_sample_export_of_thousands_of_messages_runs_to_done(tmp_path, key):
         assert 800 - len(channels) <= len(replies) <= 800
         by_id = {m["importIds"][0]: m for m in messages}
         assert all(by_id[m["tmid"]]["rid"] == m["rid"] for m in replies)
-    selection = service.selection()
-    assert len(selection["users"]) == export.users
-    assert selection["message_count"] == export.messages
+    offer = service.selection()
+    assert len(offer.users) == export.users
+    assert offer.message_count == export.messages
     final = service.run()
     assert final.state is State.DONE
     assert final.count.get("completed") == export.records
@@ -247,11 +246,15 @@ def test_another_reader_sees_nothing_staged_until_the_whole_file_is(tmp_path):
             other = ImportService(SQLiteStore(tmp_path / "imports.db"), {"csv": print})
             current = other.current_operation()
             staged = list(other.staged_records())
-            seen.append((current.status, other.selection(), len(staged), operation.count.total))
+            try:
+                waiting = other.selection()
+            except SelectionNotReady as exc:
+                waiting = exc.step
+            seen.append((current.status, waiting, len(staged), operation.count.total))
             other.store.close()
 
     operation = service.load_file(export.path, "csv", progress=look)
-    assert seen[0][:3] == (ProgressStep.PREPARING_STARTED, None, 0)
+    assert seen[0][:3] == (ProgressStep.PREPARING_STARTED, "importer_preparing_started", 0)
     assert 0 < seen[0][3] < export.records  # this load had staged part of the file by then
     assert operation.count.get("total") == export.records
 
@@ -520,7 +523,7 @@ def test_a_loader_of_another_package_registers_through_an_entry_point(tmp_path, 
         operation = service.load_file(path, "teams")
         assert (operation.state, operation.type, operation.count.get("users")) == (
             State.READY, "Teams", 2)
-        assert service.selection()["name"] == "Teams"
+        assert service.selection().name == "Teams"
         assert service.progress()["name"] == "Teams"
     finally:
         available.cache_clear()

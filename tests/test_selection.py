@@ -1,21 +1,31 @@
 """The selection (SPEC §9): what staging offers, and a run of what the administrator chose."""
 
 
+import asyncio
+
+import attrs
+import httpx
 import pytest
 from clocks import Clock
+from hypothesis import given
 
 from importstate import (
+    Accounts,
     ImporterNotDefined,
     ImportService,
     InvalidImportOperation,
     InvalidSelection,
     MemoryStore,
+    Offer,
     OperationNotFound,
     ProgressStep,
     Selection,
+    SelectionNotReady,
     SQLiteStore,
 )
-from importstate.selection import DIRECT_MESSAGES
+from importstate.http import create_app
+from importstate.selection import DIRECT_MESSAGES, OfferedChannel, OfferedUser
+from importstate.testing import strategies as ist
 
 
 class Recorder:
@@ -64,7 +74,9 @@ def staged(svc):
 def test_the_selection_is_built_from_staging(svc):
     staged(svc)
     before = svc.current_operation()
-    assert svc.selection() == {
+    offer = svc.selection()
+    assert isinstance(offer, Offer)
+    assert offer.to_wire() == {
         "name": "API",
         "users": [
             {"user_id": "u1", "username": "user1", "email": "user1@example.com",
@@ -88,16 +100,44 @@ def test_the_selection_is_built_from_staging(svc):
     assert svc.current_operation() == before, "reading the selection changed the operation"
 
 
+def test_the_offer_is_a_value_with_typed_entries(svc):
+    staged(svc)
+    offer = svc.selection()
+    assert (offer.name, offer.message_count) == ("API", 5)
+    assert offer.users[1] == OfferedUser(user_id="u2", username="user2",
+                                         email="user2@example.com", is_deleted=True, is_bot=True)
+    assert [channel.channel_id for channel in offer.channels] == ["c1", "c2", DIRECT_MESSAGES]
+    assert offer.channels[2] == OfferedChannel(
+        channel_id=DIRECT_MESSAGES, name=DIRECT_MESSAGES, is_archived=False, do_import=True,
+        is_private=False, is_direct=True)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        offer.name = "changed"
+    assert svc.selection() == offer, "two reads of unchanged staging give equal offers"
+
+
 def test_there_is_no_selection_yet_while_downloading_or_preparing(svc):
     with pytest.raises(OperationNotFound):
         svc.selection()
     svc.new_operation("admin", type="CSV", importer_key="csv")
-    assert svc.selection() == {"name": "CSV", "users": [], "channels": [], "contacts": [],
-                               "message_count": 0}
+    assert svc.selection() == Offer(name="CSV")
+    assert svc.selection().to_wire() == {"name": "CSV", "users": [], "channels": [],
+                                         "contacts": [], "message_count": 0}
     svc.begin_loading(file="users.zip")
-    assert svc.selection() is not None  # uploading: not downloading, not preparing
+    assert svc.selection() == Offer(name="CSV")  # uploading: not downloading, not preparing
+    for step in (ProgressStep.DOWNLOADING_FILE, ProgressStep.PREPARING_USERS,
+                 ProgressStep.PREPARING_MESSAGES):
+        svc.advance(step)
+        with pytest.raises(SelectionNotReady) as waiting:
+            svc.selection()
+        assert waiting.value.step == step.value
+        assert str(waiting.value) == (
+            f"the selection is not ready: the operation is at '{step.value}' (downloading or"
+            " preparing); ask again once it is ready")
+    svc.finish_loading()
+    assert svc.selection() == Offer(name="CSV")
+    svc.new_operation("admin", type="CSV", importer_key="csv")
+    svc.begin_loading(file="users.zip")
     svc.advance(ProgressStep.PREPARING_USERS)
-    assert svc.selection() is None
     svc.clear()
     with pytest.raises(InvalidImportOperation) as refused:
         svc.selection()
@@ -141,6 +181,42 @@ def test_a_selection_value_runs_like_its_wire_form(svc):
     assert done.count.get("total") == 10
 
 
+def test_the_offer_chooses_the_selection_to_run_with(svc):
+    staged(svc)
+    offer = svc.selection()
+    assert offer.choose() == Selection()
+    chosen = offer.choose(users=["u1"], channels=["c2", DIRECT_MESSAGES])
+    assert chosen == Selection(users=frozenset({"u1"}),
+                               channels=frozenset({"c2", DIRECT_MESSAGES}))
+    done = svc.run(selection=chosen)
+    # m4's room is no staged channel, so no choice of channels leaves it out.
+    assert svc.importers["api"].handed == ["u1", "c2", "c3", "c4", "m1", "m2", "m3", "m4"]
+    assert done.count.get("total") == 8
+
+
+@pytest.mark.parametrize(("choice", "message"), [
+    ({"users": ["u1", "nobody"]}, "selection: users: 'nobody' is not offered"),
+    ({"channels": ["c3"]}, "selection: channels: 'c3' is not offered"),  # direct: one entry
+])
+def test_the_offer_refuses_to_choose_what_it_does_not_offer(svc, choice, message):
+    staged(svc)
+    with pytest.raises(InvalidSelection) as refused:
+        svc.selection().choose(**choice)
+    assert str(refused.value) == message
+
+
+@given(ist.selections(users=["u1", "u2"], channels=["c1", DIRECT_MESSAGES]))
+def test_a_selection_reads_back_from_its_wire_form(wire):
+    selection = Selection.from_wire(wire)
+    assert Selection.from_wire(selection.to_wire()) == selection
+    assert set(selection.to_wire()) == {"users", "channels"}
+
+
+def test_the_wire_form_of_a_selection_says_all_or_lists():
+    assert Selection(channels=frozenset({"c2", "c1"})).to_wire() == {
+        "users": {"all": True}, "channels": {"list": ["c1", "c2"]}}
+
+
 def test_a_cancelled_run_keeps_what_its_selection_left_out(svc):
     staged(svc)
 
@@ -176,3 +252,31 @@ def test_a_run_with_a_selection_has_the_preconditions_of_run(svc):
     svc.new_operation("admin")
     svc.add_users([user(1)])
     assert svc.run(selection={}).count.get("completed") == 1
+
+
+def test_get_import_file_data_waits_while_preparing_then_sends_the_offer(tmp_path):
+    store = SQLiteStore(tmp_path / "s.db")
+    service = ImportService(store, {"csv": Recorder()}, clock=Clock())
+    accounts = Accounts(tmp_path / "s.db")
+    _, credentials = accounts.add("admin", permissions=["run-import"])
+    app = create_app(service, accounts)
+    sent = {"X-User-Id": credentials.user_id, "X-Auth-Token": credentials.auth_token}
+
+    async def file_data():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver/api/v1/",
+                                     headers=sent) as client:
+            answer = await client.get("getImportFileData")
+            assert answer.status_code == 200
+            return answer.json()
+
+    service.new_operation("admin", type="CSV", importer_key="csv")
+    service.begin_loading(file="users.zip")
+    service.advance(ProgressStep.PREPARING_USERS)
+    assert asyncio.run(file_data()) == {"waiting": True, "success": True}
+    service.stage([user(1)])
+    service.finish_loading()
+    assert asyncio.run(file_data()) == {**service.selection().to_wire(), "success": True}
+    assert asyncio.run(file_data())["users"][0]["user_id"] == "u1"
+    accounts.close()
+    store.close()

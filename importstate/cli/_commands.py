@@ -531,9 +531,7 @@ def _run_demo(
     service.add_messages(records.messages)
     _step(ctx, f"4. {rooms} staged (add_channels, add_messages) "
           f"in {time.perf_counter() - started:.2f}s", service.status())
-    offered = service.selection()
-    if offered is not None:
-        ctx.say(f"the selection (getImportFileData) offers {selection_summary(offered)}")
+    ctx.say(f"the selection (getImportFileData) offers {selection_summary(service.selection())}")
     ctx.rule("5. import.run: users, channels, then messages; the bar follows the committed counts")
     started = time.perf_counter()
     outcome = run_with_progress(service, ctx.out)

@@ -6,9 +6,9 @@ import contextlib
 import getpass
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import click
 from rich.console import Console
@@ -22,6 +22,7 @@ from importstate.cli._watch import run_with_progress
 from importstate.loaders import available, samples
 from importstate.model import Operation
 from importstate.records import RECORD_KINDS
+from importstate.selection import Offer
 from importstate.steps import ProgressStep, State
 
 #: Entries of the selection named after it, per type.
@@ -65,13 +66,12 @@ def load(ctx: Context, file: str, key: str, user: str | None) -> int:
     return 0
 
 
-def _say_ready(ctx: Context, operation: Operation, selection: dict[str, Any] | None) -> None:
+def _say_ready(ctx: Context, operation: Operation, offer: Offer) -> None:
     ctx.say(f"operation {operation.id} is ready: {_staged(operation)} staged from"
             f" {operation.file} ({operation.type})")
-    if selection is not None:
-        ctx.say(f"the selection offers {selection_summary(selection)}")
-        ctx.say(f"  users: {_named(selection['users'], 'user_id')}")
-        ctx.say(f"  channels: {_named(selection['channels'], 'channel_id')}")
+    ctx.say(f"the selection offers {selection_summary(offer)}")
+    ctx.say(f"  users: {_named([user.user_id for user in offer.users])}")
+    ctx.say(f"  channels: {_named([channel.channel_id for channel in offer.channels])}")
 
 
 def _staged(operation: Operation) -> str:
@@ -80,9 +80,9 @@ def _staged(operation: Operation) -> str:
     )
 
 
-def _named(entries: list[dict[str, Any]], key: str) -> str:
-    names = ", ".join(str(entry[key]) for entry in entries[:_SHOWN]) or "none"
-    more = len(entries) - _SHOWN
+def _named(ids: Sequence[object]) -> str:
+    names = ", ".join(str(entry) for entry in ids[:_SHOWN]) or "none"
+    more = len(ids) - _SHOWN
     return f"{names} and {more:,} more" if more > 0 else names
 
 

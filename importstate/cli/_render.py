@@ -15,6 +15,7 @@ from importstate.cli._watch import Outcome, Stop
 from importstate.documents import StatusDocument
 from importstate.model import Operation
 from importstate.pending import PENDING_NAMES
+from importstate.selection import Offer
 from importstate.steps import State
 
 #: The rich style of each state's name; states not listed are unstyled.
@@ -50,13 +51,12 @@ def counts(operation: Operation) -> str:
     )
 
 
-def selection_summary(selection: dict[str, Any]) -> str:
+def selection_summary(offer: Offer) -> str:
     """What a selection offers: ``3 users, 2 channels (one stands for ...) and 6 messages``."""
-    channels = selection["channels"]
-    direct = any(entry.get("is_direct") for entry in channels)
+    direct = any(channel.is_direct for channel in offer.channels)
     note = " (one stands for every direct channel)" if direct else ""
-    return (f"{plural(len(selection['users']), 'user')}, {plural(len(channels), 'channel')}"
-            f"{note} and {plural(selection['message_count'], 'message')}")
+    return (f"{plural(len(offer.users), 'user')}, {plural(len(offer.channels), 'channel')}"
+            f"{note} and {plural(offer.message_count, 'message')}")
 
 
 def status_table(status: StatusDocument) -> Table:

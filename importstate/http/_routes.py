@@ -23,7 +23,7 @@ from importstate._limits import Limits
 from importstate.accounts import Accounts, ApiUser, Permission
 from importstate.aio import AsyncImportService
 from importstate.diagrams import Format, state_diagram
-from importstate.errors import InvalidSelection
+from importstate.errors import InvalidSelection, SelectionNotReady
 from importstate.fetch import Fetcher, vet
 from importstate.http._body import Body, users_in
 from importstate.http._import_files import ImportFiles
@@ -319,10 +319,11 @@ def _file_importer(service: ImportService, key: str) -> str:
 
 
 async def _file_data(call: Call) -> object:
-    selection = await call.service.selection()
-    if selection is None:
+    try:
+        offer = await call.service.selection()
+    except SelectionNotReady:
         return _ok(waiting=True)
-    return _ok(**selection)
+    return _ok(**offer.to_wire())
 
 
 async def _start(call: Call) -> object:

@@ -560,12 +560,13 @@ class ImportServiceMachine(RuleBasedStateMachine):
 
     @invariant()
     def selection_matches_the_model(self) -> None:
-        """``getImportFileData``: the selection built from staging, ``None`` while preparing."""
+        """``getImportFileData``: built from staging; ``SelectionNotReady`` while preparing."""
         refusal = self.model.selection_refusal(self.service.importers)
         if refusal is not None:
             self._refused(refusal, self.service.selection)
             return
-        assert self.service.selection() == self.model.selection(self.service.names), (
+        offer = self.service.selection()
+        assert offer.to_wire() == self.model.selection(self.service.names), (
             "the selection differs from the spec"
         )
 

@@ -401,15 +401,13 @@ class ReferenceModel:
         op.status, op.updated_at = ProgressStep.DONE, now
         return op
 
-    def selection(self, names: dict[str, str]) -> dict[str, Any] | None:
-        """SPEC §9: what ``selection()`` must return for the current operation.
+    def selection(self, names: dict[str, str]) -> dict[str, Any]:
+        """SPEC §9: what ``selection().to_wire()`` must return for the current operation.
 
         Callers check :meth:`selection_refusal` first.
         """
         op = self.current
         assert op is not None  # noqa: S101 - callers check selection_refusal first
-        if op.status in _WAITING:
-            return None
         users, channels, direct = [], [], False
         for record in op.staged:
             data = record.data
@@ -446,8 +444,10 @@ class ReferenceModel:
             return errors.OperationNotFound.message
         if not self.knows_importer(importers):
             return errors.ImporterNotDefined.message
-        if op.status in _WAITING and not op.valid:
-            return errors.InvalidImportOperation.message
+        if op.status in _WAITING:
+            if not op.valid:
+                return errors.InvalidImportOperation.message
+            return str(errors.SelectionNotReady(op.status))
         return None
 
     def cancel_refusal(self) -> str | None:
