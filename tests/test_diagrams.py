@@ -240,3 +240,59 @@ def test_an_embedders_own_event_is_taken_to_change_the_status():
     ))
     assert ("done", "done", "archive / StateChanged") in drawn_edges(
         diagrams.state_diagram(extended, events=True))
+
+
+def dot_edges(text):
+    """``(source, dest) -> the attributes of each edge between them`` in DOT text."""
+    edges = {}
+    for source, dest, attributes in re.findall(r"^\s*(\w+) -> (\w+) \[(.*)\]$", text,
+                                               re.MULTILINE):
+        edges.setdefault((source, dest), []).append(attributes)
+    return edges
+
+
+def test_the_finished_states_share_the_last_rank_in_order():
+    text = diagrams.state_diagram(format="dot")
+    ranks = re.findall(r"\{\n\s*rank=same\n((?:\s*\w+\n)+)\s*\}", text)
+    assert [block.split() for block in ranks] == [["done", "canceled", "error"]]
+    edges = dot_edges(text)
+    assert edges["done", "canceled"] == ["style=invis"]
+    assert edges["canceled", "error"][-1] == "style=invis"
+    # The way to done is weighted straight; nothing else is.
+    weighted = {pair for pair, [attributes, *_] in edges.items() if "weight=8" in attributes}
+    assert weighted == {("none", "new"), ("new", "loading"), ("loading", "ready"),
+                        ("ready", "importing"), ("importing", "done")}
+
+
+def test_invalidation_edges_are_dashed_aside_from_the_main_path():
+    edges = dot_edges(diagrams.state_diagram(format="dot"))
+    dashed = {pair for pair, [attributes, *_] in edges.items() if "style=dashed" in attributes}
+    invalidating = {(str(source), str(row.dest)) for row in DEFINITION.transitions
+                    if row.invalidates for source in row.sources}
+    assert dashed == invalidating
+    assert "tailport=s" in edges["error", "error"][0]
+
+
+def test_the_steps_diagram_runs_top_to_bottom_with_columns_of_steps():
+    text = diagrams.steps_diagram(format="dot")
+    assert "rankdir=TB" in text
+    assert "rank=source" not in text  # the engine's one-row clusters
+    assert "direction TB" in diagrams.steps_diagram()
+    # Each state with steps sits below the last step of every state leading to it.
+    edges = dot_edges(text)
+    assert edges["loading__importer_preparing_contacts", "ready"] == ["style=invis"]
+    assert edges["importing__importer_finishing", "done"] == ["style=invis"]
+
+
+def svg_width_px(svg_text):
+    points = float(re.search(r'<svg width="([\d.]+)pt"', svg_text).group(1))
+    return points * 4 / 3
+
+
+@pytest.mark.skipif(
+    shutil.which("dot") is None and os.environ.get("CI") != "true",
+    reason="Graphviz's dot is not installed (under CI=true this test must run)",
+)
+def test_the_steps_svg_fits_a_page():
+    assert svg_width_px(diagrams.steps_diagram(format="svg")) <= 1600
+    assert svg_width_px(diagrams.state_diagram(format="svg")) <= 2000
