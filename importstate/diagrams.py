@@ -64,6 +64,7 @@ __all__ = [
     "STEPS_TITLE",
     "Format",
     "Highlight",
+    "History",
     "StepStates",
     "state_diagram",
     "steps_diagram",

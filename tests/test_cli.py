@@ -358,6 +358,40 @@ def test_diagram_can_highlight_the_current_operation(db):
     assert "Class ready s_active" in cli("diagram", "--current", db=db, check_status=0).stdout
 
 
+def test_diagram_draws_the_path_an_operation_took(db, tmp_path):
+    staged(db, [user(1)])
+    cli("cancel", db=db, check_status=0)
+    operation_id = as_json(cli("status", "--json", db=db))["operation"]["_id"]
+    store = SQLiteStore(db)
+    try:
+        history = ImportService(store).history(operation_id)
+    finally:
+        store.close()
+    assert [entry.event for entry in history] == ["create", "stage", "cancel"]
+    text = cli("diagram", "--operation", operation_id, db=db, check_status=0).stdout
+    assert text == diagrams.state_diagram(history=history)
+    assert f"the path of operation {operation_id} on " in text
+    assert re.search(r"^  none --> new: create: 1\. \d\d:\d\d:\d\d\.\d{3}$", text, re.MULTILINE)
+    assert re.search(r"^  ready --> canceled: cancel: 3\. \S+ \(\+[^)]+\)$", text, re.MULTILINE)
+    assert "Class canceled s_active" in text
+    out = tmp_path / "path.dot"
+    cli("diagram", "--operation", operation_id, "--steps", "--format", "dot",
+        "--output", str(out), db=db, check_status=0)
+    assert out.read_text() == diagrams.steps_diagram(format="dot", history=history)
+    drawn = as_json(cli("diagram", "--operation", operation_id, "--json", db=db))
+    assert drawn["operation"] == operation_id
+    assert drawn["diagram"] == text
+
+
+def test_diagram_of_an_unknown_operation_says_where_to_look(db):
+    staged(db, [user(1)])
+    done = cli("diagram", "--operation", "nope", db=db, check_status=1)
+    assert done.stderr == ("importstate: there is no operation nope:"
+                           " `importstate operations` lists them\n")
+    both = cli("diagram", "--operation", "nope", "--current", db=db, check_status=1)
+    assert "give --current or --operation, not both" in both.stderr
+
+
 def test_svg_without_graphviz_fails_with_install_advice(db, tmp_path):
     done = cli("diagram", "--format", "svg", db=db, env={"PATH": str(tmp_path)}, check_status=1)
     assert done.stderr.startswith("importstate: SVG needs Graphviz's `dot` program")

@@ -32,6 +32,10 @@ PUBLIC = {
         "CountDocument", "FailureDocument", "OperationDocument", "ProgressCount",
         "ProgressDocument", "StatusDocument",
     ],
+    "importstate.diagrams": [
+        "DOT_TIMEOUT", "STATES_TITLE", "STEPS_TITLE", "Format", "Highlight", "History",
+        "StepStates", "state_diagram", "steps_diagram", "svg", "with_events",
+    ],
     "importstate.events": ["BatchCommitted", "Listener", "OperationEvent", "StateChanged"],
     "importstate.stores": [
         "Batch", "BatchClaims", "BatchTransaction", "DatabaseBusy", "HistoryTransaction",

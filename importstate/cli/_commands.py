@@ -36,7 +36,7 @@ from importstate.cli._render import (
 from importstate.cli._values import DURATION, NOT_NEGATIVE, POSITIVE, at_least
 from importstate.cli._watch import EXIT_STATUS, Outcome, Stop, run_with_progress
 from importstate.documents import StatusDocument
-from importstate.errors import InvalidRoles, MissingUserData
+from importstate.errors import InvalidRoles, MissingUserData, OperationNotFound
 from importstate.fetch import Fetcher, UrlRules
 from importstate.importers import Importer
 from importstate.model import Operation
@@ -582,23 +582,40 @@ def _demo_failures(ctx: Context, service: ImportService, *, kept: bool, shown: i
               help="name the events listeners get on each edge (StateChanged, BatchCommitted)")
 @click.option("--current", is_flag=True,
               help="highlight the state of the current operation in --db")
+@click.option("--operation", "operation_id", metavar="ID",
+              help="draw the path operation ID in --db took: each state (with --steps, each"
+                   " step) it visited, each transition numbered, with its time and the time"
+                   " spent before it")
 @click.option("--output", metavar="PATH", help="write to PATH instead of standard output")
 @pass_context
 def diagram(  # noqa: PLR0913, PLR0917 - one argument per option, as Click passes them
-    ctx: Context, form: str, steps: bool, events: bool, current: bool, output: str | None,
+    ctx: Context, form: str, steps: bool, events: bool, current: bool,
+    operation_id: str | None, output: str | None,
 ) -> int:
     """Draw the state machine as Mermaid, DOT or SVG.
 
     With --steps, the progress steps inside each state; with --events, where
-    subscribe() listeners are told of a change.
+    subscribe() listeners are told of a change; with --operation, the path
+    an operation took, from its history.
     """
+    if current and operation_id is not None:
+        msg = "give --current or --operation, not both: the path ends at the operation's state"
+        raise CommandError(msg)
     highlight: diagrams.Highlight = None
+    history = None
     if current:
         highlight = ctx.service(existing=True).current_operation() or State.NONE
+    if operation_id is not None:
+        try:
+            history = ctx.service(existing=True).history(operation_id)
+        except OperationNotFound:
+            msg = f"there is no operation {operation_id}: `importstate operations` lists them"
+            raise CommandError(msg) from None
     draw = diagrams.steps_diagram if steps else diagrams.state_diagram
-    text = draw(format=form, highlight=highlight, events=events)
+    text = draw(format=form, highlight=highlight, events=events, history=history)
     if ctx.json:
-        ctx.print_json({"format": form, "steps": steps, "events": events, "diagram": text})
+        ctx.print_json({"format": form, "steps": steps, "events": events,
+                        "operation": operation_id, "diagram": text})
     elif output is None:
         sys.stdout.write(text)
     else:
