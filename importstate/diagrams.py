@@ -418,12 +418,15 @@ def _step_node(grouped: Mapping[str, list[str]]) -> _operation_path.NodeOf:
 
 def _notes(path: Iterable[_operation_path.Move], *, mermaid: bool) -> dict[
         tuple[str, str, str], str]:
-    """Each edge taken → its takings, one a line in DOT, after a colon in Mermaid."""
+    """Each edge taken → its takings, one a line after its event."""
     takings: dict[tuple[str, str, str], list[str]] = {}
     for move in path:
         takings.setdefault((move.source, move.dest, move.event), []).append(move.taking())
-    if mermaid:  # one line, and no "#" or ";" (Mermaid ends a label there)
-        return {edge: ": " + ", ".join(lines) for edge, lines in takings.items()}
+    if mermaid:
+        # Mermaid's state diagrams long ended a transition's label at a colon; the entity
+        # code is drawn as a colon by every version.
+        return {edge: "".join(f"<br>{line.replace(':', '#58;')}" for line in lines)
+                for edge, lines in takings.items()}
     return {edge: "".join(rf"\n{line}" for line in lines) for edge, lines in takings.items()}
 
 
