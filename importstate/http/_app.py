@@ -124,7 +124,10 @@ class _Server:
                     call = Call(self.calls, self.worker, self.accounts, self.files,
                                 self.limits, self.fetcher, self.pending, request, user, body,
                                 params)
-                    return JSONResponse(await endpoint.handler(call))
+                    # What the call changes is recorded as the API user's (the run it
+                    # starts records its own steps as the run's).
+                    with ImportService.acting(f"user:{user.name}"):
+                        return JSONResponse(await endpoint.handler(call))
             except Exception as exc:  # noqa: BLE001 - every failure is answered as JSON
                 return _answer(request, exc, endpoint)
 
