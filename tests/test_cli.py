@@ -1036,3 +1036,45 @@ def test_prune_keeps_the_latest_operations_and_the_current_one(tmp_path):
     assert said == "pruned 1 finished operation; kept the 0 latest and the current one\n"
     assert len(json.loads(cli("operations", "--json", db=db, check_status=0).stdout)) == 1
     assert cli("prune", "--older-than", "soon", db=db, check_status=2).returncode == 2
+
+
+# -- history ---------------------------------------------------------------------------------
+
+LOGIN = {"LOGNAME": "ann", "USER": "ann", "LNAME": "ann", "USERNAME": "ann"}
+
+
+def test_history_lists_each_change_with_the_os_user_as_actor(tmp_path):
+    db = tmp_path / "history.db"
+    users = tmp_path / "users.json"
+    users.write_text(json.dumps([user(1), user(2)]))
+    cli("new", db=db, env=LOGIN, check_status=0)
+    cli("add-users", str(users), db=db, env=LOGIN, check_status=0)
+    cli("run", db=db, env=LOGIN, check_status=0)
+    entries = as_json(cli("history", "--json", db=db))
+    assert [(e["from"], e["to"], e["event"], e["actor"]) for e in entries] == [
+        (None, "importer_new", "create", "cli:ann"),
+        ("importer_new", "importer_user_selection", "stage", "cli:ann"),
+        ("importer_user_selection", "importer_importing_started", "start", "cli:ann"),
+        ("importer_importing_started", "importer_importing_users", "advance", "run"),
+        ("importer_importing_users", "importer_finishing", "advance", "run"),
+        ("importer_finishing", "importer_done", "finish", "run"),
+    ]
+    table = cli("history", db=db, check_status=0).stdout
+    lines = [line.split() for line in table.splitlines() if line.strip()[:1].isdigit()]
+    assert [line[0] for line in lines] == ["1", "2", "3", "4", "5", "6"]
+    assert lines[0][2:6] == ["—", "new", "create", "cli:ann"]
+    assert lines[0][-1] == "—"  # the creation has no step before it
+    assert all(line[-1] == "s" for line in lines[1:])  # the time spent in the step before
+    assert f"history of operation {entries[0]['operationId']}" in table
+
+
+def test_history_of_an_older_operation_names_the_newer_one_that_replaced_it(tmp_path):
+    db = tmp_path / "history.db"
+    first = as_json(cli("new", "--json", db=db))["_id"]
+    second = as_json(cli("new", "--json", db=db))["_id"]
+    entries = as_json(cli("history", first, "--json", db=db))
+    assert [(e["event"], e["actor"]) for e in entries][-1] == ("invalidate", f"operation:{second}")
+    done = cli("history", "no-such-id", db=db, check_status=1)
+    assert done.stderr == (
+        "importstate: no operation 'no-such-id' (`importstate operations` lists the latest)\n"
+    )

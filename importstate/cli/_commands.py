@@ -27,6 +27,7 @@ from importstate.cli._context import CommandError, Context, pass_context
 from importstate.cli._group import cli
 from importstate.cli._render import (
     failures_table,
+    history_table,
     operations_table,
     plural,
     report,
@@ -86,6 +87,31 @@ def operations(ctx: Context, limit: int) -> int:
         ctx.show(operations_table(latest))
     else:
         ctx.say("no import operations yet")
+    return 0
+
+
+@cli.command()
+@click.argument("operation_id", metavar="[ID]", required=False)
+@pass_context
+def history(ctx: Context, operation_id: str | None) -> int:
+    """Show what happened to an operation (the current one): each change, when, and by whom.
+
+    One row per stored change of its status, oldest first, with the time
+    it spent in the step before; --json prints the entries as the REST API
+    gives them.
+    """
+    service = ctx.service(existing=True)
+    try:
+        entries = service.history(operation_id)
+    except OperationNotFound:
+        if operation_id is None:
+            raise
+        msg = f"no operation {operation_id!r} (`importstate operations` lists the latest)"
+        raise CommandError(msg) from None
+    if ctx.json:
+        ctx.print_json([entry.to_wire() for entry in entries])
+    else:
+        ctx.show(history_table(entries))
     return 0
 
 
