@@ -161,9 +161,23 @@ class _Labels:
         note = self.notes.get((source, tran.get("dest", source), _plain(tran["trigger"])))
         return label if note is None else label + note
 
+    def _add_edges(self, transitions: list[dict[str, Any]], container: Any) -> None:  # noqa: ANN401
+        # An edge joins its events' labels in order; the events taken go last, so that the
+        # takings close the label (``fail | invalidate`` then ``3. ...`` for the invalidation).
+        def edge(tran: dict[str, Any]) -> tuple[str, str]:
+            return tran["source"], tran.get("dest", tran["source"])
+
+        first: dict[tuple[str, str], int] = {}
+        for index, tran in enumerate(transitions):
+            first.setdefault(edge(tran), index)
+        taken = {(source, dest, event) for source, dest, event in self.notes}
+        super()._add_edges(sorted(transitions, key=lambda tran: (  # type: ignore[misc]
+            first[edge(tran)], (*edge(tran), _plain(tran["trigger"])) in taken)), container)
+
     def _create_edge_attr(
         self, src: str, dst: str, transition: dict[str, Any],
     ) -> dict[str, Any]:
+        # Only the nested engines call this, for each edge they draw.
         if not transition.get("trigger"):
             # An edge only the path has (between steps of two states): its events and takings.
             label = " | ".join(event + note for (source, dest, event), note in self.notes.items()

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from importstate import HistoryEntry, Operation, ProgressStep, State, diagrams
-from importstate.errors import GraphvizNotFound
+from importstate import HistoryEntry, Operation, ProgressStep, State, diagrams, machine
+from importstate.errors import GraphvizNotFound, InvalidTransition
 from importstate.machine import DEFINITION, Transition
-from importstate.steps import steps_of
+from importstate.steps import state_of, steps_of
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = ROOT / "diagrams"
@@ -339,8 +341,9 @@ CANCELLED_STEPS = {
     ("importing__importer_importing_users", "canceled__importer_import_cancelled", "cancel"):
         ["5. 04:12:07.350 (+3.1 s)"],
 }
-MERMAID_PATH = re.compile(r"^\s*(\w+) --> (\w+): (\w+)((?:<br>[^<\n]+)+)$", re.MULTILINE)
-DOT_PATH = re.compile(r'^\s*(\w+) -> (\w+) \[label="(\w+)((?:\\n[^"\\]+)+)"(.*)\]$',
+# The events of an edge, then its takings.
+MERMAID_PATH = re.compile(r"^\s*(\w+) --> (\w+): ([^<\n]+)((?:<br>[^<\n]+)+)$", re.MULTILINE)
+DOT_PATH = re.compile(r'^\s*(\w+) -> (\w+) \[label="([^"\\]+)((?:\\n[^"\\]+)+)"(.*)\]$',
                       re.MULTILINE)
 
 
@@ -549,3 +552,62 @@ def test_the_committed_example_matches_the_script(example):
     lines = re.findall(r"<text [^>]*>([^<]*)</text>", picture)
     for takings in mermaid_path(committed).values():
         assert set(takings) <= set(lines), "diagrams/operation-example.svg is stale"
+
+
+@st.composite
+def histories(draw):
+    """A walk through the shared machine from creation, as a store would record it."""
+    status, valid = None, True
+    entries, at = [], T0
+    for _ in range(draw(st.integers(1, 12))):
+        moves = []
+        for event in machine.allowed_events(status, valid=valid):
+            targets = [None]
+            if event == machine.Event.ADVANCE:
+                targets = [step for step in ProgressStep
+                           if status and step.position > status.position]
+            for step in targets:
+                try:
+                    moves.append((event, machine.fire(machine.Event(event), status, valid=valid,
+                                                      step=step)))
+                except InvalidTransition:
+                    continue
+        if not moves:
+            break
+        event, moved = draw(st.sampled_from(moves))
+        at += dt.timedelta(milliseconds=draw(st.integers(0, 10**8)))
+        entries.append(HistoryEntry("op", status, moved.status, event, at, "run"))
+        status, valid = moved.status, moved.valid
+    return entries, state_of(status, valid=valid)
+
+
+@settings(max_examples=60, deadline=None)
+@given(histories())
+def test_every_change_of_a_history_is_drawn_once_in_order(walk):
+    history, final = walk
+    for draw, parse in ((diagrams.state_diagram, mermaid_path),
+                        (diagrams.steps_diagram, mermaid_path)):
+        takings = [t for ts in parse(draw(history=history)).values() for t in ts]
+        assert sorted(int(t.split(".")[0]) for t in takings) == list(
+            range(1, len(history) + 1))
+    text = diagrams.state_diagram(history=history)
+    classes = mermaid_classes(text)
+    assert [state for state, style in classes.items() if style == "active"] == [str(final)]
+    dot = diagrams.state_diagram(format="dot", history=history)
+    assert sorted(int(t.split(".")[0]) for ts in dot_path(dot).values() for t in ts) == list(
+        range(1, len(history) + 1))
+
+
+@pytest.mark.parametrize(("event", "label"), [
+    ("invalidate", "fail | invalidate"), ("fail", "invalidate | fail"),
+])
+def test_on_an_edge_of_several_events_the_one_taken_closes_the_label(event, label):
+    history = [
+        entry(None, S.NEW, "create", 0),
+        entry(S.NEW, S.UPLOADING, "begin_loading", 1),
+        entry(S.UPLOADING, S.UPLOADING if event == "invalidate" else S.IMPORT_FAILED, event, 2),
+    ]
+    assert mermaid_path(diagrams.state_diagram(history=history))["loading", "error", label] == [
+        "3. 04:12:02.250 (+1.0 s)"]
+    assert dot_path(diagrams.state_diagram(format="dot", history=history))[
+        "loading", "error", label] == ["3. 04:12:02.250 (+1.0 s)"]

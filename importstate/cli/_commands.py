@@ -622,7 +622,7 @@ def diagram(  # noqa: PLR0913, PLR0917 - one argument per option, as Click passe
 
     With --steps, the progress steps inside each state; with --events, where
     subscribe() listeners are told of a change; with --operation, the path
-    an operation took, from its history.
+    an operation took, from the history `importstate history` lists.
     """
     if current and operation_id is not None:
         msg = "give --current or --operation, not both: the path ends at the operation's state"
