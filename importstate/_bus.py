@@ -20,10 +20,11 @@ transaction, and nothing else happens.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Generic, TypeVar, cast
 
@@ -31,7 +32,15 @@ from importstate import _history
 from importstate.events import Listener, OperationEvent, StateChanged
 from importstate.history import HistoryEntry
 from importstate.model import Operation
-from importstate.stores import Batch, BatchTransaction, HistoryTransaction, Transaction
+from importstate.stores import (
+    Batch,
+    BatchTransaction,
+    HistoryTransaction,
+    NewRecord,
+    Pending,
+    StagedRecord,
+    Transaction,
+)
 
 _log = logging.getLogger("importstate.events")
 
@@ -133,8 +142,49 @@ class Observed:
         # The last version of each operation this transaction read or wrote.
         self._seen: dict[str, Operation] = {}
 
+    __slots__ = ("_recording", "_seen", "_tx", "entries", "journal", "telling")
+
     def __getattr__(self, name: str) -> Any:  # noqa: ANN401 - the store transaction's own
         return getattr(self._tx, name)
+
+    # The rest of the protocol, spelt out: a run calls them every batch, and a call
+    # through __getattr__ costs a failed lookup first.
+
+    def stage(self, operation_id: str, records: Sequence[NewRecord]) -> None:
+        self._tx.stage(operation_id, records)
+
+    def staged(self, operation_id: str, *, after: int | None, limit: int) -> list[StagedRecord]:
+        return self._tx.staged(operation_id, after=after, limit=limit)
+
+    def pending(
+        self, operation_id: str, data_type: str, *, after: int | None, limit: int,
+    ) -> list[Pending]:
+        return self._tx.pending(operation_id, data_type, after=after, limit=limit)
+
+    def deselect(self, operation_id: str, positions: Sequence[int]) -> None:
+        self._tx.deselect(operation_id, positions)
+
+    def record_errors(
+        self, operation_id: str, errors: Sequence[tuple[int, Mapping[str, Any]]],
+    ) -> None:
+        self._tx.record_errors(operation_id, errors)
+
+    def remove_succeeded(self, operation_id: str) -> int:
+        return self._tx.remove_succeeded(operation_id)
+
+    def unstage_all(self) -> int:
+        return self._tx.unstage_all()
+
+    def checkpoint(self, operation_id: str) -> int | None:
+        return self._tx.checkpoint(operation_id)
+
+    def set_checkpoint(
+        self, operation_id: str, position: int | None, heartbeat: dt.datetime,
+    ) -> None:
+        self._tx.set_checkpoint(operation_id, position, heartbeat)
+
+    def heartbeat(self, operation_id: str) -> dt.datetime | None:
+        return self._tx.heartbeat(operation_id)
 
     def _saw(self, operation: Operation | None) -> Operation | None:
         if operation is not None:
@@ -184,6 +234,8 @@ class _ObservedBatches(Observed):
     Its batch methods are spelt out: ``isinstance`` against a protocol does
     not look through ``__getattr__``.
     """
+
+    __slots__ = ()
 
     _tx: BatchTransaction
 
@@ -242,9 +294,10 @@ class _Recording(Generic[_Tx]):
     def __enter__(self) -> _Tx:
         self._inner = self._opening()
         tx = self._inner.__enter__()
-        if not _observer(type(tx))[1]:
+        observer, recording = _observer(type(tx))
+        if not recording:
             return tx
-        self._observer = observed(tx, telling=False)
+        self._observer = observer(tx, telling=False)
         return cast("_Tx", self._observer)
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,

@@ -628,7 +628,7 @@ def bad_invocations(missing_db):
         given = ["x"] * len(arguments)
         yield [*path, *given, "--no-such-option"], 2
         yield [*path, *given, "and", "more", "arguments"], 2
-        if arguments:
+        if any(argument.required for argument in arguments):
             yield list(path), 2
         for param in command.params:
             if not isinstance(param, click.Option) or param.name in {"db_option", "help"}:
@@ -639,7 +639,7 @@ def bad_invocations(missing_db):
                 yield [*path, *given, flag, "-99999"], 1
             if isinstance(param.type, click.Choice):
                 yield [*path, *given, flag, "no-such-choice"], 2
-    for path in (["status"], ["operations"], ["failures"], ["diagram", "--current"],
+    for path in (["status"], ["operations"], ["history"], ["failures"], ["diagram", "--current"],
                  ["users", "list"]):
         yield [*path, "--db", str(missing_db)], 1
 

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import anyio
+import attrs
 import pytest
 import workers
 from clocks import Clock
@@ -21,12 +22,14 @@ from importstate import (
     HistoryUnsupported,
     ImportService,
     MemoryStore,
+    Operation,
     OperationNotFound,
     PostgresStore,
     ProgressStep,
     SQLiteStore,
     Store,
 )
+from importstate._history import UNEXPLAINED, entries
 from importstate.aio import AsyncImportService
 from importstate.pending import PendingDownload, PendingKind
 from importstate.stores import HistoryTransaction, Transaction
@@ -411,3 +414,13 @@ class _Pending:
         del kind, error
         if path is not None:
             self.done.append(import_id)
+
+
+def test_a_change_the_machine_cannot_make_is_recorded_as_unexplained():
+    done = Operation.create(user="admin", at=dt.datetime(2024, 5, 1, tzinfo=dt.UTC))
+    done = attrs.evolve(done, status=S.DONE)
+    back = attrs.evolve(done, status=S.NEW)
+    [entry] = entries(done, back, "cli:ann")
+    assert (entry.before, entry.after, entry.event, entry.actor) == (
+        S.DONE, S.NEW, UNEXPLAINED, "cli:ann",
+    )

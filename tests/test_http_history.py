@@ -1,6 +1,9 @@
 """``GET importstate.history`` against a real ``importstate serve``: entries, actors, errors."""
 
+import base64
+import io
 import time
+import zipfile
 
 import httpx
 import pytest
@@ -104,3 +107,23 @@ def test_history_refuses_other_query_parameters(people):
     }
     empty = people["alice"].get("importstate.history", params={"operationId": ""})
     assert empty.json()["error"] == "query.operationId: must not be empty"
+
+
+def test_a_file_loaded_in_the_background_is_the_uploader_s(people):
+    alice = people["alice"]
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as members:
+        members.writestr("users.csv", "ann,ann@example.com,Ann\n")
+    alice.post("uploadImportFile", json={
+        "binaryContent": base64.b64encode(archive.getvalue()).decode(),
+        "contentType": "application/zip", "fileName": "users.zip", "importerKey": "csv",
+    }).raise_for_status()
+    deadline = time.monotonic() + 30
+    while alice.get("import.status").json()["state"] != "ready":
+        assert time.monotonic() < deadline, "the file was not loaded"
+        time.sleep(0.02)
+    history = alice.get("importstate.history").json()["history"]
+    assert [e["event"] for e in history] == [
+        "create", "begin_loading", "advance", "advance", "finish_loading",
+    ]
+    assert {e["actor"] for e in history} == {"user:alice"}

@@ -127,13 +127,19 @@ def requests(draw, document, people):
         content = json.dumps(draw(json_values)).encode()
     elif kind == "bytes":
         content = draw(st.binary(max_size=64))
+    return method.upper(), path, sent, content, spec, draw(queries(document, spec))
+
+
+@st.composite
+def queries(draw, document, spec):
+    """Query parameters the operation takes, and now and then one it does not."""
     query = {}
     for parameter in spec.get("parameters", []):
         if parameter["required"] or draw(st.booleans()):
             query[parameter["name"]] = draw(from_schema(document, parameter["schema"]))
-    if draw(st.integers(0, 9)) == 0:  # now and then one the endpoint does not take
+    if draw(st.integers(0, 9)) == 0:
         query[draw(st.sampled_from(["x", "operationId", "limit"]))] = draw(st.text(max_size=8))
-    return method.upper(), path, sent, content, spec, query
+    return query
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))

@@ -73,8 +73,9 @@ class Transaction(Protocol):
     selection kept (:meth:`deselect`).
 
     It may also have ``delete(operation_id) -> bool``: remove the operation
-    and its staged records, whether it was there (``ImportService.prune``
-    needs it; every built-in store has it).
+    and its staged records (and its history), whether it was there
+    (``ImportService.prune`` needs it; every built-in store has it), and be
+    a :class:`HistoryTransaction` (``ImportService.history`` needs that).
     """
 
     def current(self) -> Operation | None:
