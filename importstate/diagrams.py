@@ -122,6 +122,8 @@ _EDGE_STYLES: Final = {
     # A transition the drawn operation took.
     "taken": {"style": "solid", "color": "darkorange3", "fontcolor": "darkorange3",
               "penwidth": "2"},
+    # A change the operation's history holds but the table does not make (``unexplained``).
+    "outside": {"style": "dotted"},
 }
 
 
@@ -235,13 +237,15 @@ def state_diagram(  # noqa: PLR0913 - every argument after the table is keyword-
         title: the diagram's title.
         events: name the listener's events on the edges (see the module).
         history: one operation's history: draw the path it took (see the module);
-            the default title then names the operation and the day.
+            the default title then names the operation and the day. A change
+            the table does not make (an ``unexplained`` entry) is drawn as an
+            edge of its own, dotted.
 
     Raises:
         GraphvizNotFound: ``svg`` without Graphviz's ``dot`` on ``PATH``.
         ValueError: ``format`` or ``highlight`` names nothing known; both
             ``highlight`` and ``history`` given; ``history`` holds more than
-            one operation or a move the definition does not draw.
+            one operation.
     """
     fmt = Format(format)
     drawn = _in_drawing_order(with_events(definition) if events else definition)
@@ -251,12 +255,12 @@ def state_diagram(  # noqa: PLR0913 - every argument after the table is keyword-
     if events:
         machine.add_transition(_BATCH, str(State.IMPORTING), str(State.IMPORTING))
     path = _path(history, highlight, definition, _state_node)
-    missing = {(m.source, m.dest, m.event) for m in path} - _table_edges(definition)
-    if missing:
-        msg = f"the history moves along {sorted(missing)}, which the definition does not draw"
-        raise ValueError(msg)
+    outside = _outside(path, definition)
+    for move in outside:
+        # A change the table does not explain (recorded as ``unexplained``) gets an edge of its own.
+        machine.add_transition(move.event, move.source, move.dest)
     graph = _graph(machine, fmt, path, steps=False)
-    _style_edges(machine, graph, _edge_roles(definition), path)
+    _style_edges(machine, graph, _edge_roles(definition), path, outside)
     if path:
         _mark(graph, path)
     else:
@@ -320,8 +324,11 @@ def steps_diagram(  # noqa: PLR0913 - every argument after the table is keyword-
         # Mermaid knows neither attribute.
         machine.machine_attributes = {**machine.machine_attributes, **_STEPS_LAYOUT}
     path = _path(history, highlight, definition, _step_node(grouped))
+    numbers = {move.number for move in _outside(
+        _path(history, highlight, definition, _state_node), definition)}
+    outside = [move for move in path if move.number in numbers]
     graph = _graph(machine, fmt, path, steps=True)
-    _style_edges(machine, graph, _edge_roles(definition), path)
+    _style_edges(machine, graph, _edge_roles(definition), path, outside)
     if path:
         _mark(graph, path)
     else:
@@ -386,13 +393,22 @@ def _edge_roles(definition: MachineDefinition) -> dict[tuple[str, str], list[str
     return roles
 
 
+def _outside(path: list[_operation_path.Move],
+             definition: MachineDefinition) -> list[_operation_path.Move]:
+    """The moves of ``path`` (drawn between states) that no row of ``definition`` makes."""
+    table = _table_edges(definition)
+    return [move for move in path if (move.source, move.dest, move.event) not in table]
+
+
 def _style_edges(machine: GraphMachine, graph: Any,  # noqa: ANN401 - transitions' graph
                  roles: Mapping[tuple[str, str], list[str]],
-                 path: list[_operation_path.Move]) -> None:
+                 path: list[_operation_path.Move], outside: list[_operation_path.Move]) -> None:
     """Give each edge the style of its roles, registering the combined styles on ``machine``."""
     every = {pair: list(names) for pair, names in roles.items()}
     for move in path:
         every.setdefault((move.source, move.dest), []).append("taken")
+    for move in outside:
+        every[move.source, move.dest].append("outside")
     styles: dict[str, Any] = {**cast("dict[str, Any]", machine.style_attributes["edge"])}
     for (source, dest), names in every.items():
         name = "+".join(dict.fromkeys(names))

@@ -504,8 +504,6 @@ def test_a_path_is_one_operations_and_replaces_the_highlight():
         diagrams.state_diagram(history=mixed)
     with pytest.raises(ValueError, match="highlight or history"):
         diagrams.steps_diagram(history=CANCELLED, highlight="ready")
-    with pytest.raises(ValueError, match="does not draw"):
-        diagrams.state_diagram(history=[entry(S.NEW, S.DONE, "finish", 1)])
     with pytest.raises(ValueError, match="does not place"):
         diagrams.steps_diagram(steps={"importer_new": "new"}, history=CANCELLED)
 
@@ -611,3 +609,22 @@ def test_on_an_edge_of_several_events_the_one_taken_closes_the_label(event, labe
         "3. 04:12:02.250 (+1.0 s)"]
     assert dot_path(diagrams.state_diagram(format="dot", history=history))[
         "loading", "error", label] == ["3. 04:12:02.250 (+1.0 s)"]
+
+
+def test_a_change_the_table_does_not_make_is_drawn_dotted():
+    # A status written behind the machine's back: the history records it as unexplained.
+    history = [*CANCELLED[:4], entry(S.IMPORTING_USERS, S.DONE, "unexplained", 9)]
+    text = diagrams.state_diagram(format="dot", history=history)
+    edges = dot_edges(text)
+    assert "style=dotted" in edges["importing", "done"][0]
+    assert dot_path(text)["importing", "done", "finish | unexplained"] == [
+        "5. 04:12:09.250 (+5.0 s)"]
+    assert dot_node_styles(text)["done"] == "active"
+    assert "style=dotted" not in "".join(a for pair, [a, *_] in edges.items()
+                                         if pair != ("importing", "done"))
+    steps = diagrams.steps_diagram(format="dot", history=history)
+    moved = ("importing__importer_importing_users", "done__importer_done")
+    assert "style=dotted" in dot_edges(steps)[moved][0]
+    assert dot_path(steps)[(*moved, "unexplained")] == ["5. 04:12:09.250 (+5.0 s)"]
+    mermaid = mermaid_path(diagrams.state_diagram(history=history))
+    assert mermaid["importing", "done", "finish | unexplained"] == ["5. 04:12:09.250 (+5.0 s)"]
