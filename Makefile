@@ -35,13 +35,15 @@ bench: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_workers.py
 	$(BIN)/python benchmarks/bench_loaders.py
 
-# Mermaid and DOT always; SVG only where Graphviz's `dot` is installed.
+# Mermaid and DOT always; SVG only where Graphviz's `dot` is installed. The example of an
+# operation's path (examples/operation_path.py) writes its .mmd, and its .svg where it can.
 diagrams: $(INSTALLED)
 	$(BIN)/python -m importstate diagram --format mermaid --output diagrams/states.mmd
 	$(BIN)/python -m importstate diagram --format dot --output diagrams/states.dot
 	$(BIN)/python -m importstate diagram --steps --format mermaid --output diagrams/steps.mmd
 	$(BIN)/python -m importstate diagram --steps --format dot --output diagrams/steps.dot
 	$(BIN)/python -m importstate diagram --events --format mermaid --output diagrams/events.mmd
+	$(BIN)/python examples/operation_path.py diagrams
 	@if command -v dot >/dev/null 2>&1; then \
 		$(BIN)/python -m importstate diagram --format svg --output diagrams/states.svg && \
 		$(BIN)/python -m importstate diagram --steps --format svg --output diagrams/steps.svg; \

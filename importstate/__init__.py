@@ -13,6 +13,7 @@ from importstate.errors import (
     FetchError,
     FileFormatError,
     GraphvizNotFound,
+    HistoryUnsupported,
     ImporterCannotImport,
     ImporterNotDefined,
     ImportStateError,
@@ -47,6 +48,7 @@ from importstate.errors import (
 )
 from importstate.events import BatchCommitted, Listener, OperationEvent, StateChanged
 from importstate.fetch import Fetcher, UrlRules
+from importstate.history import HistoryEntry
 from importstate.importers import BatchImporter, Importer
 from importstate.machine import Event
 from importstate.model import Count, Failure, Operation
@@ -88,6 +90,8 @@ __all__ = [
     "Fetcher",
     "FileFormatError",
     "GraphvizNotFound",
+    "HistoryEntry",
+    "HistoryUnsupported",
     "ImportService",
     "ImportStateError",
     "Importer",

@@ -32,6 +32,7 @@ from importstate._polling import Poller
 from importstate.documents import ProgressDocument, StatusDocument
 from importstate.errors import OperationAlreadyFinished, OperationNotFound
 from importstate.events import Listener, OperationEvent
+from importstate.history import HistoryEntry
 from importstate.importers import Importer
 from importstate.model import Operation
 from importstate.records import DataType
@@ -198,6 +199,15 @@ class AsyncImportService:
         return await self._call(self.service.prune, keep=keep, older_than=older_than)
 
     # -- reading ---------------------------------------------------------------------------
+
+    @staticmethod
+    def acting(actor: str) -> contextlib.AbstractContextManager[None]:
+        """``ImportService.acting``: holds in this task, and the worker threads it awaits."""
+        return ImportService.acting(actor)
+
+    async def history(self, operation_id: str | None = None) -> list[HistoryEntry]:
+        """``ImportService.history``."""
+        return await self._call(self.service.history, operation_id)
 
     async def current_operation(self) -> Operation | None:
         """``ImportService.current_operation``."""

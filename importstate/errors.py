@@ -21,6 +21,7 @@ __all__ = [
     "FetchError",
     "FileFormatError",
     "GraphvizNotFound",
+    "HistoryUnsupported",
     "ImportStateError",
     "ImporterCannotImport",
     "ImporterNotDefined",
@@ -455,6 +456,20 @@ class PruneUnsupported(ImportStateError):
 
     def __init__(self, store: str) -> None:
         super().__init__(f"{store} cannot delete operations, so none can be pruned")
+        self.store = store
+
+
+class HistoryUnsupported(ImportStateError):
+    """``history`` was asked of a store whose transactions keep no history.
+
+    Such a store works otherwise; its changes are simply not recorded.
+
+    Attributes:
+        store: the store's class name.
+    """
+
+    def __init__(self, store: str) -> None:
+        super().__init__(f"{store} keeps no history of operations")
         self.store = store
 
 

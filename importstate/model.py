@@ -279,12 +279,16 @@ class Operation:
         at: dt.datetime,
         type: str = "api",  # noqa: A002 - the wire name
         importer_key: str | None = None,
+        operation_id: str | None = None,
     ) -> Operation:
-        """A new operation at ``importer_new``, moved there by the machine's ``create`` event."""
+        """A new operation at ``importer_new``, moved there by the machine's ``create`` event.
+
+        Its ``_id`` is ``operation_id``, else a fresh one.
+        """
         status, valid = machine.fire(machine.Event.CREATE, None)
         at = to_millis_precision(at)
         return cls(
-            id=new_id(),
+            id=operation_id if operation_id is not None else new_id(),
             type=type,
             importer_key=importer_key if importer_key is not None else type,
             ts=at,

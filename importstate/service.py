@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import os
@@ -11,14 +12,16 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO, Any, Final, Literal, TypeVar
 
-from importstate import _loading, _pending, _run, _staging, machine
+from importstate import _history, _loading, _pending, _run, _staging, machine
 from importstate._bus import Bus
+from importstate._ids import new_id
 from importstate._polling import Poller
 from importstate._run import MAX_ERROR_MESSAGE, PASSWORD_MASK, valid_current
 from importstate._run.ledger import Ledger
 from importstate._time import utc_now
 from importstate.documents import ProgressDocument, StatusDocument
 from importstate.errors import (
+    HistoryUnsupported,
     InvalidImportOperation,
     InvalidRoles,
     InvalidTransition,
@@ -31,6 +34,7 @@ from importstate.errors import (
     SelectionNotReady,
 )
 from importstate.events import Listener, OperationEvent
+from importstate.history import HistoryEntry
 from importstate.importers import Importer, registered
 from importstate.loaders import (
     BUILTIN_LOADERS,
@@ -48,7 +52,14 @@ from importstate.pending import PENDING_NAMES, Fetch, PendingKind, PendingSource
 from importstate.records import DataType, RecordKind, kind_of
 from importstate.selection import WAITING_STEPS, Offer, Selection
 from importstate.steps import FINISHED_STATES, ProgressStep, State
-from importstate.stores import NewRecord, Pending, StagedRecord, Store, Transaction
+from importstate.stores import (
+    HistoryTransaction,
+    NewRecord,
+    Pending,
+    StagedRecord,
+    Store,
+    Transaction,
+)
 
 __all__ = [
     "BATCH_SIZE",
@@ -176,6 +187,39 @@ class ImportService:
     def _transaction(self) -> AbstractContextManager[Transaction]:
         return self._bus.transaction(self.store.transaction)
 
+    # -- history ---------------------------------------------------------------------------
+
+    @staticmethod
+    def acting(actor: str) -> AbstractContextManager[None]:
+        """Record the changes made inside the ``with`` block as caused by ``actor``.
+
+        Context-local (a :mod:`contextvars` variable): it holds in this
+        thread or asyncio task, and in the threads this service starts for
+        the calls made inside it (``AsyncImportService`` calls included). The
+        steps a run then takes on its own are recorded as ``run`` (``resume``,
+        ``sweep``), an invalidation by a newer operation as
+        ``operation:<its id>``; with no actor set a change is ``library``'s.
+
+        Raises:
+            ValueError: ``actor`` is empty.
+        """
+        return _history.acting(actor)
+
+    def history(self, operation_id: str | None = None) -> list[HistoryEntry]:
+        """Every stored change of the operation's status, oldest first (the current one's).
+
+        Raises:
+            OperationNotFound: there is no such operation (no operation at all).
+            HistoryUnsupported: the store keeps no history.
+        """
+        with self.store.reading() as tx:
+            if not isinstance(tx, HistoryTransaction):
+                raise HistoryUnsupported(type(self.store).__name__)
+            operation = tx.current() if operation_id is None else tx.get(operation_id)
+            if operation is None:
+                raise OperationNotFound
+            return tx.history(operation.id)
+
     # -- creating and filling --------------------------------------------------------------
 
     def new_operation(
@@ -185,10 +229,12 @@ class ImportService:
 
         A run of an older operation stops at its next batch boundary.
         """
+        newer = new_id()
         with self._transaction() as tx:
-            self._clear(tx)
+            self._clear(tx, by=newer)
             operation = Operation.create(
                 user=user_id, at=self.clock(), type=type, importer_key=importer_key,
+                operation_id=newer,
             )
             tx.insert(operation)
         return operation
@@ -198,10 +244,12 @@ class ImportService:
         with self._transaction() as tx:
             self._clear(tx)
 
-    def _clear(self, tx: Transaction) -> None:
+    def _clear(self, tx: Transaction, by: str | None = None) -> None:
+        """Invalidate every valid operation, as the newer operation ``by`` if there is one."""
         now = self.clock()
-        for operation in tx.valid_operations():
-            tx.update(operation.fire(Event.INVALIDATE, at=now))
+        with _history.acting(_history.invalidated_by(by)) if by else contextlib.nullcontext():
+            for operation in tx.valid_operations():
+                tx.update(operation.fire(Event.INVALIDATE, at=now))
         tx.unstage_all()
 
     def add_users(self, users: Sequence[Any]) -> Operation | None:
@@ -459,10 +507,12 @@ class ImportService:
         kind = PendingKind(kind)
         pending = len(source.pending_downloads(kind))
         now = self.clock()
+        newer = new_id()
         with self._transaction() as tx:
-            self._clear(tx)
+            self._clear(tx, by=newer)
             created = Operation.create(
                 user=user_id, at=now, type=kind.importer_name, importer_key=kind.importer_key,
+                operation_id=newer,
             )
             operation = _pending.begun(created, pending, now)
             tx.insert(operation)
@@ -494,7 +544,8 @@ class ImportService:
         kind = PendingKind(operation.importer_key.removeprefix("pending-"))
         ledger = Ledger(self.store, self.clock, self._bus)
         downloads = _pending.Downloads(ledger, source, fetch, Path(files_dir))
-        return downloads.run(operation.id, kind)
+        with _history.acting(_history.RUN):  # the downloads' steps are the loop's own
+            return downloads.run(operation.id, kind)
 
     def download_pending(
         self,

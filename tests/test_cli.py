@@ -358,6 +358,42 @@ def test_diagram_can_highlight_the_current_operation(db):
     assert "Class ready s_active" in cli("diagram", "--current", db=db, check_status=0).stdout
 
 
+def test_diagram_draws_the_path_an_operation_took(db, tmp_path):
+    staged(db, [user(1)])
+    cli("cancel", db=db, check_status=0)
+    operation_id = as_json(cli("status", "--json", db=db))["operation"]["_id"]
+    store = SQLiteStore(db)
+    try:
+        history = ImportService(store).history(operation_id)
+    finally:
+        store.close()
+    assert [entry.event for entry in history] == ["create", "stage", "cancel"]
+    text = cli("diagram", "--operation", operation_id, db=db, check_status=0).stdout
+    assert text == diagrams.state_diagram(history=history)
+    assert f"the path of operation {operation_id} on " in text
+    time = r"\d\d#58;\d\d#58;\d\d\.\d{3}"  # a colon as Mermaid's entity code
+    assert re.search(rf"^  none --> new: create<br>1\. {time}$", text, re.MULTILINE)
+    assert re.search(rf"^  ready --> canceled: cancel<br>3\. {time} \(\+[^)]+\)$", text,
+                     re.MULTILINE)
+    assert "Class canceled s_active" in text
+    out = tmp_path / "path.dot"
+    cli("diagram", "--operation", operation_id, "--steps", "--format", "dot",
+        "--output", str(out), db=db, check_status=0)
+    assert out.read_text() == diagrams.steps_diagram(format="dot", history=history)
+    drawn = as_json(cli("diagram", "--operation", operation_id, "--json", db=db))
+    assert drawn["operation"] == operation_id
+    assert drawn["diagram"] == text
+
+
+def test_diagram_of_an_unknown_operation_says_where_to_look(db):
+    staged(db, [user(1)])
+    done = cli("diagram", "--operation", "nope", db=db, check_status=1)
+    assert done.stderr == ("importstate: there is no operation nope:"
+                           " `importstate operations` lists them\n")
+    both = cli("diagram", "--operation", "nope", "--current", db=db, check_status=1)
+    assert "give --current or --operation, not both" in both.stderr
+
+
 def test_svg_without_graphviz_fails_with_install_advice(db, tmp_path):
     done = cli("diagram", "--format", "svg", db=db, env={"PATH": str(tmp_path)}, check_status=1)
     assert done.stderr.startswith("importstate: SVG needs Graphviz's `dot` program")
@@ -593,7 +629,7 @@ def bad_invocations(missing_db):
         given = ["x"] * len(arguments)
         yield [*path, *given, "--no-such-option"], 2
         yield [*path, *given, "and", "more", "arguments"], 2
-        if arguments:
+        if any(argument.required for argument in arguments):
             yield list(path), 2
         for param in command.params:
             if not isinstance(param, click.Option) or param.name in {"db_option", "help"}:
@@ -604,7 +640,7 @@ def bad_invocations(missing_db):
                 yield [*path, *given, flag, "-99999"], 1
             if isinstance(param.type, click.Choice):
                 yield [*path, *given, flag, "no-such-choice"], 2
-    for path in (["status"], ["operations"], ["failures"], ["diagram", "--current"],
+    for path in (["status"], ["operations"], ["history"], ["failures"], ["diagram", "--current"],
                  ["users", "list"]):
         yield [*path, "--db", str(missing_db)], 1
 
@@ -1001,3 +1037,45 @@ def test_prune_keeps_the_latest_operations_and_the_current_one(tmp_path):
     assert said == "pruned 1 finished operation; kept the 0 latest and the current one\n"
     assert len(json.loads(cli("operations", "--json", db=db, check_status=0).stdout)) == 1
     assert cli("prune", "--older-than", "soon", db=db, check_status=2).returncode == 2
+
+
+# -- history ---------------------------------------------------------------------------------
+
+LOGIN = {"LOGNAME": "ann", "USER": "ann", "LNAME": "ann", "USERNAME": "ann"}
+
+
+def test_history_lists_each_change_with_the_os_user_as_actor(tmp_path):
+    db = tmp_path / "history.db"
+    users = tmp_path / "users.json"
+    users.write_text(json.dumps([user(1), user(2)]))
+    cli("new", db=db, env=LOGIN, check_status=0)
+    cli("add-users", str(users), db=db, env=LOGIN, check_status=0)
+    cli("run", db=db, env=LOGIN, check_status=0)
+    entries = as_json(cli("history", "--json", db=db))
+    assert [(e["from"], e["to"], e["event"], e["actor"]) for e in entries] == [
+        (None, "importer_new", "create", "cli:ann"),
+        ("importer_new", "importer_user_selection", "stage", "cli:ann"),
+        ("importer_user_selection", "importer_importing_started", "start", "cli:ann"),
+        ("importer_importing_started", "importer_importing_users", "advance", "run"),
+        ("importer_importing_users", "importer_finishing", "advance", "run"),
+        ("importer_finishing", "importer_done", "finish", "run"),
+    ]
+    table = cli("history", db=db, check_status=0).stdout
+    lines = [line.split() for line in table.splitlines() if line.strip()[:1].isdigit()]
+    assert [line[0] for line in lines] == ["1", "2", "3", "4", "5", "6"]
+    assert lines[0][2:6] == ["—", "new", "create", "cli:ann"]
+    assert lines[0][-1] == "—"  # the creation has no step before it
+    assert all(line[-1] == "s" for line in lines[1:])  # the time spent in the step before
+    assert f"history of operation {entries[0]['operationId']}" in table
+
+
+def test_history_of_an_older_operation_names_the_newer_one_that_replaced_it(tmp_path):
+    db = tmp_path / "history.db"
+    first = as_json(cli("new", "--json", db=db))["_id"]
+    second = as_json(cli("new", "--json", db=db))["_id"]
+    entries = as_json(cli("history", first, "--json", db=db))
+    assert [(e["event"], e["actor"]) for e in entries][-1] == ("invalidate", f"operation:{second}")
+    done = cli("history", "no-such-id", db=db, check_status=1)
+    assert done.stderr == (
+        "importstate: no operation 'no-such-id' (`importstate operations` lists the latest)\n"
+    )

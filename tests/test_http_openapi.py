@@ -127,19 +127,31 @@ def requests(draw, document, people):
         content = json.dumps(draw(json_values)).encode()
     elif kind == "bytes":
         content = draw(st.binary(max_size=64))
-    return method.upper(), path, sent, content, spec
+    return method.upper(), path, sent, content, spec, draw(queries(document, spec))
+
+
+@st.composite
+def queries(draw, document, spec):
+    """Query parameters the operation takes, and now and then one it does not."""
+    query = {}
+    for parameter in spec.get("parameters", []):
+        if parameter["required"] or draw(st.booleans()):
+            query[parameter["name"]] = draw(from_schema(document, parameter["schema"]))
+    if draw(st.integers(0, 9)) == 0:
+        query[draw(st.sampled_from(["x", "operationId", "limit"]))] = draw(st.text(max_size=8))
+    return query
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_responses_match_the_document(fuzzed, data):
     client, document, people = fuzzed
-    method, path, sent, content, spec = data.draw(requests(document, people))
+    method, path, sent, content, spec, query = data.draw(requests(document, people))
     if path == "/api/v1/logout" and not sent:
         login = client.post("/api/v1/login", json={"user": "admin", "password": PASSWORD})
         sent = {"X-User-Id": login.json()["data"]["userId"],
                 "X-Auth-Token": login.json()["data"]["authToken"]}
-    response = client.request(method, path, headers=sent, content=content)
+    response = client.request(method, path, headers=sent, content=content, params=query)
     event(f"{method} {path} → {response.status_code}")
     assert response.status_code < 500, response.text
     documented = spec["responses"]

@@ -348,8 +348,10 @@ def test_a_newer_schema_is_refused(postgres_dsn, schema, store):
         PostgresStore(postgres_dsn, schema=schema)
 
 
-#: What a version 1 schema lacks: the selection's mark on staging, the type of a batch.
+#: What a version 1 schema lacks: the selection's mark on staging, the type of a batch,
+#: the history.
 _VERSION_1_DOWNGRADE = """
+    DROP TABLE {schema}.history;
     ALTER TABLE {schema}.staged DROP COLUMN selected;
     ALTER TABLE {schema}.batches DROP COLUMN data_type;
     UPDATE {schema}.schema_version SET version = 1
@@ -377,6 +379,29 @@ def test_a_version_1_schema_is_upgraded_with_its_staging_all_selected(postgres_d
         claimed = upgraded.claim_batch(operation.id, "w1", 30)
         assert claimed is not None
         assert [r.data["importIds"][0] for r in claimed[1]] == ["key-000001", "key-000002"]
+    finally:
+        upgraded.close()
+    with psycopg.connect(postgres_dsn) as conn:
+        version = conn.execute(sql.SQL("SELECT version FROM {}").format(
+            _version_table(schema))).fetchone()
+    assert version == (SCHEMA_VERSION,)
+
+
+def test_a_version_2_schema_is_upgraded_and_records_history_from_then_on(
+    postgres_dsn, schema, store,
+):
+    service = ImportService(store)
+    old = service.new_operation("admin")
+    store.close()
+    with psycopg.connect(postgres_dsn) as conn:
+        conn.execute(sql.SQL("DROP TABLE {}; UPDATE {} SET version = 2").format(
+            sql.Identifier(schema, "history"), _version_table(schema)))
+    upgraded = PostgresStore(postgres_dsn, schema=schema)
+    try:
+        service = ImportService(upgraded)
+        assert service.history(old.id) == []  # what was stored before has no history
+        service.cancel()
+        assert [entry.event for entry in service.history(old.id)] == ["cancel"]
     finally:
         upgraded.close()
     with psycopg.connect(postgres_dsn) as conn:

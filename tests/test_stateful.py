@@ -5,7 +5,14 @@ import pytest
 from hypothesis import Phase, settings
 from hypothesis.stateful import rule, run_state_machine_as_test
 
-from importstate import ImportService, MemoryStore, SQLiteStore
+from importstate import (
+    ImportService,
+    MemoryStore,
+    OperationAlreadyFinished,
+    OperationNotFound,
+    SQLiteStore,
+)
+from importstate.steps import FINISHED_STATES
 from importstate.testing import FailingImporter, ImportServiceMachine, RecordingImporter
 
 
@@ -89,6 +96,32 @@ def test_the_machine_catches_a_broken_service(service_class):
         return service_class(MemoryStore(), {"api": RecordingImporter()})
 
     with pytest.raises(AssertionError):
+        run_state_machine_as_test(
+            ImportServiceMachine.with_factory(make_service),
+            settings=settings(max_examples=200, database=None, phases=[Phase.generate]),
+        )
+
+
+class UnrecordedCancelService(ImportService):
+    """Cancels through the store's own transaction: the change is stored, its history is not."""
+
+    def cancel(self):
+        with self.store.transaction() as tx:
+            operation = tx.current()
+            if operation is None or not operation.valid:
+                raise OperationNotFound
+            if operation.state in FINISHED_STATES:
+                raise OperationAlreadyFinished
+            cancelled = operation.fire("cancel", at=self.clock())
+            tx.update(cancelled)
+        return cancelled
+
+
+def test_the_machine_catches_a_change_stored_without_its_history():
+    def make_service():
+        return UnrecordedCancelService(MemoryStore(), {"api": RecordingImporter()})
+
+    with pytest.raises(AssertionError, match=r"the history of .* ends at"):
         run_state_machine_as_test(
             ImportServiceMachine.with_factory(make_service),
             settings=settings(max_examples=200, database=None, phases=[Phase.generate]),

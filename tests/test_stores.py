@@ -7,7 +7,7 @@ import threading
 import pytest
 from workers import open_descriptors, settled_descriptors
 
-from importstate import MemoryStore, Operation, SQLiteStore
+from importstate import ImportService, MemoryStore, Operation, SQLiteStore
 from importstate.stores import NewRecord, Pending
 from importstate.stores._rows import pending_page
 from importstate.stores.sqlite import SCHEMA_VERSION
@@ -118,6 +118,24 @@ def test_a_version_2_database_is_upgraded_and_its_staging_is_all_selected(tmp_pa
         assert tx.pending(op.id, "channel", after=None, limit=10) == []
         assert len(tx.staged(op.id, after=None, limit=10)) == 2
     store.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    conn.close()
+
+
+def test_a_version_3_database_is_upgraded_and_records_history_from_then_on(tmp_path):
+    path = tmp_path / "v3.db"
+    service = ImportService(SQLiteStore(path))
+    old = service.new_operation("admin")
+    service.store.close()
+    conn = sqlite3.connect(path)
+    conn.executescript("DROP TABLE history; PRAGMA user_version = 3;")
+    conn.close()
+    service = ImportService(SQLiteStore(path))
+    assert service.history(old.id) == []  # what was stored before has no history
+    service.cancel()
+    assert [entry.event for entry in service.history(old.id)] == ["cancel"]
+    service.store.close()
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     conn.close()

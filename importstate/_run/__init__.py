@@ -7,7 +7,9 @@
 
 :class:`Runner` decides which engine runs: it starts (with the selection,
 if any), resumes or joins the current operation in one transaction, then
-hands it to the engine.
+hands it to the engine. The engine's own steps are recorded in the history
+as the run's (``run``; ``resume`` and ``sweep`` for a run they continue), the
+start as the caller's.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Final, Literal
 
-from importstate import machine
+from importstate import _history, machine
 from importstate._bus import Bus
 from importstate._run.batched import BatchedRun, batch_count
 from importstate._run.claim import Claim
@@ -100,7 +102,8 @@ class Runner:
             started = self._start(tx, operation, selection)
             claim = Claim.take(tx, started.id, self.ledger.clock())
         log_event(logging.INFO, "started", started)
-        return _ended(self._serial().drive(claim, calls))
+        with _history.acting(_history.RUN):
+            return _ended(self._serial().drive(claim, calls))
 
     def _start(
         self, tx: Transaction, operation: Operation, selection: Selection | None,
@@ -121,8 +124,12 @@ class Runner:
 
     def resume(self, workers: int) -> Operation:
         """Continue the current importing operation (see ``ImportService.resume``)."""
+        with _history.acting(_history.RESUME):
+            return self._resume(workers)
+
+    def _resume(self, workers: int) -> Operation:
         if workers != 1:
-            return self._in_batches(workers, start=False, join=True)
+            return self._in_batches(workers, start=False, join=True, driver=_history.RESUME)
         with self.ledger.transaction() as tx:
             operation = valid_current(tx)
             if not _importing(operation):
@@ -142,6 +149,12 @@ class Runner:
         self, operation_id: str, older_than: dt.timedelta, action: Literal["resume", "fail"],
     ) -> Operation | None:
         """Resume or fail one operation if it is still stale; ``None`` if it no longer is."""
+        with _history.acting(_history.SWEEP):
+            return self._sweep(operation_id, older_than, action)
+
+    def _sweep(
+        self, operation_id: str, older_than: dt.timedelta, action: Literal["resume", "fail"],
+    ) -> Operation | None:
         with self.ledger.transaction() as tx:
             operation = get(tx, operation_id)
             if not self._is_stale(tx, operation, older_than):
@@ -179,8 +192,9 @@ class Runner:
     def _continue(
         self, claim: Claim | None, calls: Mapping[str, BatchCall], operation: Operation,
     ) -> Operation:
+        """Drive a resumed (swept) run, as the actor already set (``resume``, ``sweep``)."""
         if claim is None:
-            return self._in_batches(1, start=False, join=True)
+            return self._in_batches(1, start=False, join=True, driver=_history.actor())
         log_event(logging.INFO, "resumed", operation)
         return _ended(self._serial().drive(claim, calls))
 
@@ -189,8 +203,12 @@ class Runner:
 
     def _in_batches(
         self, workers: int, *, start: bool, join: bool, selection: Selection | None = None,
+        driver: str = _history.RUN,
     ) -> Operation:
-        """Start (``start``) or join (``join``) the current operation's run in batches."""
+        """Start (``start``) or join (``join``) the current operation's run in batches.
+
+        The start is recorded as the caller's, the batches' steps as ``driver``'s.
+        """
         if workers < 1:
             msg = f"workers must be at least 1, not {workers}"
             raise ValueError(msg)
@@ -199,7 +217,9 @@ class Runner:
             operation = valid_current(tx)
             if start and machine.allows(Event.START, operation.state):
                 calls = self._calls(operation)
-                operation = batched.start(tx, self._start(tx, operation, selection))
+                started = self._start(tx, operation, selection)
+                with _history.acting(driver):  # the phase it begins in is the run's step
+                    operation = batched.start(tx, started)
                 how = "started in batches"
             elif join and _importing(operation) and tx.batch_count(operation.id):
                 calls = self._calls(operation)
@@ -207,7 +227,8 @@ class Runner:
             else:
                 raise InvalidOperationStatus
         log_event(logging.INFO, how, operation)
-        return _ended(batched.work(operation.id, calls, workers))
+        with _history.acting(driver):
+            return _ended(batched.work(operation.id, calls, workers))
 
     def _is_stale(self, tx: Transaction, operation: Operation, older_than: dt.timedelta) -> bool:
         if not _importing(operation):

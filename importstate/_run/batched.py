@@ -12,6 +12,7 @@ threads, and the renewal of the leases in hand.
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import threading
 import time
@@ -106,8 +107,10 @@ def in_threads(count: int, worker: Callable[[], object]) -> None:
         except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
             errors.append(exc)
 
+    # Each thread in a copy of the caller's context: its history actor goes along.
     threads = [
-        threading.Thread(target=guarded, name=f"importstate-worker-{number}", daemon=True)
+        threading.Thread(target=contextvars.copy_context().run, args=(guarded,),
+                         name=f"importstate-worker-{number}", daemon=True)
         for number in range(count)
     ]
     for thread in threads:

@@ -27,6 +27,7 @@ from importstate.cli._context import CommandError, Context, pass_context
 from importstate.cli._group import cli
 from importstate.cli._render import (
     failures_table,
+    history_table,
     operations_table,
     plural,
     report,
@@ -36,7 +37,7 @@ from importstate.cli._render import (
 from importstate.cli._values import DURATION, NOT_NEGATIVE, POSITIVE, at_least
 from importstate.cli._watch import EXIT_STATUS, Outcome, Stop, run_with_progress
 from importstate.documents import StatusDocument
-from importstate.errors import InvalidRoles, MissingUserData
+from importstate.errors import InvalidRoles, MissingUserData, OperationNotFound
 from importstate.fetch import Fetcher, UrlRules
 from importstate.importers import Importer
 from importstate.model import Operation
@@ -86,6 +87,31 @@ def operations(ctx: Context, limit: int) -> int:
         ctx.show(operations_table(latest))
     else:
         ctx.say("no import operations yet")
+    return 0
+
+
+@cli.command()
+@click.argument("operation_id", metavar="[ID]", required=False)
+@pass_context
+def history(ctx: Context, operation_id: str | None) -> int:
+    """Show what happened to an operation (the current one): each change, when, and by whom.
+
+    One row per stored change of its status, oldest first, with the time
+    it spent in the step before; --json prints the entries as the REST API
+    gives them.
+    """
+    service = ctx.service(existing=True)
+    try:
+        entries = service.history(operation_id)
+    except OperationNotFound:
+        if operation_id is None:
+            raise
+        msg = f"no operation {operation_id!r} (`importstate operations` lists the latest)"
+        raise CommandError(msg) from None
+    if ctx.json:
+        ctx.print_json([entry.to_wire() for entry in entries])
+    else:
+        ctx.show(history_table(entries))
     return 0
 
 
@@ -580,23 +606,40 @@ def _demo_failures(ctx: Context, service: ImportService, *, kept: bool, shown: i
               help="name the events listeners get on each edge (StateChanged, BatchCommitted)")
 @click.option("--current", is_flag=True,
               help="highlight the state of the current operation in --db")
+@click.option("--operation", "operation_id", metavar="ID",
+              help="draw the path operation ID in --db took: each state (with --steps, each"
+                   " step) it visited, each transition numbered, with its time and the time"
+                   " spent before it")
 @click.option("--output", metavar="PATH", help="write to PATH instead of standard output")
 @pass_context
 def diagram(  # noqa: PLR0913, PLR0917 - one argument per option, as Click passes them
-    ctx: Context, form: str, steps: bool, events: bool, current: bool, output: str | None,
+    ctx: Context, form: str, steps: bool, events: bool, current: bool,
+    operation_id: str | None, output: str | None,
 ) -> int:
     """Draw the state machine as Mermaid, DOT or SVG.
 
     With --steps, the progress steps inside each state; with --events, where
-    subscribe() listeners are told of a change.
+    subscribe() listeners are told of a change; with --operation, the path
+    an operation took, from the history `importstate history` lists.
     """
+    if current and operation_id is not None:
+        msg = "give --current or --operation, not both: the path ends at the operation's state"
+        raise CommandError(msg)
     highlight: diagrams.Highlight = None
+    history = None
     if current:
         highlight = ctx.service(existing=True).current_operation() or State.NONE
+    if operation_id is not None:
+        try:
+            history = ctx.service(existing=True).history(operation_id)
+        except OperationNotFound:
+            msg = f"there is no operation {operation_id}: `importstate operations` lists them"
+            raise CommandError(msg) from None
     draw = diagrams.steps_diagram if steps else diagrams.state_diagram
-    text = draw(format=form, highlight=highlight, events=events)
+    text = draw(format=form, highlight=highlight, events=events, history=history)
     if ctx.json:
-        ctx.print_json({"format": form, "steps": steps, "events": events, "diagram": text})
+        ctx.print_json({"format": form, "steps": steps, "events": events,
+                        "operation": operation_id, "diagram": text})
     elif output is None:
         sys.stdout.write(text)
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import getpass
 import os
 import signal
 import sqlite3
@@ -27,6 +28,7 @@ from importstate.cli._context import (
 from importstate.cli._group import cli
 from importstate.cli._userfile import UserFileError
 from importstate.errors import ImportStateError
+from importstate.service import ImportService
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,10 +39,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     ctx = Context()
     try:
-        with _sigterm_raises():
+        with _sigterm_raises(), ImportService.acting(f"cli:{_login()}"):
             return _dispatch(ctx, argv)
     finally:
         ctx.close()
+
+
+def _login() -> str:
+    """The OS user running the command, as the history records it."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name, no passwd entry (a bare container)
+        return str(os.getuid())
 
 
 def _dispatch(ctx: Context, argv: Sequence[str] | None) -> int:

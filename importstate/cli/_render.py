@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from importstate._time import format_time
 from importstate.cli._context import Context
 from importstate.cli._watch import Outcome, Stop
 from importstate.documents import StatusDocument
+from importstate.history import HistoryEntry
 from importstate.model import Operation
 from importstate.pending import PENDING_NAMES
 from importstate.selection import Offer
@@ -96,6 +99,47 @@ def operations_table(operations: Iterable[Operation]) -> Table:
             Text(op.user),
         )
     return table
+
+
+def history_table(entries: Sequence[HistoryEntry]) -> Table:
+    """One row per change: number, time, from, to, event, actor, time spent in ``from``."""
+    title = f"history of operation {entries[0].operation_id}" if entries else "no history"
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("time", no_wrap=True)
+    for name in ("from", "to"):
+        table.add_column(name, overflow="fold", min_width=12)
+    table.add_column("event", no_wrap=True)
+    table.add_column("actor", overflow="fold")
+    table.add_column("spent in from", justify="right", no_wrap=True)
+    previous: HistoryEntry | None = None
+    for number, entry in enumerate(entries, start=1):
+        style = STATE_STYLE.get(entry.state_after, "")
+        table.add_row(
+            str(number), format_time(entry.at),
+            # The wire prefix is the same on every step; --json shows it.
+            Text(entry.before.removeprefix("importer_") if entry.before is not None else "—"),
+            Text(entry.after.removeprefix("importer_"), style=style),
+            Text(entry.event), Text(entry.actor),
+            duration(entry.at - previous.at) if previous is not None else "—",
+        )
+        previous = entry
+    return table
+
+
+def duration(span: dt.timedelta) -> str:
+    """``0.004 s``, ``12.5 s``, ``3 min 20 s``, ``2 h 5 min``, ``3 d 4 h``: two units at most."""
+    seconds = span.total_seconds()
+    if seconds < 60:  # noqa: PLR2004 - a minute
+        return f"{seconds:.3f} s" if seconds < 10 else f"{seconds:.1f} s"  # noqa: PLR2004
+    minutes, second = divmod(int(seconds), 60)
+    hours, minute = divmod(minutes, 60)
+    days, hour = divmod(hours, 24)
+    if days:
+        return f"{days} d {hour} h"
+    if hours:
+        return f"{hours} h {minute} min"
+    return f"{minutes} min {second} s"
 
 
 def failures_table(records: Iterable[dict[str, Any]]) -> Table:

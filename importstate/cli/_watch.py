@@ -15,6 +15,7 @@ for ``importstate resume``, as ``importstate serve`` does on SIGTERM.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import enum
 import threading
 from collections.abc import Callable
@@ -182,7 +183,9 @@ class _Watch:
     def follow(self, console: Console) -> Stop | None:
         """Start the run and draw it until it ends; how it was stopped, if it was."""
         before = self.service.current_operation()
-        threading.Thread(target=self.worker, name="importstate-run", daemon=True).start()
+        # In this context's copy: the run's start is recorded as the command's user's.
+        threading.Thread(target=contextvars.copy_context().run, args=(self.worker,),
+                         name="importstate-run", daemon=True).start()
         try:
             while not self.worker.wait(self.poll) and self.service.current_operation() == before:
                 pass

@@ -124,7 +124,10 @@ class _Server:
                     call = Call(self.calls, self.worker, self.accounts, self.files,
                                 self.limits, self.fetcher, self.pending, request, user, body,
                                 params)
-                    return JSONResponse(await endpoint.handler(call))
+                    # What the call changes is recorded as the API user's (the run it
+                    # starts records its own steps as the run's).
+                    with ImportService.acting(f"user:{user.name}"):
+                        return JSONResponse(await endpoint.handler(call))
             except Exception as exc:  # noqa: BLE001 - every failure is answered as JSON
                 return _answer(request, exc, endpoint)
 
@@ -191,23 +194,21 @@ class _Server:
 
 
 def _params(endpoint: Endpoint, request: Request, body: Body) -> dict[str, Any]:
-    """A strict endpoint's parameters: no query, and the body its schema allows.
+    """A strict endpoint's parameters: the query and the body its schemas allow.
 
     Raises:
-        InvalidParams: a query parameter, or a body that does not fit.
+        InvalidParams: a query parameter, or a body, that does not fit.
         BadRequest: the body is not a JSON object.
     """
     if not endpoint.strict:
         return {}
-    if request.query_params:
-        names = ", ".join(sorted(set(request.query_params)))
-        msg = f"query: must NOT have additional properties ({names})"
-        raise InvalidParams(msg)
+    query = dict(request.query_params)
+    check(query, endpoint.query or _NO_BODY, "query")
     if endpoint.raw_body:
-        return {}
+        return query
     params = json_object(body) if body.strip() else {}
     check(params, endpoint.body or _NO_BODY, "body")
-    return params
+    return {**query, **params}
 
 
 def _rocket_chat_answer(error: Exception, endpoint: Endpoint | None) -> Response | None:

@@ -10,6 +10,7 @@ from typing import Final
 
 from importstate import __version__
 from importstate._staging import KNOWN_ROLES
+from importstate.history import HistoryDocument
 from importstate.http._routes import (
     AUTH_TOKEN_HEADER,
     ENDPOINTS,
@@ -45,6 +46,9 @@ _KIND_SCHEMAS: Final[dict[WireKind, Schema]] = {
     WireKind.FAILURE: object_schema(["message", "at"], message=STRING, at=STRING),
 }
 
+#: A history entry's ``from``: a step, or ``null`` for the operation's creation.
+_CREATED_OR_STEP: Final[Schema] = {"anyOf": [_KIND_SCHEMAS[WireKind.STATUS], {"type": "null"}]}
+
 _SCHEMAS: Final[dict[str, Schema]] = {
     "Count": {
         "type": "object",
@@ -54,6 +58,15 @@ _SCHEMAS: Final[dict[str, Schema]] = {
     "Operation": object_schema(
         [field.wire for field in WIRE_FIELDS if field.required],
         **{field.wire: _KIND_SCHEMAS[field.kind] for field in WIRE_FIELDS},
+    ),
+    "HistoryEntry": object_schema(
+        list(HistoryDocument.__annotations__),
+        operationId=STRING,
+        **{"from": _CREATED_OR_STEP},
+        to=_KIND_SCHEMAS[WireKind.STATUS],
+        event=STRING,
+        at=_KIND_SCHEMAS[WireKind.TIME],
+        actor=STRING,
     ),
     "ImportUser": {
         "type": "object",
@@ -127,6 +140,12 @@ def _operation(endpoint: Endpoint) -> Schema:
     doc: Schema = {"summary": endpoint.summary, "responses": responses}
     if endpoint.permission is not None:
         doc["description"] = f"Permission required: {endpoint.permission}."
+    if endpoint.query is not None:
+        required = endpoint.query["required"]
+        doc["parameters"] = [
+            {"name": name, "in": "query", "required": name in required, "schema": schema}
+            for name, schema in endpoint.query["properties"].items()
+        ]
     if endpoint.body is not None:
         doc["requestBody"] = {
             "required": True, "content": {"application/json": {"schema": endpoint.body}},

@@ -117,7 +117,8 @@ class Endpoint(Route):
 
     A ``strict`` endpoint (SPEC §11) refuses query parameters and a body
     that does not fit ``body`` (none: an empty body or ``{}``) with
-    ``error-invalid-params``; with ``raw_body`` its handler parses the body
+    ``error-invalid-params`` (``query``, an object of strings, names the query
+    parameters it takes; they join ``params``); with ``raw_body`` its handler parses the body
     itself. A ``meteor`` endpoint answers the errors Rocket.Chat raises as
     ``Meteor.Error`` in that envelope, ``details`` naming the endpoint.
     """
@@ -126,6 +127,7 @@ class Endpoint(Route):
     response: Schema
     handler: Handler
     body: Schema | None = None
+    query: Schema | None = None
     fails: bool = False
     strict: bool = False
     raw_body: bool = False
@@ -355,6 +357,11 @@ async def _failures(call: Call) -> object:
     return _ok(failures=records)
 
 
+async def _history(call: Call) -> object:
+    entries = await call.service.history(call.params.get("operationId"))
+    return _ok(history=[entry.to_wire() for entry in entries])
+
+
 async def _logout(call: Call) -> object:
     await run_in_threadpool(
         call.accounts.logout, call.user.id, call.request.headers[AUTH_TOKEN_HEADER],
@@ -510,6 +517,15 @@ ENDPOINTS: Final = (
         Permission.RUN_IMPORT,
         _ok_schema(["failures"], failures={"type": "array", "items": _FAILED_RECORD}),
         _failures, strict=True,
+    ),
+    Endpoint(
+        "GET", "importstate.history",
+        "Every stored change of an operation's status (the current one's), oldest first:"
+        " from, to, event, time and actor",
+        Permission.VIEW_IMPORT_OPERATIONS,
+        _ok_schema(["history"], history={"type": "array", "items": ref("HistoryEntry")}),
+        _history, query=object_schema([], operationId=_NAME), fails=True, strict=True,
+        meteor=True,
     ),
     Endpoint(
         "POST", "logout", "Invalidate the auth token of this request",

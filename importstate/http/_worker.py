@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import functools
 import logging
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from typing import Final
 
 from importstate._gate import Gate
+from importstate._history import RUN
 from importstate.errors import ImportStateError, InvalidOperationStatus, ServerStopping
 from importstate.http._lease import RunLease
 from importstate.importers import Importer
@@ -175,7 +177,9 @@ class RunWorker:
                 with self._lock:
                     self._tasks.discard(threading.current_thread())
 
-        thread = threading.Thread(target=task, name=name, daemon=True)
+        # In a copy of the caller's context: what it writes is recorded as the caller's.
+        thread = threading.Thread(target=contextvars.copy_context().run, args=(task,), name=name,
+                                  daemon=True)
         with self._lock:
             if self._stopped:
                 raise ServerStopping
@@ -191,7 +195,8 @@ class RunWorker:
         begun = threading.Event()
         failure: list[BaseException] = []
         thread = threading.Thread(
-            target=self._work, args=(run, operation_id, begun, failure), name="importstate-run",
+            target=contextvars.copy_context().run,
+            args=(self._work, run, operation_id, begun, failure), name="importstate-run",
             daemon=True,
         )
         with self._lock:
@@ -250,7 +255,8 @@ class RunWorker:
 
     def _record(self, operation_id: str, error: BaseException) -> bool:
         try:
-            self.service.fail(operation_id, error)
+            with self.service.acting(RUN):  # the run's own end, whoever started it
+                self.service.fail(operation_id, error)
         except Exception as exc:  # noqa: BLE001 - the watch tries again
             _log.debug("could not record the failure of import %s yet: %s", operation_id, exc)
             return False

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
+from importstate.history import HistoryEntry
 from importstate.model import Operation
 
 
@@ -72,8 +73,9 @@ class Transaction(Protocol):
     selection kept (:meth:`deselect`).
 
     It may also have ``delete(operation_id) -> bool``: remove the operation
-    and its staged records, whether it was there (``ImportService.prune``
-    needs it; every built-in store has it).
+    and its staged records (and its history), whether it was there
+    (``ImportService.prune`` needs it; every built-in store has it), and be
+    a :class:`HistoryTransaction` (``ImportService.history`` needs that).
     """
 
     def current(self) -> Operation | None:
@@ -253,3 +255,19 @@ class BatchClaims(Protocol):
 
     def renew_leases(self, batches: Sequence[Batch], lease_seconds: float) -> None:
         """Extend the leases its holders still have on ``batches`` by ``lease_seconds`` from now."""
+
+
+@runtime_checkable
+class HistoryTransaction(Transaction, Protocol):
+    """A transaction of a store that keeps history (optional; every built-in store does).
+
+    The service appends the entries of each stored change of an operation's
+    status in the transaction that stores it, so they commit or roll back
+    with it. ``delete`` (pruning) removes an operation's history with it.
+    """
+
+    def append_history(self, entries: Sequence[HistoryEntry]) -> None:
+        """Append ``entries`` to their operations' histories, in order."""
+
+    def history(self, operation_id: str) -> list[HistoryEntry]:
+        """The operation's entries, oldest first (in the order appended); none: ``[]``."""

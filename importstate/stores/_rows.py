@@ -1,4 +1,4 @@
-"""Staged rows of the SQL stores, decoded into :class:`StagedRecord` values."""
+"""Rows of the SQL stores: staged rows decoded into :class:`StagedRecord` values, history rows."""
 
 from __future__ import annotations
 
@@ -6,7 +6,13 @@ import json
 from collections.abc import Iterable
 from typing import Final
 
+from importstate._time import epoch_millis, from_epoch_millis
+from importstate.history import HistoryEntry
+from importstate.steps import ProgressStep
 from importstate.stores._protocol import Pending, StagedRecord
+
+#: A history row: ``(operation, before, after, event, at in epoch ms, actor)``.
+HistoryRow = tuple[str, str | None, str, str, int, str]
 
 _DECODER: Final = json.JSONDecoder()
 
@@ -48,3 +54,19 @@ def pending_page(positions: str | None, data: str | None) -> list[Pending]:
 
 def _position(record: Pending) -> int:
     return record.position
+
+
+def history_row(entry: HistoryEntry) -> HistoryRow:
+    """The row that stores ``entry``: steps by their wire names, the time in epoch ms."""
+    before = None if entry.before is None else entry.before.value
+    return (entry.operation_id, before, entry.after.value, entry.event,
+            epoch_millis(entry.at), entry.actor)
+
+
+def history_entry(row: HistoryRow) -> HistoryEntry:
+    """The entry a history row stores."""
+    operation, before, after, event, at, actor = row
+    return HistoryEntry(
+        operation, None if before is None else ProgressStep(before), ProgressStep(after),
+        event, from_epoch_millis(at), actor,
+    )

@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from importstate.history import HistoryEntry
 from importstate.model import Operation
 from importstate.stores._protocol import NewRecord, Pending, StagedRecord
 
@@ -67,6 +68,7 @@ class MemoryStore:
         self._lock = threading.RLock()
         self.rows: dict[str, _Row] = {}
         self.staging: dict[str, _Staging] = {}
+        self.history: dict[str, list[HistoryEntry]] = {}
         self.created = 0
         self.position = 0
 
@@ -227,14 +229,26 @@ class _MemoryTransaction:
         if row is None:
             return False
         staging = store.staging.pop(operation_id, None)
+        history = store.history.pop(operation_id, None)
 
         def undo() -> None:
             store.rows[operation_id] = row
             if staging is not None:
                 store.staging[operation_id] = staging
+            if history is not None:
+                store.history[operation_id] = history
 
         self._undo.append(undo)
         return True
+
+    def append_history(self, entries: Sequence[HistoryEntry]) -> None:
+        for entry in entries:
+            kept = self._store.history.setdefault(entry.operation_id, [])
+            kept.append(entry)
+            self._undo.append(kept.pop)
+
+    def history(self, operation_id: str) -> list[HistoryEntry]:
+        return list(self._store.history.get(operation_id, ()))
 
     def checkpoint(self, operation_id: str) -> int | None:
         return self._row(operation_id).checkpoint

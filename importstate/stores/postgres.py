@@ -29,16 +29,22 @@ with needs("postgres", "PostgresStore"):
 
 from importstate._time import epoch_millis, from_epoch_millis
 from importstate.errors import DatabaseBusy, SchemaVersionError
+from importstate.history import HistoryEntry
 from importstate.model import Operation
 from importstate.stores._protocol import Batch, NewRecord, Pending, StagedRecord
-from importstate.stores._rows import pending_records, staged_records
+from importstate.stores._rows import (
+    history_entry,
+    history_row,
+    pending_records,
+    staged_records,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
     "PostgresStore",
 ]
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 # Statements run with the store's schema first on the search path; times are epoch milliseconds.
 _TABLES: Final[tuple[LiteralString, ...]] = (
@@ -80,12 +86,28 @@ _TABLES: Final[tuple[LiteralString, ...]] = (
         data_type      text NOT NULL DEFAULT 'user',
         PRIMARY KEY (operation, number)
     )""",
+    # Each stored change of an operation's status, in the order written (version 3).
+    """CREATE TABLE history (
+        position  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        operation text NOT NULL,
+        before    text,
+        after     text NOT NULL,
+        event     text NOT NULL,
+        at        bigint NOT NULL,
+        actor     text NOT NULL
+    )""",
+    "CREATE INDEX history_by_operation ON history (operation, position)",
 )
 # Version 1 → 2: records of three types, and a run's selection (constant defaults: no rewrite).
 _UPGRADE_FROM_1: Final[tuple[LiteralString, ...]] = (
     "ALTER TABLE staged ADD COLUMN selected boolean NOT NULL DEFAULT true",
     "ALTER TABLE batches ADD COLUMN data_type text NOT NULL DEFAULT 'user'",
     "UPDATE schema_version SET version = 2",
+)
+# Version 2 → 3: the history table (the two statements of _TABLES that make it).
+_UPGRADE_FROM_2: Final[tuple[LiteralString, ...]] = (
+    *_TABLES[-2:],
+    "UPDATE schema_version SET version = 3",
 )
 
 #: Statements and their parameters.
@@ -98,6 +120,10 @@ _SET_BOOKKEEPING: Final = "UPDATE operations SET checkpoint = %s, heartbeat = %s
 _SET_BOTH: Final = (
     "UPDATE operations SET updated_at = %s, valid = %s, doc = %s, ts = %s,"
     " checkpoint = %s, heartbeat = %s WHERE id = %s"
+)
+_APPEND_HISTORY: Final = (
+    "INSERT INTO history (operation, before, after, event, at, actor)"
+    " VALUES (%s, %s, %s, %s, %s, %s)"
 )
 # errors is JSON array text: appending as text keeps it exactly as written.
 _APPEND_ERROR: Final = (
@@ -228,9 +254,10 @@ class PostgresStore:
             version = self._stored_version(conn)
             if version == SCHEMA_VERSION:  # another process made it while we waited
                 return
-            if version == 1:
+            if version in {1, 2}:
                 conn.execute(self._setup)
-                for statement in _UPGRADE_FROM_1:
+                upgrades = (_UPGRADE_FROM_1 if version == 1 else ()) + _UPGRADE_FROM_2
+                for statement in upgrades:
                     conn.execute(statement)
                 return
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
@@ -563,9 +590,20 @@ class _PostgresTransaction:
     def delete(self, operation_id: str) -> bool:
         self._execute("DELETE FROM batches WHERE operation = %s", (operation_id,))
         self._execute("DELETE FROM staged WHERE operation = %s", (operation_id,))
+        self._execute("DELETE FROM history WHERE operation = %s", (operation_id,))
         deleted = self._execute("DELETE FROM operations WHERE id = %s", (operation_id,)).rowcount
         self._bookkeeping_of.pop(operation_id, None)  # its writes are no longer deferred
         return deleted > 0
+
+    def append_history(self, entries: Sequence[HistoryEntry]) -> None:
+        self._pending.extend((_APPEND_HISTORY, history_row(entry)) for entry in entries)
+
+    def history(self, operation_id: str) -> list[HistoryEntry]:
+        rows = self._execute(
+            "SELECT operation, before, after, event, at, actor FROM history"
+            " WHERE operation = %s ORDER BY position", (operation_id,),
+        ).fetchall()
+        return [history_entry(row) for row in rows]
 
     def cut_batches(self, operation_id: str, data_type: str, size: int) -> int:
         return self._execute(_CUT, (

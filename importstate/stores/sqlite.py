@@ -26,16 +26,17 @@ from importstate._files import create_private
 from importstate._sqlite import busy, is_busy, retry_while_busy
 from importstate._time import epoch_millis, from_epoch_millis
 from importstate.errors import DatabaseBusy, SchemaVersionError
+from importstate.history import HistoryEntry
 from importstate.model import Operation
 from importstate.stores._protocol import NewRecord, Pending, StagedRecord
-from importstate.stores._rows import pending_page, staged_records
+from importstate.stores._rows import history_entry, history_row, pending_page, staged_records
 
 __all__ = [
     "SCHEMA_VERSION",
     "SQLiteStore",
 ]
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 
 # operation is a key made of the row's operations.created (version 1 kept the
 # 24-character id: a narrower row is fewer pages to write, read and clear), the
@@ -80,6 +81,17 @@ DROP INDEX IF EXISTS operations_by_update;
 -- No index on operation: a new operation clears the staging, so its rows are the
 -- current operation's, read in position order (the primary key). Version 1 had one.
 DROP INDEX IF EXISTS staged_by_operation;
+-- Version 4: each stored change of an operation's status, in the order written.
+CREATE TABLE IF NOT EXISTS history (
+    position  INTEGER PRIMARY KEY,
+    operation TEXT NOT NULL,
+    before    TEXT,
+    after     TEXT NOT NULL,
+    event     TEXT NOT NULL,
+    at        INTEGER NOT NULL,
+    actor     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_by_operation ON history (operation);
 """
 
 
@@ -572,9 +584,26 @@ class _SQLiteTransaction:
             .fetchone()
         if first is not None and first[0] <= slot.every[1]:
             self.conn.execute("DELETE FROM staged WHERE operation BETWEEN ? AND ?", slot.every)
+        self.conn.execute("DELETE FROM history WHERE operation = ?", (operation_id,))
         self.conn.execute("DELETE FROM operations WHERE id = ?", (operation_id,))
         del self.rows[operation_id]
         return True
+
+    def append_history(self, entries: Sequence[HistoryEntry]) -> None:
+        if self._deferred:
+            self.flush()
+        self.conn.executemany(
+            "INSERT INTO history (operation, before, after, event, at, actor)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [history_row(entry) for entry in entries],
+        )
+
+    def history(self, operation_id: str) -> list[HistoryEntry]:
+        rows = self._execute(
+            "SELECT operation, before, after, event, at, actor FROM history"
+            " WHERE operation = ? ORDER BY position", (operation_id,),
+        ).fetchall()
+        return [history_entry(row) for row in rows]
 
     def checkpoint(self, operation_id: str) -> int | None:
         return self._row(operation_id).checkpoint

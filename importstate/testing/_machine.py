@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import itertools
 import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO, ClassVar, Final, cast
@@ -22,13 +23,16 @@ with needs("testing", "importstate.testing.ImportServiceMachine"):
         rule,
     )
 
+from importstate import machine
 from importstate.errors import (
     DownloadFailed,
+    HistoryUnsupported,
     ImportStateError,
     InvalidTransition,
     OperationNotFound,
 )
 from importstate.importers import BatchCall, Importer, batch_calls
+from importstate.machine import Event
 from importstate.model import Operation
 from importstate.pending import PendingDownload, PendingKind
 from importstate.records import kind_of
@@ -581,6 +585,36 @@ class ImportServiceMachine(RuleBasedStateMachine):
             assert [op.to_wire() for op in got] == [op.to_wire() for op in want], (
                 "latest_operations order or content differs from the spec"
             )
+
+    @invariant()
+    def history_replays_to_every_stored_status(self) -> None:
+        """Each operation's history, replayed through the machine, rebuilds its status.
+
+        The first entry is the creation, each one starts where the one before
+        ended, its event takes that step there, and the last ends at the
+        stored status and validity: no change was stored without its entry.
+        (Skipped for a store that keeps no history.)
+        """
+        for operation in self.service.latest_operations(len(self.model.operations) + 1):
+            try:
+                entries = self.service.history(operation.id)
+            except HistoryUnsupported:
+                return
+            assert entries, f"operation {operation.id} has no history"
+            assert entries[0].event == Event.CREATE, "its history does not begin with a creation"
+            status, valid = None, True
+            for entry in entries:
+                assert entry.operation_id == operation.id
+                assert entry.before is status, f"{entry} does not start where the last ended"
+                step = entry.after if entry.event == Event.ADVANCE else None
+                status, valid = machine.fire(Event(entry.event), status, valid=valid, step=step)
+                assert status is entry.after, f"{entry.event} from {entry.before} is not {entry}"
+            assert (status, valid) == (operation.status, operation.valid), (
+                f"the history of {operation.id} ends at {status} (valid {valid}), "
+                f"the store has {operation.status} (valid {operation.valid})"
+            )
+            assert all(a.at <= b.at for a, b in itertools.pairwise(entries))
+            assert entries[-1].at <= operation.updated_at
 
     @invariant()
     def at_most_one_valid_operation(self) -> None:

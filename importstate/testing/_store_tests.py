@@ -17,9 +17,10 @@ with needs("testing", "importstate.testing.StoreTests"):
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
+from importstate.history import HistoryEntry
 from importstate.model import Count, Failure, Operation
 from importstate.steps import ProgressStep
-from importstate.stores import NewRecord, StagedRecord, Store, Transaction
+from importstate.stores import HistoryTransaction, NewRecord, StagedRecord, Store, Transaction
 from importstate.testing import strategies as ist
 
 _T0: Final = dt.datetime(2024, 5, 1, 9, 0, tzinfo=dt.UTC)
@@ -73,6 +74,26 @@ def _two_operations(tx: Transaction, first: list[str], second: list[str]) -> tup
         tx.insert(_operation(number))
         tx.stage(_operation(number).id, _records(*names))
     return _operation(1).id, _operation(2).id
+
+
+#: The steps and events of the history tests' entries, creation first.
+_STEPS: Final = (ProgressStep.NEW, ProgressStep.USER_SELECTION, ProgressStep.IMPORT_CANCELLED)
+_EVENTS: Final = ("create", "stage", "cancel")
+
+
+def _entry(operation_id: str, number: int) -> HistoryEntry:
+    """The ``number``-th entry of the operation's history in the tests (0: its creation)."""
+    return HistoryEntry(
+        operation_id, _STEPS[number - 1] if number else None, _STEPS[number], _EVENTS[number],
+        _at(1000 * number + 1), "user:alice" if number % 2 else "cli:bob",
+    )
+
+
+def _keeping_history(tx: Transaction) -> HistoryTransaction:
+    """``tx`` as a transaction with history; the test is skipped for a store without it."""
+    if not isinstance(tx, HistoryTransaction):
+        pytest.skip("the store keeps no history (svc.history() raises HistoryUnsupported)")
+    return tx
 
 
 def _usernames(records: list[StagedRecord]) -> list[str]:
@@ -451,6 +472,63 @@ class StoreTests(_Handles[Store]):
             assert len(tx.staged(second, after=None, limit=100)) == 12
             assert all(tx.pending(second, data_type, after=None, limit=100)
                        for data_type in _TYPES), "delete touched another operation's staging"
+
+    # -- history (optional) ---------------------------------------------------------------
+
+    def test_history_reads_back_in_the_order_appended(self, store: Store) -> None:
+        first, second = _operation(1).id, _operation(2).id
+        with store.transaction() as tx:
+            _two_operations(tx, [], [])
+            _keeping_history(tx).append_history([_entry(first, 0), _entry(second, 0)])
+        with store.transaction() as tx:
+            _keeping_history(tx).append_history([_entry(first, 1), _entry(first, 2)])
+            assert _keeping_history(tx).history(first) == [_entry(first, n) for n in range(3)]
+        with store.reading() as tx:
+            assert _keeping_history(tx).history(first) == [_entry(first, n) for n in range(3)]
+            assert _keeping_history(tx).history(second) == [_entry(second, 0)]
+            assert _keeping_history(tx).history(_operation(3).id) == []
+
+    def test_history_rolls_back_with_the_change_it_records(self, store: Store) -> None:
+        first = _operation(1).id
+        with store.transaction() as tx:
+            tx.insert(_operation(1))
+            _keeping_history(tx).append_history([_entry(first, 0)])
+
+        def change_then_fail() -> None:
+            with store.transaction() as tx:
+                tx.update(attrs.evolve(_operation(1), status=ProgressStep.IMPORT_CANCELLED))
+                _keeping_history(tx).append_history([_entry(first, 1)])
+                raise _Boom
+
+        with pytest.raises(_Boom):
+            change_then_fail()
+        with store.reading() as tx:
+            assert tx.get(first) == _operation(1)
+            assert _keeping_history(tx).history(first) == [_entry(first, 0)]
+
+    def test_history_is_seen_by_other_handles_once_committed(
+        self, open_store: StoreFactory,
+    ) -> None:
+        writer, reader = open_store(), open_store()
+        first = _operation(1).id
+        with writer.transaction() as tx:
+            tx.insert(_operation(1))
+            _keeping_history(tx).append_history([_entry(first, 0), _entry(first, 1)])
+        with reader.reading() as tx:
+            assert _keeping_history(tx).history(first) == [_entry(first, 0), _entry(first, 1)]
+
+    def test_delete_removes_the_operation_s_history_only(self, store: Store) -> None:
+        first, second = _operation(1).id, _operation(2).id
+        with store.transaction() as tx:
+            if getattr(tx, "delete", None) is None:
+                pytest.skip("the store has no delete(): operations cannot be pruned")
+            _two_operations(tx, ["a"], ["x"])
+            _keeping_history(tx).append_history([_entry(first, 0), _entry(second, 0)])
+        with store.transaction() as tx:
+            assert tx.delete(first) is True  # type: ignore[attr-defined]
+        with store.reading() as tx:
+            assert _keeping_history(tx).history(first) == []
+            assert _keeping_history(tx).history(second) == [_entry(second, 0)]
 
     def test_record_errors_appends_every_error_in_order(self, store: Store) -> None:
         op = _operation(1)
