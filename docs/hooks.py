@@ -25,15 +25,21 @@ from mkdocs.structure.pages import Page
 import importstate
 from importstate.cli import cli
 from importstate.http import DEFAULT_MAX_BODY, openapi_document
+from importstate.machine import DEFINITION, MachineDefinition
+from importstate.steps import State, steps_of
 
 ROOT = Path(__file__).resolve().parent.parent
 DIAGRAMS = ROOT / "diagrams"
+#: The import page's picture, shown by the README too.
+SCREENSHOT = ROOT / "docs" / "import-page.png"
 #: The generated pages, by their path inside the site.
 REST_PAGE = "rest-api.md"
 CLI_PAGE = "command-line.md"
 NAMES_PAGE = "reference/index.md"
 #: ``<!-- diagram: states -->`` on a page becomes that diagram.
 _DIAGRAM = re.compile(r"<!-- diagram: (?P<name>[a-z]+) -->")
+#: ``<!-- table: transitions -->`` becomes that table, computed from the machine.
+_TABLE = re.compile(r"<!-- table: (?P<name>[a-z]+) -->")
 #: The width ``--help`` is wrapped at on the command-line page.
 HELP_WIDTH = 88
 
@@ -65,14 +71,41 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
         pages[f"reference/{_module_page(module)}"] = f"# `{module}`\n\n::: {module}\n"
     for uri, content in pages.items():
         files.append(File.generated(config, uri, content=content))
+    files.append(File.generated(config, "images/import-page.png", abs_src_path=str(SCREENSHOT)))
     for svg in sorted(DIAGRAMS.glob("*.svg")):
         files.append(File.generated(config, f"diagrams/{svg.name}", abs_src_path=str(svg)))
     return files
 
 
 def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files) -> str:  # noqa: ARG001 - MkDocs passes every argument by name
-    """Put each ``<!-- diagram: NAME -->`` marker's diagram in its place."""
+    """Put the content of each ``<!-- diagram: NAME -->`` and ``<!-- table: NAME -->``."""
+    markdown = _TABLE.sub(lambda match: TABLES[match["name"]](DEFINITION), markdown)
     return _DIAGRAM.sub(lambda match: diagram(match["name"], page), markdown)
+
+
+def steps_table(_definition: MachineDefinition) -> str:
+    """Each state and the progress steps that fall into it, in their natural order."""
+    rows = ["| state | its steps |", "|---|---|"]
+    for state in State:
+        steps = ", ".join(f"`{step}`" for step in steps_of(state)) or "(no operation)"
+        rows.append(f"| `{state}` | {steps} |")
+    return "\n".join(rows)
+
+
+def transitions_table(definition: MachineDefinition) -> str:
+    """One row per transition of ``definition``: event, from, to, the step it sets, its meaning."""
+    rows = ["| event | from | to | step it sets | meaning |", "|---|---|---|---|---|"]
+    for move in definition.transitions:
+        sources = ", ".join(f"`{state}`" for state in move.sources)
+        step = f"`{move.step}`" if move.step is not None else (
+            "the caller's, later than the current one" if move.forward_only else "unchanged")
+        if move.invalidates:
+            step += "; `valid` becomes false"
+        rows.append(f"| `{move.event}` | {sources} | `{move.dest}` | {step} | {move.doc} |")
+    return "\n".join(rows)
+
+
+TABLES = {"steps": steps_table, "transitions": transitions_table}
 
 
 def diagram(name: str, page: Page) -> str:
@@ -156,6 +189,8 @@ def _schema_summary(schema: Mapping[str, Any]) -> str:
     if "$ref" in schema:
         name = schema["$ref"].rsplit("/", 1)[-1]
         return f"[{name}](#schema-{name.lower()})"
+    if schema.get("type") == "array" and "items" in schema:
+        return "array of " + _schema_summary(schema["items"])
     text = json.dumps(schema, separators=(", ", ": "))
     if len(text) > 80:  # noqa: PLR2004 - what fits a table cell
         kind = schema.get("type", "value")
@@ -181,13 +216,24 @@ def command_line_page(group: click.Group) -> str:
         "statuses, output, Ctrl-C and SIGTERM.",
         "",
     ]
-    root = click.Context(group, info_name="importstate", terminal_width=HELP_WIDTH,
-                         max_content_width=HELP_WIDTH)
-    lines += ["## importstate", "", "```text", group.get_help(root), "```"]
-    for path, command, context in _commands(group, root, ()):
-        lines += ["", f"## importstate {' '.join(path)}", "", "```text",
+    settings = {**group.context_settings, "terminal_width": HELP_WIDTH,
+                "max_content_width": HELP_WIDTH}
+    root = click.Context(group, info_name="importstate", **settings)
+    commands = list(_commands(group, root, ()))
+    lines += ["| command | what it does |", "|---|---|"]
+    for path, command, _context in commands:
+        name = " ".join(path)
+        summary = command.get_short_help_str(limit=200)
+        lines.append(f"| [`{name}`](#{_command_slug(path)}) | {summary} |")
+    lines += ["", "## importstate", "", "```text", group.get_help(root), "```"]
+    for path, command, context in commands:
+        lines += ["", f"## importstate {' '.join(path)} {{#{_command_slug(path)}}}", "", "```text",
                   command.get_help(context), "```"]
     return "\n".join(lines) + "\n"
+
+
+def _command_slug(path: tuple[str, ...]) -> str:
+    return "importstate-" + "-".join(path)
 
 
 def _commands(
