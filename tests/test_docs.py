@@ -25,8 +25,8 @@ PAGES = DOCS / "pages"
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 #: The parts of the behaviour page, in their order; code and tests cite them by anchor.
 BEHAVIOUR_PARTS = [
-    "steps", "states", "document", "operations", "counts", "durability", "rest", "records",
-    "selection", "files", "file-endpoints",
+    "steps", "states", "document", "service", "counts", "durability", "rest", "records",
+    "selection", "files", "file-api",
 ]
 
 
