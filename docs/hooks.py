@@ -83,6 +83,23 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Fil
     return _DIAGRAM.sub(lambda match: diagram(match["name"], page), markdown)
 
 
+#: A Sphinx role the docstrings use (``:class:`~importstate.errors.X```), as Markdown renders it.
+_ROLE = re.compile(r":(?:class|func|meth|data|attr|exc|mod|obj):<code>(~?)([\w.]+)(\(\))?</code>")
+
+
+def on_page_content(html: str, page: Page, config: MkDocsConfig, files: Files) -> str:  # noqa: ARG001 - MkDocs passes every argument by name
+    """The docstrings' Sphinx roles as code, linked to the API reference where they are whole."""
+    return _ROLE.sub(_role, html)
+
+
+def _role(match: re.Match[str]) -> str:
+    tilde, name, call = match.groups()
+    shown = (name.rsplit(".", 1)[-1] if tilde else name) + (call or "")
+    if name.startswith("importstate."):
+        return f'<autoref identifier="{name}" optional><code>{shown}</code></autoref>'
+    return f"<code>{shown}</code>"
+
+
 def steps_table(_definition: MachineDefinition) -> str:
     """Each state and the progress steps that fall into it, in their natural order."""
     rows = ["| state | its steps |", "|---|---|"]
@@ -101,6 +118,8 @@ def transitions_table(definition: MachineDefinition) -> str:
             "the caller's, later than the current one" if move.forward_only else "unchanged")
         if move.invalidates:
             step += "; `valid` becomes false"
+        if move.after_step is not None:
+            step += f", from `{move.after_step}` only"
         rows.append(f"| `{move.event}` | {sources} | `{move.dest}` | {step} | {move.doc} |")
     return "\n".join(rows)
 

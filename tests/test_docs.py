@@ -123,6 +123,16 @@ def test_the_names_page_links_every_top_level_name_to_a_module_with_a_page():
         assert name in importlib.import_module(module).__all__
 
 
+def test_the_docstrings_sphinx_roles_become_code_linked_where_the_name_is_whole():
+    html = ("<p>Raises :class:<code>~importstate.errors.ImportStateError</code>; see "
+            ":meth:<code>run()</code> and :data:<code>importstate.machine.DEFINITION</code>.</p>")
+    assert hooks.on_page_content(html, None, None, None) == (
+        '<p>Raises <autoref identifier="importstate.errors.ImportStateError" optional>'
+        "<code>ImportStateError</code></autoref>; see <code>run()</code> and "
+        '<autoref identifier="importstate.machine.DEFINITION" optional>'
+        "<code>importstate.machine.DEFINITION</code></autoref>.</p>")
+
+
 def test_every_public_module_gets_a_reference_page_and_none_private():
     modules = hooks.public_modules()
     assert {"importstate.service", "importstate.stores", "importstate.testing.strategies",
