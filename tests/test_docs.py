@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import click
 import pytest
 from click.testing import CliRunner
+from markdown.extensions.toc import slugify
 
 import importstate
 from importstate import diagrams
@@ -204,11 +205,22 @@ def test_the_readme_says_how_to_build_and_serve_the_docs():
     assert "mkdocs serve -f docs/mkdocs.yml" in section
 
 
-def test_the_readmes_links_into_the_docs_name_pages_that_exist():
-    links = re.findall(r"\]\((docs/[^)#]+)(?:#[^)]*)?\)", README)
+def _anchors(page):
+    """The heading anchors of a Markdown page, as MkDocs makes them."""
+    anchors = set()
+    for heading in re.findall(r"^#+ (.+)$", page.read_text(encoding="utf-8"), re.MULTILINE):
+        given = re.search(r"\{#([\w-]+)\}$", heading)
+        anchors.add(given[1] if given else slugify(heading.replace("`", ""), "-"))
+    return anchors
+
+
+def test_the_readmes_links_into_the_docs_name_pages_and_headings_that_exist():
+    links = re.findall(r"\]\((docs/[^)#]+)(?:#([^)]*))?\)", README)
     assert len(links) > 20
-    for link in links:
+    for link, anchor in links:
         assert (ROOT / link).exists(), link
+        if anchor:
+            assert anchor in _anchors(ROOT / link), f"{link}#{anchor}"
 
 
 def test_the_docs_show_the_examples_the_tests_run():
