@@ -23,7 +23,7 @@ lint: $(INSTALLED)
 	$(BIN)/ruff check importstate tests benchmarks examples docs
 
 typecheck: $(INSTALLED)
-	$(BIN)/mypy --strict importstate examples docs/hooks.py
+	$(BIN)/mypy --strict importstate examples docs/hooks.py docs/griffe_comments.py
 
 unit: $(INSTALLED)
 	$(BIN)/python -m pytest

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import click
+import griffe
 import pytest
 from click.testing import CliRunner
 from markdown.extensions.toc import slugify
@@ -139,6 +140,35 @@ def test_every_public_module_gets_a_reference_page_and_none_private():
     assert {"importstate.service", "importstate.stores", "importstate.testing.strategies",
             "importstate.http", "importstate.cli"} <= set(modules)
     assert not [module for module in modules if "._" in module]
+
+
+def test_comments_above_an_assignment_are_its_docstring_in_the_reference():
+    spec = importlib.util.spec_from_file_location("importstate_griffe_comments",
+                                                  DOCS / "griffe_comments.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    code = (
+        "#: How many users a batch holds,\n"
+        "#: and counts.\n"
+        "BATCH = 50\n"
+        "\n"
+        "UNSAID = 1\n"
+        "# a comment, not a docstring\n"
+        "PLAIN = 2\n"
+        "\n"
+        "class Kind:\n"
+        "    #: The wire name.\n"
+        "    wire = 'user'\n"
+        "    given = 'x'\n"
+        '    """Its own docstring wins."""\n'
+    )
+    extensions = griffe.load_extensions(module.CommentDocstrings)
+    with griffe.temporary_visited_module(code, extensions=extensions) as visited:
+        assert visited["BATCH"].docstring.value == "How many users a batch holds, and counts."
+        assert visited["UNSAID"].docstring is None
+        assert visited["PLAIN"].docstring is None
+        assert visited["Kind.wire"].docstring.value == "The wire name."
+        assert visited["Kind.given"].docstring.value == "Its own docstring wins."
 
 
 # -- the concepts page ----------------------------------------------------------------------------
