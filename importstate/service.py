@@ -277,8 +277,9 @@ class ImportService:
 
         Raises:
             InvalidChannelList: ``channels`` is not a list.
-            OperationNotInitialized, OperationCannotReceiveData,
-                OperationAlreadyFinished: as for ``add_users``.
+            OperationNotInitialized: as for ``add_users``.
+            OperationCannotReceiveData: as for ``add_users``.
+            OperationAlreadyFinished: as for ``add_users``.
             MissingChannelData: an entry lacks ``importIds`` or ``name``, or
                 has a ``t`` other than ``c``, ``p``, ``d`` or ``users`` that
                 is not a list of import ids.
@@ -293,8 +294,9 @@ class ImportService:
 
         Raises:
             InvalidMessageList: ``messages`` is not a list.
-            OperationNotInitialized, OperationCannotReceiveData,
-                OperationAlreadyFinished: as for ``add_users``.
+            OperationNotInitialized: as for ``add_users``.
+            OperationCannotReceiveData: as for ``add_users``.
+            OperationAlreadyFinished: as for ``add_users``.
             MissingMessageData: an entry lacks ``importIds``, ``rid``,
                 ``u._id`` or ``msg`` (a string, maybe empty), or its ``ts``
                 is not ISO-8601 or epoch milliseconds.
