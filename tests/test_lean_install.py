@@ -181,7 +181,8 @@ def test_the_core_needs_attrs_and_transitions_only(wheel):
 
 def test_each_extra_brings_its_packages(wheel):
     _, metadata, _, _ = _metadata(wheel)
-    assert set(metadata.get_all("Provides-Extra")) == {*EXTRAS, "all", "dev"}
+    # Besides the users' extras: all of them, and the contributors' docs and dev.
+    assert set(metadata.get_all("Provides-Extra")) == {*EXTRAS, "all", "docs", "dev"}
     held = {}
     for requirement in metadata.get_all("Requires-Dist"):
         if match := re.search(r"extra == ['\"](\w+)['\"]", requirement):
@@ -189,7 +190,8 @@ def test_each_extra_brings_its_packages(wheel):
     for extra, packages in EXTRAS.items():
         assert held[extra] == packages, extra
     assert held["all"] == set().union(*EXTRAS.values())
-    assert held["dev"] > held["all"]
+    assert held["docs"] == {"mkdocs", "mkdocs-material", "mkdocstrings"}
+    assert held["dev"] > held["all"] | held["docs"]
 
 
 def test_the_wheel_carries_version_licence_urls_and_types(wheel):
