@@ -1,4 +1,6 @@
-"""The administrator's selection (SPEC §9): what staging offers, and what a run imports.
+"""The administrator's selection: what staging offers, and what a run imports.
+
+Behaviour: selection.
 
 :func:`selection_document` builds what ``getImportFileData`` shows from an
 operation's staging; :class:`Selection` is the choice ``startImport`` sends
