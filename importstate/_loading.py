@@ -1,4 +1,4 @@
-"""Loading a file (SPEC §10): a loader's records staged in one transaction, or none of them.
+"""Loading a file (Behaviour: files): a loader's records staged in one transaction, or none of them.
 
 :class:`Loading` is what :meth:`ImportService.load_file
 <importstate.ImportService.load_file>` delegates to once the operation is

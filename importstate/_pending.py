@@ -17,7 +17,7 @@ from importstate.model import Operation
 from importstate.pending import Fetch, PendingDownload, PendingKind, PendingSource
 from importstate.steps import ProgressStep
 
-#: The step a pending-download operation runs in (SPEC §11).
+#: The step a pending-download operation runs in (Behaviour: file-api).
 DOWNLOADING: Final = ProgressStep.IMPORTING_FILES
 
 

@@ -1,4 +1,6 @@
-"""What may be staged: the shape of users, channels and messages (SPEC §4 checks 5-6, §8).
+"""What may be staged: the shape of users, channels and messages.
+
+Behaviour: service checks 5-6, records.
 
 Every record given is checked before any is encoded, and each kind's
 defaults are merged in as it is encoded (a user's roles, a channel's ``t``
@@ -24,7 +26,7 @@ from importstate.stores import NewRecord
 KNOWN_ROLES: Final = ("user", "admin", "bot", "app", "guest", "livechat-agent")
 #: Roles every staged user gets, merged in without duplicates.
 DEFAULT_ROLES: Final = ("user",)
-#: A channel's ``t``: public, private, direct; the first is the default (SPEC §8).
+#: A channel's ``t``: public, private, direct; the first is the default (Behaviour: records).
 CHANNEL_TYPES: Final = ("c", "p", "d")
 #: The epoch milliseconds a datetime can hold, as ``parse_time`` reads them.
 _FIRST_MILLIS: Final = epoch_millis(dt.datetime.min.replace(tzinfo=dt.UTC))
@@ -118,7 +120,10 @@ def _message_fits(message: object) -> bool:
 
 
 def _is_time(value: object) -> bool:
-    """ISO-8601 or epoch milliseconds (an integer, or its digits), as SPEC §3 reads times."""
+    """ISO-8601 or epoch milliseconds (an integer, or its digits), as the wire format reads times.
+
+    Behaviour: document.
+    """
     if type(value) is int:  # the common case, without building the datetime
         return _FIRST_MILLIS <= value <= _LAST_MILLIS
     try:
@@ -157,7 +162,7 @@ def prepare(
     """Check every record of ``kind``, then build the records to stage (defaults merged).
 
     Every record is checked for its data before any user is checked for
-    roles (SPEC §4); ``known_roles`` and ``default_roles`` concern users only.
+    roles (Behaviour: service); ``known_roles`` and ``default_roles`` concern users only.
 
     Raises:
         MissingRecordData: an entry is not an object or lacks required data

@@ -1,4 +1,4 @@
-"""Times as the wire format keeps them: UTC, to the millisecond (SPEC §3)."""
+"""Times as the wire format keeps them: UTC, to the millisecond (Behaviour: document)."""
 
 from __future__ import annotations
 

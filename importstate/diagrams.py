@@ -289,7 +289,7 @@ def steps_diagram(  # noqa: PLR0913 - every argument after the table is keyword-
     """Each state of ``definition`` with its ``steps`` inside, in their natural order.
 
     ``steps`` maps each step to its state (default: the twenty steps of
-    SPEC §1); consecutive steps of one state are joined by ``advance``
+    Behaviour: steps); consecutive steps of one state are joined by ``advance``
     edges, down a column, the states top to bottom. An
     operation given as ``highlight`` has its state and step highlighted
     (Mermaid styles states only). ``events`` names the listener's events on

@@ -1,6 +1,6 @@
 """The shapes of the plain documents importstate returns, as ``TypedDict`` s.
 
-At run time they are the ``dict`` s of the wire (SPEC §3, §7); to a type
+At run time they are the ``dict`` s of the wire (Behaviour: document, rest); to a type
 checker they name their keys, so ``mypy --strict`` stops a misspelt key in
 the caller's code, and FastAPI can use them as response models. The keys
 of :class:`OperationDocument` and :class:`CountDocument` are those of

@@ -66,7 +66,7 @@ __all__ = [
 class ImportStateError(Exception):
     """Base class of every error importstate raises on purpose."""
 
-    #: The wire message (SPEC §4) when the class has a fixed one.
+    #: The wire message (Behaviour: service) when the class has a fixed one.
     message: ClassVar[str] = "importstate error"
 
     def __init__(self, message: str | None = None) -> None:
@@ -268,7 +268,7 @@ class InvalidTransition(ImportStateError):
 
 
 class WireFormatError(ImportStateError, ValueError):
-    """A document does not fit the wire format of SPEC §3.
+    """A document does not fit the wire format of Behaviour: document.
 
     Attributes:
         field: the wire name of the field at fault (``"$"`` for the document itself).
@@ -281,7 +281,9 @@ class WireFormatError(ImportStateError, ValueError):
 
 
 class FileFormatError(ImportStateError, ValueError):
-    """A file given to a file importer is bad (SPEC §10); ``str()`` names the member and line.
+    """A file given to a file importer is bad; ``str()`` names the member and line.
+
+    Behaviour: files.
 
     ``users.csv: line 12: expected 3 columns, found 2``; without a line for a
     fault of the whole member or archive (``../etc/passwd: a member name
@@ -572,7 +574,7 @@ def _shown(url: str) -> str:
 
 
 class FetchError(ImportStateError):
-    """A file to fetch by URL on a user's behalf was not fetched (SPEC §11).
+    """A file to fetch by URL on a user's behalf was not fetched (Behaviour: file-api).
 
     Attributes:
         url: the URL at fault (a redirect's, after one); a password in it is

@@ -1,4 +1,6 @@
-"""Fetching a file by URL on a user's behalf: a server-side request with address rules (SPEC §11).
+"""Fetching a file by URL on a user's behalf: a server-side request with address rules.
+
+Behaviour: file-api.
 
 Only ``http`` and ``https`` URLs whose every resolved address is public are
 fetched, unless :attr:`UrlRules.allow_private` lifts that rule. The

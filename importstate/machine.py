@@ -88,7 +88,7 @@ class MachineDefinition:
 
 _LIVE = (State.NEW, State.LOADING, State.READY, State.IMPORTING)
 
-#: The table every operation follows (SPEC §2, §4, §5).
+#: The table every operation follows (Behaviour: states, service, counts).
 DEFINITION: Final = MachineDefinition(
     states=tuple(State),
     transitions=(

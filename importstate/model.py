@@ -1,4 +1,4 @@
-"""The operation document (SPEC §3): one attrs model, one table of its wire fields.
+"""The operation document (Behaviour: document): one attrs model, one table of its wire fields.
 
 :class:`Operation` is an immutable value. :data:`WIRE_FIELDS` names every key
 of the document; :meth:`Operation.from_wire` (the only reader),
@@ -113,7 +113,8 @@ class WireKind(enum.Enum):
     """What a wire field holds, which decides how it is read, written and described."""
 
     STRING = "string"
-    #: Written as ISO-8601 UTC with milliseconds and ``Z``; read in the three forms of SPEC §3.
+    #: Written as ISO-8601 UTC with milliseconds and ``Z``; read in the three forms of
+    #: Behaviour: document.
     TIME = "time"
     #: A :class:`ProgressStep`'s value.
     STATUS = "status"
@@ -138,7 +139,7 @@ class WireField:
     required: bool = True
 
 
-#: The operation document's keys, in Rocket.Chat's order (SPEC §3).
+#: The operation document's keys, in Rocket.Chat's order (Behaviour: document).
 WIRE_FIELDS: Final = (
     WireField("_id", "id", WireKind.STRING),
     WireField("type", "type", WireKind.STRING),
@@ -268,7 +269,7 @@ class Operation:
 
     @property
     def state(self) -> State:
-        """The state computed from ``status`` and ``valid`` (SPEC §2)."""
+        """The state computed from ``status`` and ``valid`` (Behaviour: states)."""
         return state_of(self.status, valid=self.valid)
 
     @classmethod

@@ -1,4 +1,6 @@
-"""What a target still has to fetch after an import: avatars of users, files of messages (SPEC §11).
+"""What a target still has to fetch after an import: avatars of users, files of messages.
+
+Behaviour: file-api.
 
 An import stages records that name files by URL (a user's ``avatarUrl``, a
 message's ``_importFile.downloadUrl``); the target keeps them as pending
@@ -40,7 +42,7 @@ class PendingKind(enum.StrEnum):
         return f"Pending {self.value.capitalize()}"
 
 
-#: Importer key → display name of the two pending-download importers (SPEC §10).
+#: Importer key → display name of the two pending-download importers (Behaviour: files).
 PENDING_NAMES: Final = {kind.importer_key: kind.importer_name for kind in PendingKind}
 
 

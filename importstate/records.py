@@ -1,4 +1,4 @@
-"""The kinds of staged records (SPEC §8): one table of users, channels and messages.
+"""The kinds of staged records (Behaviour: records): one table of users, channels and messages.
 
 :data:`RECORD_KINDS` is the table, in the order a run imports them; what
 ``add_channels`` counts, which step a run shows while it imports a kind, which

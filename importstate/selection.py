@@ -1,4 +1,6 @@
-"""The administrator's selection (SPEC §9): what staging offers, and what a run imports.
+"""The administrator's selection: what staging offers, and what a run imports.
+
+Behaviour: selection.
 
 :class:`Offer` is what ``getImportFileData`` shows, built from an
 operation's staging (``ImportService.selection()``): an entry per staged
@@ -118,7 +120,7 @@ class OfferedChannel:
 
 @attrs.frozen
 class Offer:
-    """What an operation offers to import: ``getImportFileData`` (SPEC §9), as a value.
+    """What an operation offers to import: ``getImportFileData`` (Behaviour: selection), as a value.
 
     ``ImportService.selection()`` gives it; :meth:`to_wire` is the REST
     document and :meth:`choose` the :class:`Selection` to run with.

@@ -1,4 +1,4 @@
-"""The import service: Rocket.Chat's import API over a store (SPEC §4-9)."""
+"""The import service: Rocket.Chat's import API over a store (Behaviour: service to selection)."""
 
 from __future__ import annotations
 
@@ -72,9 +72,10 @@ __all__ = [
     "ImportService",
 ]
 
-#: Users and channels handed to the importer, and counted, per batch (SPEC §5, §8).
+#: Users and channels handed to the importer, and counted, per batch (Behaviour: counts, records).
 BATCH_SIZE: Final = 50
-#: Messages handed to the importer, and counted, per batch (Rocket.Chat's flush rule, SPEC §8).
+#: Messages handed to the importer, and counted, per batch (Rocket.Chat's flush rule,
+#: Behaviour: records).
 MESSAGE_BATCH_SIZE: Final = 500
 #: Seconds a parallel worker's lease on a batch lasts unless renewed.
 LEASE_SECONDS: Final = 30.0
@@ -269,7 +270,7 @@ class ImportService:
         return self._add(kind_of(DataType.USER), users)
 
     def add_channels(self, channels: Sequence[Any]) -> Operation | None:
-        """Stage channels (rooms) for the current operation; all or none (SPEC §8).
+        """Stage channels (rooms) for the current operation; all or none (Behaviour: records).
 
         The checks and their order are those of ``add_users``; each channel gets
         ``t`` (``c``, public) and ``users`` (none) when it has none. Adds to
@@ -287,7 +288,7 @@ class ImportService:
         return self._add(kind_of(DataType.CHANNEL), channels)
 
     def add_messages(self, messages: Sequence[Any]) -> Operation | None:
-        """Stage messages for the current operation; all or none (SPEC §8).
+        """Stage messages for the current operation; all or none (Behaviour: records).
 
         The checks and their order are those of ``add_users``. Adds to
         ``count.messages`` and ``count.total``.
@@ -419,7 +420,7 @@ class ImportService:
         progress: Callable[[Operation], None] | None = None,
         download: Callable[[IO[bytes]], object] | None = None,
     ) -> Operation:
-        """Load a file with the file importer ``importer`` in a new operation (SPEC §10).
+        """Load a file with the file importer ``importer`` in a new operation (Behaviour: files).
 
         Creates the operation (clearing every other, as :meth:`new_operation`;
         ``type`` the importer's name), records ``file`` (``file_name``, else
@@ -492,7 +493,9 @@ class ImportService:
     def begin_pending(
         self, kind: PendingKind | str, source: PendingSource, *, user_id: str = "importstate",
     ) -> Operation:
-        """Create the operation that fetches what ``source`` has still to fetch (SPEC §11).
+        """Create the operation that fetches what ``source`` has still to fetch.
+
+        Behaviour: file-api.
 
         As :meth:`new_operation` (every other operation is cleared, a running
         one stops at its next batch), with ``type`` ``Pending Files`` or
@@ -781,7 +784,9 @@ class ImportService:
         }
 
     def selection(self) -> Offer:
-        """What the current operation offers to import (``getImportFileData``, SPEC §9).
+        """What the current operation offers to import (``getImportFileData``).
+
+        Behaviour: selection.
 
         Built from its staging: an entry per staged user and channel, and the
         message count; ``.to_wire()`` is the REST document and

@@ -1,4 +1,4 @@
-"""The twenty progress steps and the eight states they fall into (SPEC §1-2).
+"""The twenty progress steps and the eight states they fall into (Behaviour: steps, states).
 
 This module is the one table of steps and states; everything else (the
 machine, the diagrams, the strategies) derives from it.
@@ -64,11 +64,11 @@ class ProgressStep(enum.StrEnum):
 
     @property
     def position(self) -> int:
-        """The step's index in the natural order of SPEC §1."""
+        """The step's index in the natural order of Behaviour: steps."""
         return _POSITION[self]
 
 
-#: Each step's state, for a valid operation (SPEC §2, rules 3-9).
+#: Each step's state, for a valid operation (Behaviour: states, rules 3-9).
 STEP_STATE: Final[dict[ProgressStep, State]] = {
     ProgressStep.NEW: State.NEW,
     ProgressStep.UPLOADING: State.LOADING,
@@ -106,7 +106,7 @@ def steps_of(state: State) -> tuple[ProgressStep, ...]:
 
 
 def state_of(status: ProgressStep | str | None, *, valid: bool = True) -> State:
-    """Compute an operation's state from its ``status`` and ``valid`` (SPEC §2).
+    """Compute an operation's state from its ``status`` and ``valid`` (Behaviour: states).
 
     ``None`` stands for "no operation exists". An invalid operation is in
     ``error`` unless it finished (``importer_done`` stays ``done``).

@@ -285,3 +285,31 @@ def test_the_site_builds_strict_with_every_generated_page(tmp_path):
     for module in hooks.public_modules():
         page = module.removeprefix("importstate.").replace(".", "-")
         assert (tmp_path / "reference" / page / "index.html").exists(), module
+
+
+# -- the references to the behaviour page ---------------------------------------------------------
+
+
+def _citing_files():
+    yield ROOT / "README.md"
+    yield from sorted((ROOT / "importstate").rglob("*.py"))
+    yield from sorted((ROOT / "tests").rglob("*.py"))
+    yield from sorted(PAGES.rglob("*.md"))
+
+
+def test_nothing_cites_the_specification_the_behaviour_page_replaced():
+    old = "SPEC " + "\N{SECTION SIGN}"
+    citing = [str(path.relative_to(ROOT)) for path in _citing_files()
+              if old in path.read_text(encoding="utf-8")]
+    assert citing == []
+
+
+def test_every_reference_to_the_behaviour_page_names_one_of_its_parts():
+    cited = set()
+    for path in _citing_files():
+        text = path.read_text(encoding="utf-8")
+        parts = re.findall(r"Behaviour: ([a-z][a-z-]*)", text)
+        parts += re.findall(r"behaviour\.md#([a-z-]+)", text)
+        assert set(parts) <= set(BEHAVIOUR_PARTS), path
+        cited.update(parts)
+    assert len(cited) == len(BEHAVIOUR_PARTS)  # every part is cited somewhere

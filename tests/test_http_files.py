@@ -1,4 +1,7 @@
-"""SPEC §11 on a real ``importstate serve``: upload a file, choose, start, follow the progress."""
+"""The file API on a real ``importstate serve``: upload a file, choose, start, follow the progress.
+
+Behaviour: file-api.
+"""
 
 import base64
 import json

@@ -562,7 +562,7 @@ def test_a_record_the_staging_refuses_is_named_by_the_line_its_loader_gave():
 
 
 def _can_name_a_folder(name):
-    """Whether ``<name>/messages.csv`` is a channel's messages in a CSV zip (SPEC §10)."""
+    """Whether ``<name>/messages.csv`` is a channel's messages in a CSV zip (Behaviour: files)."""
     return not (
         {"/", "\\"} & set(name) or name in {".", ".."} or name.startswith((".", "__MACOSX"))
         or name.lower() == "directmessages" or (len(name) > 1 and name[1] == ":")

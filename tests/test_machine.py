@@ -10,7 +10,7 @@ from importstate.machine import DEFINITION, Event, allowed_events, allows, event
 
 P = ProgressStep
 
-# (event, from status, valid, step) -> (status, valid) after it; SPEC §2, §4, §5.
+# (event, from status, valid, step) -> (status, valid) after it; Behaviour: states, service, counts.
 MOVES = [
     ("create", None, True, None, P.NEW, True),
     ("begin_loading", P.NEW, True, None, P.UPLOADING, True),

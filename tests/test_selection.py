@@ -1,4 +1,7 @@
-"""The selection (SPEC §9): what staging offers, and a run of what the administrator chose."""
+"""The selection: what staging offers, and a run of what the administrator chose.
+
+Behaviour: selection.
+"""
 
 
 import asyncio

@@ -117,7 +117,7 @@ def test_clear_turns_a_ready_operation_into_error(store):
     assert list(svc.staged_users()) == []
 
 
-# -- add_users: every check of SPEC §4, in order -----------------------------------------
+# -- add_users: every check of Behaviour: service, in order ----------------------------------------
 
 
 def test_empty_list_does_nothing_even_without_an_operation(store):
@@ -797,7 +797,7 @@ def test_a_store_may_read_several_batches_per_query(monkeypatch):
     assert ReadingAhead.queries == 2 + 1  # two pages, then the empty read that ends the stream
 
 
-# -- channels and messages (SPEC §8) -----------------------------------------------------
+# -- channels and messages (Behaviour: records) ----------------------------------------------------
 
 
 def channel(n, **extra):

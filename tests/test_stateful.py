@@ -79,7 +79,7 @@ class SloppyClearService(ImportService):
 
 
 class MiscountingService(ImportService):
-    """Counts a failed user as completed, as Rocket.Chat does (SPEC §5 says error)."""
+    """Counts a failed user as completed, as Rocket.Chat does (Behaviour: counts says error)."""
 
     def run(self, importer=None, **options):
         done = super().run(importer, **options)

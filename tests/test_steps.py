@@ -3,7 +3,7 @@ import pytest
 from importstate import ProgressStep, State, state_of
 from importstate.steps import FINISHED_STATES, steps_of
 
-# SPEC §1, in natural order.
+# Behaviour: steps, in natural order.
 WIRE_STEPS = [
     "importer_new", "importer_uploading", "importer_downloading_file",
     "importer_file_loaded",
@@ -16,7 +16,7 @@ WIRE_STEPS = [
     "importer_done", "importer_import_failed", "importer_import_cancelled",
 ]
 
-# SPEC §2, rules 3-9: the state of a valid operation at each step.
+# Behaviour: states, rules 3-9: the state of a valid operation at each step.
 VALID_STATE = {
     "importer_new": "new",
     "importer_uploading": "loading",

@@ -1,6 +1,6 @@
 """What entitles a worker to commit: a claim on a serial run, or a lease on one batch.
 
-The store keeps one heartbeat per operation (SPEC §6). A serial run's
+The store keeps one heartbeat per operation (Behaviour: durability). A serial run's
 worker remembers the heartbeat it wrote last (:class:`Claim`); finding
 another value there means a later ``resume`` took the operation over, and
 this worker must stop without writing. So two workers never both commit one

@@ -2,8 +2,8 @@
 
 Both engines (serial and in batches) commit through :class:`Ledger`, so what
 a committed batch means (counts, errors with passwords masked, checkpoint and
-heartbeat, in one transaction, fenced; SPEC §5) and how a run goes from one
-kind of record to the next (SPEC §8) are written once. The engines differ
+heartbeat, in one transaction, fenced; Behaviour: counts) and how a run goes from one
+kind of record to the next (Behaviour: records) are written once. The engines differ
 only in their :class:`Hold` (what entitles a worker to commit) and their
 :data:`Opener` (how a phase is readied: a checkpoint rewound, batches cut).
 """

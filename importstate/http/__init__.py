@@ -1,4 +1,4 @@
-"""The REST API of SPEC §7 (Rocket.Chat's import endpoints, login included) over ASGI.
+"""The REST API of Behaviour: rest (Rocket.Chat's import endpoints, login included) over ASGI.
 
 :func:`create_app` builds the Starlette application over any
 :class:`~importstate.ImportService`; :func:`serve` runs it with uvicorn over

@@ -1,4 +1,4 @@
-"""The REST API of SPEC §7 as a Starlette application, built from the route table."""
+"""The REST API of Behaviour: rest as a Starlette application, built from the route table."""
 
 from __future__ import annotations
 
@@ -212,7 +212,9 @@ def _params(endpoint: Endpoint, request: Request, body: Body) -> dict[str, Any]:
 
 
 def _rocket_chat_answer(error: Exception, endpoint: Endpoint | None) -> Response | None:
-    """The answer in Rocket.Chat's shapes (SPEC §11), if ``error`` has one at ``endpoint``.
+    """The answer in Rocket.Chat's shapes, if ``error`` has one at ``endpoint``.
+
+    Behaviour: file-api.
 
     A refused parameter's, anywhere; a ``Meteor.Error``'s at a ``meteor`` endpoint.
     """
@@ -291,7 +293,7 @@ def create_app(  # noqa: PLR0913 - every argument after accounts is a keyword-on
     url_rules: UrlRules | None = None,
     pending: PendingSource | None = None,
 ) -> Starlette:
-    """The ASGI application of SPEC §7 over ``service``, with ``accounts`` as its users.
+    """The ASGI application of Behaviour: rest over ``service``, with ``accounts`` as its users.
 
     ``import.run`` starts the import in a background thread of this process
     and returns at once. The run's importer (from ``service.importers``,

@@ -72,7 +72,7 @@ _SCHEMAS: Final[dict[str, Schema]] = {
         "type": "object",
         "required": ["emails", "importIds"],
         "properties": {
-            # At least one non-empty string each (SPEC §4, check 5).
+            # At least one non-empty string each (Behaviour: service, check 5).
             "emails": _SOME_TEXT,
             "importIds": _SOME_TEXT,
             "username": STRING,
@@ -134,7 +134,7 @@ def _operation(endpoint: Endpoint) -> Schema:
     if endpoint.fails or endpoint.body is not None or endpoint.strict:
         responses["400"] = _json(
             ref("Failure"),
-            "the call failed (SPEC §4 message; SPEC §11: a Meteor.Error, or"
+            "the call failed (Behaviour: service message; Behaviour: file-api: a Meteor.Error, or"
             " error-invalid-params for a parameter that does not fit)",
         )
     doc: Schema = {"summary": endpoint.summary, "responses": responses}
@@ -210,7 +210,7 @@ def openapi_document(max_body: int) -> Schema:
             "title": "importstate REST API",
             "version": __version__,
             "description": (
-                "Rocket.Chat's import API (SPEC §7). Request bodies over"
+                "Rocket.Chat's import API (Behaviour: rest). Request bodies over"
                 f" {max_body} bytes are refused with 413."
             ),
         },

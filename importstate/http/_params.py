@@ -1,4 +1,6 @@
-"""Checking a request's parameters against its route's schemas (SPEC §11 ``error-invalid-params``).
+"""Checking a request's parameters against its route's schemas.
+
+Behaviour: file-api ``error-invalid-params``.
 
 The route table's schemas are the ones the OpenAPI document shows, so what
 is refused here is what the document says. The checker knows the subset the

@@ -1,4 +1,6 @@
-"""The route table of the REST API (SPEC §7, §11): the server and its OpenAPI document come from it.
+"""The route table of the REST API: the server and its OpenAPI document come from it.
+
+Behaviour: rest, file-api.
 
 Each :class:`Endpoint` row holds what the server needs (path, method,
 permission, handler) and what the document says of it (summary, body and
@@ -44,7 +46,7 @@ PREFIX: Final = "/api/v1/"
 USER_ID_HEADER: Final = "X-User-Id"
 AUTH_TOKEN_HEADER: Final = "X-Auth-Token"  # noqa: S105 - a header name, not a secret
 
-# The bodies SPEC §7 fixes; the document's schemas of them are derived from these values.
+# The bodies Behaviour: rest fixes; the document's schemas of them are derived from these values.
 #: Missing or wrong credentials (401).
 UNAUTHORIZED: Final = {"status": "error", "message": "You must be logged in to do this."}
 #: Missing permission (403).
@@ -115,7 +117,7 @@ class Endpoint(Route):
     for none. The call can fail with 400 when ``fails`` or when it takes a
     body (which may not parse).
 
-    A ``strict`` endpoint (SPEC §11) refuses query parameters and a body
+    A ``strict`` endpoint (Behaviour: file-api) refuses query parameters and a body
     that does not fit ``body`` (none: an empty body or ``{}``) with
     ``error-invalid-params`` (``query``, an object of strings, names the query
     parameters it takes; they join ``params``); with ``raw_body`` its handler parses the body
@@ -408,7 +410,7 @@ _FAILED_RECORD: Final = object_schema(
     errors={"type": "array", "items": {"type": "object"}},
 )
 
-#: Every authenticated endpoint of SPEC §7, in its order.
+#: Every authenticated endpoint of Behaviour: rest, in its order.
 ENDPOINTS: Final = (
     Endpoint(
         "GET", "getLatestImportOperations",

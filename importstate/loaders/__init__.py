@@ -1,4 +1,4 @@
-"""File importers (SPEC §10): a file in, its users, channels and messages staged.
+"""File importers (Behaviour: files): a file in, its users, channels and messages staged.
 
 A :class:`Loader` reads one file and stages what it holds into a
 :class:`Sink`; :meth:`ImportService.load_file <importstate.ImportService.load_file>`

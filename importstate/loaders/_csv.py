@@ -1,4 +1,4 @@
-"""The ``csv`` importer: Rocket.Chat's CSV zip of users, channels and messages (SPEC §10).
+"""The ``csv`` importer: Rocket.Chat's CSV zip of users, channels and messages (Behaviour: files).
 
 The files have no header row::
 

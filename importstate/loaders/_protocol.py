@@ -9,11 +9,11 @@ import attrs
 
 from importstate.records import DataType
 
-#: An archive may unpack to at most this many bytes (SPEC §10).
+#: An archive may unpack to at most this many bytes (Behaviour: files).
 MAX_UNPACKED_SIZE: Final = 4 * 1024**3
-#: An archive member may unpack to at most this many times its compressed size (SPEC §10).
+#: An archive member may unpack to at most this many times its compressed size (Behaviour: files).
 MAX_RATIO: Final = 100.0
-#: A line (a CSV line, a JSON element) may be at most this many bytes long (SPEC §10).
+#: A line (a CSV line, a JSON element) may be at most this many bytes long (Behaviour: files).
 MAX_LINE: Final = 1024**2
 
 
@@ -25,7 +25,7 @@ def _positive(_instance: object, attribute: attrs.Attribute[Any], value: float) 
 
 @attrs.frozen
 class FileLimits:
-    """What a bad file is refused for (SPEC §10); the defaults are the spec's.
+    """What a bad file is refused for (Behaviour: files); the defaults are the spec's.
 
     Attributes:
         max_unpacked_size: bytes all members of an archive may unpack to.

@@ -1,4 +1,4 @@
-"""The ``slack`` importer: a Slack export zip (SPEC §10).
+"""The ``slack`` importer: a Slack export zip (Behaviour: files).
 
 ::
 

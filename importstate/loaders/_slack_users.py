@@ -1,4 +1,6 @@
-"""The ``slack-users`` importer: the CSV that Slack's "Export member list" writes (SPEC §10).
+"""The ``slack-users`` importer: the CSV that Slack's "Export member list" writes.
+
+Behaviour: files.
 
 One CSV with a header row::
 

@@ -310,7 +310,7 @@ class ImportServiceMachine(RuleBasedStateMachine):
 
     @rule(invalid=ist.invalid_user_lists())
     def add_invalid_users(self, invalid: tuple[list[Any], str]) -> None:
-        """``import.addUsers`` with a list SPEC §4 rejects: nothing is staged."""
+        """``import.addUsers`` with a list Behaviour: service rejects: nothing is staged."""
         self._add(invalid[0])
 
     @rule(channels=st.lists(ist.channels(), max_size=4))
@@ -320,7 +320,7 @@ class ImportServiceMachine(RuleBasedStateMachine):
 
     @rule(invalid=ist.invalid_channel_lists())
     def add_invalid_channels(self, invalid: tuple[list[Any], str]) -> None:
-        """``add_channels`` with a list SPEC §8 rejects: nothing is staged."""
+        """``add_channels`` with a list Behaviour: records rejects: nothing is staged."""
         self._add(invalid[0], "channel")
 
     @rule(data=st.data())
@@ -334,7 +334,7 @@ class ImportServiceMachine(RuleBasedStateMachine):
 
     @rule(invalid=ist.invalid_message_lists())
     def add_invalid_messages(self, invalid: tuple[list[Any], str]) -> None:
-        """``add_messages`` with a list SPEC §8 rejects: nothing is staged."""
+        """``add_messages`` with a list Behaviour: records rejects: nothing is staged."""
         self._add(invalid[0], "message")
 
     def _staged_ids(self, data_type: str) -> set[str]:

@@ -1,4 +1,6 @@
-"""A small reference model of SPEC §4-5 and §8-9, written from the text, not from the service.
+"""A small reference model of the behaviour, written from the text, not from the service.
+
+Behaviour: service, counts, records, selection.
 
 :class:`~importstate.testing.ImportServiceMachine` runs it beside a real
 service and compares them call by call. It knows only what the spec says:
@@ -19,7 +21,7 @@ from importstate import errors
 from importstate._time import format_time, parse_time
 from importstate.steps import ProgressStep
 
-# SPEC §1-2, restated: the steps of the ``loading`` state, in their natural order.
+# Behaviour: steps, states, restated: the steps of the ``loading`` state, in their natural order.
 LOADING_STEPS: Final = (
     ProgressStep.UPLOADING, ProgressStep.DOWNLOADING_FILE, ProgressStep.FILE_LOADED,
     ProgressStep.PREPARING_STARTED, ProgressStep.PREPARING_USERS,
@@ -32,7 +34,7 @@ IMPORTING_STEPS: Final = (
     ProgressStep.IMPORTING_CHANNELS, ProgressStep.IMPORTING_MESSAGES,
     ProgressStep.IMPORTING_CONTACTS, ProgressStep.IMPORTING_FILES, ProgressStep.FINISHING,
 )
-# SPEC §10-11, restated: the pending-download importers, by key, with their names.
+# Behaviour: files, file-api, restated: the pending-download importers, by key, with their names.
 PENDING_IMPORTERS: Final = {"pending-files": "Pending Files", "pending-avatars": "Pending Avatars"}
 _STATE_OF_STEP: Final = {
     ProgressStep.NEW: "new",
@@ -45,10 +47,10 @@ _STATE_OF_STEP: Final = {
 }
 
 
-# SPEC §8, restated: the types in the order a run imports them, and what counts each.
+# Behaviour: records, restated: the types in the order a run imports them, and what counts each.
 DATA_TYPES: Final = ("user", "channel", "message")
 COUNT_OF: Final = {"user": "users", "channel": "channels", "message": "messages"}
-#: SPEC §9: the selection entry that stands for every direct channel.
+#: Behaviour: selection: the selection entry that stands for every direct channel.
 DIRECT_MESSAGES: Final = "__directMessages__"
 _WAITING: Final = (ProgressStep.DOWNLOADING_FILE, *LOADING_STEPS[3:])
 
@@ -85,7 +87,10 @@ class ModelOperation:
 
     @property
     def state(self) -> str:
-        """SPEC §2, restated for the steps the model reaches (a run ends before it returns)."""
+        """The states, restated for the steps the model reaches (a run ends before it returns).
+
+        Behaviour: states.
+        """
         if not self.valid and self.status is not ProgressStep.DONE:
             return "error"
         return _STATE_OF_STEP[self.status]
@@ -164,7 +169,10 @@ _CHECKS: Final = {
 def rejection(
     users: Sequence[Any], known_roles: Container[str], data_type: str = "user",
 ) -> str | None:
-    """The message the checks of SPEC §4 (5-6) and §8 give for the records, or ``None``."""
+    """The message the checks of staging give for the records, or ``None``.
+
+    Behaviour: service checks 5-6, records.
+    """
     fits, message = _CHECKS[data_type]
     for record in users:
         if not (isinstance(record, dict) and fits(record)):
@@ -185,14 +193,17 @@ def _first(values: object) -> Any:  # noqa: ANN401 - a JSON value
 
 
 def _chosen(selection: dict[str, Any] | None, name: str) -> list[str] | None:
-    """SPEC §9: the import ids chosen of ``users`` or ``channels``; ``None`` for all of them."""
+    """The import ids chosen of ``users`` or ``channels``; ``None`` for all of them.
+
+    Behaviour: selection.
+    """
     if selection is None or name not in selection or selection[name].get("all", False):
         return None
     return list(selection[name].get("list", []))
 
 
 def kept(records: Sequence[ModelRecord], selection: dict[str, Any] | None) -> list[bool]:
-    """SPEC §9: which of the staged ``records`` a run with ``selection`` imports."""
+    """Which of the staged ``records`` a run with ``selection`` imports (Behaviour: selection)."""
     users, channels = _chosen(selection, "users"), _chosen(selection, "channels")
     left_out: set[str] = set()
     imported: set[str] = set()
@@ -252,7 +263,10 @@ class ReferenceModel:
     def begin_pending(
         self, op_id: str, user: str, importer_key: str, pending: int, now: dt.datetime,
     ) -> ModelOperation:
-        """SPEC §11: clear, then a pending-download operation counting ``pending``; none: done."""
+        """Clear, then a pending-download operation counting ``pending``; none: done.
+
+        Behaviour: file-api.
+        """
         self.new_operation(op_id, user, importer_key, now)
         op = self.operations[-1]
         op.type = PENDING_IMPORTERS[importer_key]
@@ -330,7 +344,7 @@ class ReferenceModel:
         """``"not found"`` or ``"transition"`` if a loading-path ``event`` must be refused.
 
         ``begin_loading`` leaves ``new``; ``advance`` moves forward within
-        ``loading`` or within ``importing`` (SPEC §2); ``stage`` and
+        ``loading`` or within ``importing`` (Behaviour: states); ``stage`` and
         ``finish_loading`` need ``loading``.
         """
         op = self.current
@@ -402,7 +416,9 @@ class ReferenceModel:
         return op
 
     def selection(self, names: dict[str, str]) -> dict[str, Any]:
-        """SPEC §9: what ``selection().to_wire()`` must return for the current operation.
+        """What ``selection().to_wire()`` must return for the current operation.
+
+        Behaviour: selection.
 
         Callers check :meth:`selection_refusal` first.
         """

@@ -59,7 +59,7 @@ __all__ = [
     "wire_documents",
 ]
 
-#: The three ways a wire document's ``ts`` is written (SPEC §3).
+#: The three ways a wire document's ``ts`` is written (Behaviour: document).
 TsForm: TypeAlias = Literal["iso", "epoch_millis", "epoch_millis_string"]
 TS_FORMS: Final[tuple[TsForm, ...]] = ("iso", "epoch_millis", "epoch_millis_string")
 
@@ -219,7 +219,7 @@ def _ts_as(form: TsForm, moment: dt.datetime, iso: str) -> str | int:
 
 
 def wire_documents(ts_form: TsForm | None = None) -> st.SearchStrategy[dict[str, Any]]:
-    """An operation's wire document, with ``ts`` in one of the three forms of SPEC §3.
+    """An operation's wire document, with ``ts`` in one of the three forms of Behaviour: document.
 
     ``ts_form`` is ``"iso"`` (``"2023-08-11T20:08:37.655Z"``),
     ``"epoch_millis"`` (``1635280600083``) or ``"epoch_millis_string"``
@@ -260,7 +260,7 @@ def _with_blanks(values: st.SearchStrategy[str]) -> st.SearchStrategy[list[str]]
 
 
 def users(roles: Collection[str] = _staging.KNOWN_ROLES) -> st.SearchStrategy[dict[str, Any]]:
-    """A valid import user (SPEC §4): ``emails`` and ``importIds``, optional fields.
+    """A valid import user (Behaviour: service): ``emails`` and ``importIds``, optional fields.
 
     Every user passes ``add_users``' checks for a service whose known roles
     include ``roles``; its ``roles`` (when present) are drawn from them.
@@ -314,7 +314,7 @@ def invalid_user_lists(
     error: type[MissingUserData | InvalidRoles] | None = None,
     roles: Collection[str] = _staging.KNOWN_ROLES,
 ) -> st.SearchStrategy[tuple[list[Any], str]]:
-    """``(users, message)``: a list ``add_users`` rejects, and the exact SPEC §4 message.
+    """``(users, message)``: a list ``add_users`` rejects, and the exact Behaviour: service message.
 
     ``error`` picks the check: :class:`~importstate.MissingUserData` (an
     entry that is not an object or lacks a non-empty ``emails``/``importIds``
@@ -361,7 +361,7 @@ def _ids(ids: st.SearchStrategy[str] | None) -> st.SearchStrategy[str]:
 def channels(
     members: st.SearchStrategy[str] | None = None,
 ) -> st.SearchStrategy[dict[str, Any]]:
-    """A valid import channel (SPEC §8): ``importIds`` and ``name``, optional fields.
+    """A valid import channel (Behaviour: records): ``importIds`` and ``name``, optional fields.
 
     ``t`` is ``c``, ``p`` or ``d`` when present; ``members`` draws the user
     import ids of ``users`` and ``u._id`` (any names by default).
@@ -394,7 +394,9 @@ def messages(
     rooms: st.SearchStrategy[str] | None = None,
     authors: st.SearchStrategy[str] | None = None,
 ) -> st.SearchStrategy[dict[str, Any]]:
-    """A valid import message (SPEC §8): ``importIds``, ``rid``, ``u``, ``msg`` and ``ts``.
+    """A valid import message: ``importIds``, ``rid``, ``u``, ``msg`` and ``ts``.
+
+    Behaviour: records.
 
     ``rooms`` draws ``rid`` (a channel's import id) and ``authors`` ``u._id``
     (any names by default); ``ts`` is ISO-8601 or epoch milliseconds, ``msg``
@@ -498,7 +500,9 @@ def _choice(ids: Sequence[str]) -> st.SearchStrategy[dict[str, Any]]:
 def selections(
     users: Sequence[str] = (), channels: Sequence[str] = (),
 ) -> st.SearchStrategy[dict[str, Any]]:
-    """A selection to start a run with (SPEC §9): ``{users?: {all?, list?}, channels?: ...}``.
+    """A selection to start a run with: ``{users?: {all?, list?}, channels?: ...}``.
+
+    Behaviour: selection.
 
     Lists are drawn from ``users`` and ``channels`` (import ids; channels
     may also list ``__directMessages__``) and a few unknown ids.
@@ -544,7 +548,7 @@ def events(
 ) -> st.SearchStrategy[list[ServiceCall]]:
     """A sequence of :class:`~importstate.testing.ServiceCall` to replay on an ``ImportService``.
 
-    The calls are the public API of SPEC §4 and §8-9 (new, add_users,
+    The calls are the public API of Behaviour: service, records, selection (new, add_users,
     add_channels and add_messages with valid, invalid and empty lists, run,
     cancel, clear, and the readers, ``selection`` among them). A call may
     be refused by the service; :meth:`ServiceCall.apply` returns the
