@@ -88,19 +88,27 @@ def clock_time(moment: dt.datetime) -> str:
     return f"{utc:%H:%M:%S}.{utc.microsecond // 1000:03d}"
 
 
-def elapsed(spent: dt.timedelta) -> str:
-    """``+120 ms``, ``+2.4 s``, ``+3 min 05 s``, ``+2 h 07 min``, ``+1 d 04 h``."""
+def span(spent: dt.timedelta) -> str:
+    """``120 ms``, ``2.4 s``, ``3 min 05 s``, ``2 h 07 min``, ``1 d 04 h``: two units at most.
+
+    The one way importstate writes a time spent (the diagram's labels, ``importstate history``).
+    """
     millis = spent // _MILLISECOND
     if millis < 1000:  # noqa: PLR2004 - one second
-        return f"+{millis} ms"
+        return f"{millis} ms"
     seconds, _ = divmod(millis, 1000)
     if seconds < 60:  # noqa: PLR2004 - one minute
-        return f"+{millis // 100 / 10:.1f} s"
+        return f"{millis // 100 / 10:.1f} s"
     minutes, seconds = divmod(seconds, 60)
     if minutes < 60:  # noqa: PLR2004 - one hour
-        return f"+{minutes} min {seconds:02d} s"
+        return f"{minutes} min {seconds:02d} s"
     hours, minutes = divmod(minutes, 60)
     if hours < 24:  # noqa: PLR2004 - one day
-        return f"+{hours} h {minutes:02d} min"
+        return f"{hours} h {minutes:02d} min"
     days, hours = divmod(hours, 24)
-    return f"+{days} d {hours:02d} h"
+    return f"{days} d {hours:02d} h"
+
+
+def elapsed(spent: dt.timedelta) -> str:
+    """``+2.4 s``: :func:`span` as a diagram's label writes it."""
+    return f"+{span(spent)}"

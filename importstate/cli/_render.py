@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
@@ -11,6 +10,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from importstate._operation_path import span
 from importstate._time import format_time
 from importstate.cli._context import Context
 from importstate.cli._watch import Outcome, Stop
@@ -121,25 +121,10 @@ def history_table(entries: Sequence[HistoryEntry]) -> Table:
             Text(entry.before.removeprefix("importer_") if entry.before is not None else "—"),
             Text(entry.after.removeprefix("importer_"), style=style),
             Text(entry.event), Text(entry.actor),
-            duration(entry.at - previous.at) if previous is not None else "—",
+            span(entry.at - previous.at) if previous is not None else "—",
         )
         previous = entry
     return table
-
-
-def duration(span: dt.timedelta) -> str:
-    """``0.004 s``, ``12.5 s``, ``3 min 20 s``, ``2 h 5 min``, ``3 d 4 h``: two units at most."""
-    seconds = span.total_seconds()
-    if seconds < 60:  # noqa: PLR2004 - a minute
-        return f"{seconds:.3f} s" if seconds < 10 else f"{seconds:.1f} s"  # noqa: PLR2004
-    minutes, second = divmod(int(seconds), 60)
-    hours, minute = divmod(minutes, 60)
-    days, hour = divmod(hours, 24)
-    if days:
-        return f"{days} d {hour} h"
-    if hours:
-        return f"{hours} h {minute} min"
-    return f"{minutes} min {second} s"
 
 
 def failures_table(records: Iterable[dict[str, Any]]) -> Table:
