@@ -12,9 +12,9 @@ Graphviz's ``dot`` is installed, ``diagrams/operation-example.svg``
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import shutil
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -94,4 +94,7 @@ def main(folder: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "diagrams"))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", nargs="?", type=Path, default=Path("diagrams"),
+                        help="where the drawings go (default: diagrams)")
+    main(parser.parse_args().folder)
