@@ -6,9 +6,10 @@ import sys
 
 import pytest
 from example_modules import FOLDER, load
+from loader_plugins import installed_plugin
 
 from importstate import ImportService, SQLiteStore, State, UsersTableImporter
-from importstate.loaders import ENTRY_POINT_GROUP, Loader, available
+from importstate.loaders import Loader, available
 
 custom_loader = load("custom_loader")
 MattermostLoader = custom_loader.MattermostLoader
@@ -120,14 +121,8 @@ def test_a_line_over_the_limit_is_refused_before_it_is_parsed(setup):
 
 
 def test_the_loader_registers_through_an_entry_point(tmp_path, monkeypatch):
-    info = tmp_path / "acme_import-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-import\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(
-        f"[{ENTRY_POINT_GROUP}]\nmattermost = custom_loader:MattermostLoader\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    available.cache_clear()
-    try:
+    with installed_plugin(tmp_path, monkeypatch, distribution="acme-import", key="mattermost",
+                          target="custom_loader:MattermostLoader"):
         assert available()["mattermost"].name == "Mattermost"
         target = UsersTableImporter(tmp_path / "s.db")
         service = ImportService(SQLiteStore(tmp_path / "s.db"), {"mattermost": target})
@@ -137,8 +132,6 @@ def test_the_loader_registers_through_an_entry_point(tmp_path, monkeypatch):
         assert service.run().count.completed == 6
         target.close()
         service.store.close()
-    finally:
-        available.cache_clear()
 
 
 def test_the_script_loads_and_imports_its_sample():

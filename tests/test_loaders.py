@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from loader_plugins import installed_plugin
 
 from importstate import ImportService, MemoryStore, SQLiteStore, UsersTableImporter
 from importstate.errors import FileFormatError, ImporterNotDefined, SelectionNotReady
-from importstate.loaders import BUILTIN_LOADERS, ENTRY_POINT_GROUP, Loader, available, samples
+from importstate.loaders import BUILTIN_LOADERS, Loader, available, samples
 from importstate.records import DataType
 from importstate.steps import ProgressStep, State
 from importstate.testing import strategies as ist
@@ -508,14 +509,8 @@ PLUGIN = _readme_plugin()
 
 def test_a_loader_of_another_package_registers_through_an_entry_point(tmp_path, monkeypatch):
     (tmp_path / "acme_teams.py").write_text(PLUGIN)
-    info = tmp_path / "acme_teams-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-teams\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(
-        f"[{ENTRY_POINT_GROUP}]\nteams = acme_teams:TeamsLoader\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    available.cache_clear()
-    try:
+    with installed_plugin(tmp_path, monkeypatch, distribution="acme-teams", key="teams",
+                          target="acme_teams:TeamsLoader"):
         assert available()["teams"].name == "Teams"
         service = ImportService(MemoryStore(), {"teams": lambda _: None})
         path = tmp_path / "people.txt"
@@ -525,9 +520,7 @@ def test_a_loader_of_another_package_registers_through_an_entry_point(tmp_path, 
             State.READY, "Teams", 2)
         assert service.selection().name == "Teams"
         assert service.progress()["name"] == "Teams"
-    finally:
-        available.cache_clear()
-        sys.modules.pop("acme_teams", None)
+    assert "acme_teams" not in sys.modules
 
 
 def test_a_loader_given_to_the_service_is_used_without_an_entry_point():
